@@ -1,0 +1,170 @@
+"""The shape of a mesh workload in the Consul catalog.
+
+`meshctl register` writes it and Registrator produces it from container env
+(`SERVICE_NAME`, `SERVICE_TAGS`, `SERVICE_<KEY>=value` attributes, which
+Registrator lower-cases into service meta). Pilot reads it back with
+`instance_from_health_entry`, so both sources feed Pilot alike.
+
+Meta keys with a meaning of their own:
+
+- ``namespace``        the workload's namespace (default ``default``)
+- ``service_account``  the workload's service account (default ``default``)
+- ``service_port``     the logical port clients address (default 80); the
+                       registered port is the sidecar's inbound port
+- ``protocol``         ``http`` (default) or ``tcp``
+
+Every other meta key, and every ``key=value`` tag, is a workload label
+(``version=v1`` and the like), which DestinationRule subsets select on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "DEFAULT_SERVICE_ACCOUNT",
+    "DEFAULT_SERVICE_PORT",
+    "RESERVED_META",
+    "CatalogError",
+    "Instance",
+    "instance_from_health_entry",
+    "registration_payload",
+]
+
+DEFAULT_NAMESPACE = "default"
+DEFAULT_SERVICE_ACCOUNT = "default"
+DEFAULT_SERVICE_PORT = 80
+RESERVED_META = frozenset({"namespace", "service_account", "service_port", "protocol"})
+
+# Consul's own rule for meta keys; label keys must fit it to travel as meta.
+_META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# A DNS-1123 label: what service names and namespaces must be.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class CatalogError(ValueError):
+    """A registration that would not be a valid mesh workload."""
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One healthy instance of a mesh service, as Pilot sees it."""
+
+    id: str
+    service: str
+    namespace: str
+    address: str
+    port: int
+    service_port: int = DEFAULT_SERVICE_PORT
+    service_account: str = DEFAULT_SERVICE_ACCOUNT
+    protocol: str = "http"
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def sort_key(self) -> tuple[str, int, str]:
+        return (self.address, self.port, self.id)
+
+
+def _labels_from(tags: Sequence[str], meta: Mapping[str, str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for tag in tags:
+        key, sep, value = tag.partition("=")
+        if sep and key:
+            labels[key] = value
+    for key, value in meta.items():
+        if key not in RESERVED_META:
+            labels[key] = value
+    return labels
+
+
+def _int_or(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value else default
+    except ValueError:
+        return default
+
+
+def instance_from_health_entry(entry: Mapping[str, Any]) -> Instance | None:
+    """Turn one element of ``/v1/health/service/<name>`` into an Instance.
+
+    Returns None for an entry that cannot carry traffic (no address or port),
+    so one odd registration never breaks the rest of the catalog.
+    """
+    svc = entry.get("Service") or {}
+    node = entry.get("Node") or {}
+    address = svc.get("Address") or node.get("Address") or ""
+    port = svc.get("Port") or 0
+    name = svc.get("Service") or ""
+    if not address or not port or not name:
+        return None
+    meta: Mapping[str, str] = svc.get("Meta") or {}
+    tags: Sequence[str] = svc.get("Tags") or []
+    protocol = (meta.get("protocol") or "http").lower()
+    return Instance(
+        id=svc.get("ID") or f"{name}-{address}-{port}",
+        service=name,
+        namespace=meta.get("namespace") or DEFAULT_NAMESPACE,
+        address=address,
+        port=int(port),
+        service_port=_int_or(meta.get("service_port"), DEFAULT_SERVICE_PORT),
+        service_account=meta.get("service_account") or DEFAULT_SERVICE_ACCOUNT,
+        protocol=protocol if protocol in ("http", "tcp") else "http",
+        labels=_labels_from(tags, meta),
+    )
+
+
+def registration_payload(
+    *,
+    service: str,
+    instance_id: str,
+    address: str,
+    port: int,
+    namespace: str = DEFAULT_NAMESPACE,
+    service_account: str = DEFAULT_SERVICE_ACCOUNT,
+    service_port: int = DEFAULT_SERVICE_PORT,
+    labels: Mapping[str, str] | None = None,
+    check_http: str | None = None,
+    check_interval: str = "1s",
+) -> dict[str, Any]:
+    """The body of ``PUT /v1/agent/service/register`` for one mesh workload."""
+    if not _DNS_LABEL.match(service):
+        raise CatalogError(f"service {service!r}: must be a DNS label (a-z, 0-9, '-')")
+    if not _DNS_LABEL.match(namespace):
+        raise CatalogError(f"namespace {namespace!r}: must be a DNS label (a-z, 0-9, '-')")
+    if not instance_id:
+        raise CatalogError("id: must not be empty")
+    for name, value in (("port", port), ("service port", service_port)):
+        if not 1 <= value <= 65535:
+            raise CatalogError(f"{name} {value}: must be within 1..65535")
+    labels = dict(labels or {})
+    for key in labels:
+        if not _META_KEY.match(key) or key in RESERVED_META:
+            raise CatalogError(
+                f"label {key!r}: must match [A-Za-z0-9_-]+ and not be one of "
+                f"{', '.join(sorted(RESERVED_META))}"
+            )
+    meta = {
+        "namespace": namespace,
+        "service_account": service_account,
+        "service_port": str(service_port),
+        **labels,
+    }
+    body: dict[str, Any] = {
+        "ID": instance_id,
+        "Name": service,
+        "Address": address,
+        "Port": port,
+        "Tags": [f"{k}={v}" for k, v in sorted(labels.items())],
+        "Meta": meta,
+    }
+    if check_http:
+        body["Check"] = {
+            "HTTP": check_http,
+            "Interval": check_interval,
+            "Timeout": "1s",
+            "DeregisterCriticalServiceAfter": "10m",
+        }
+    return body

@@ -1,0 +1,1 @@
+"""meshctl: the operator's command line (bootstraps, registration, and later config)."""

@@ -1,0 +1,147 @@
+"""Envoy bootstrap for a sidecar: who it is, where Pilot is, and nothing else.
+
+Everything else (listeners, clusters, routes, endpoints) comes from Pilot
+over ADS. Built as a typed Bootstrap message and printed as YAML.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from envoy.config.bootstrap.v3 import bootstrap_pb2
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import (
+    address_pb2,
+    backoff_pb2,
+    base_pb2,
+    config_source_pb2,
+    grpc_service_pb2,
+    protocol_pb2,
+)
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+from google.protobuf import any_pb2, duration_pb2, json_format, struct_pb2
+
+__all__ = ["SidecarBootstrap", "render_yaml"]
+
+XDS_CLUSTER = "xds-grpc"
+
+
+def _address(host: str, port: int) -> address_pb2.Address:
+    return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=host, port_value=port))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarBootstrap:
+    pilot_host: str
+    pilot_port: int
+    service: str
+    namespace: str
+    node_id: str
+    admin_port: int
+    outbound_port: int
+    inbound_port: int | None = None
+    app_port: int | None = None
+    service_account: str = "default"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    instance_ip: str = "127.0.0.1"
+
+    def metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "NAMESPACE": self.namespace,
+            "SERVICE_ACCOUNT": self.service_account,
+            "LABELS": dict(self.labels),
+            "INSTANCE_IP": self.instance_ip,
+            "OUTBOUND_PORT": str(self.outbound_port),
+        }
+        if self.inbound_port is not None:
+            meta["INBOUND_PORT"] = str(self.inbound_port)
+        if self.app_port is not None:
+            meta["APP_PORT"] = str(self.app_port)
+        return meta
+
+    def build(self) -> bootstrap_pb2.Bootstrap:
+        metadata = struct_pb2.Struct()
+        metadata.update(self.metadata())
+        http2 = http_protocol_options_pb2.HttpProtocolOptions(
+            explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+                http2_protocol_options=protocol_pb2.Http2ProtocolOptions()
+            )
+        )
+        http2_any = any_pb2.Any()
+        http2_any.Pack(http2)
+        xds_cluster = cluster_pb2.Cluster(
+            name=XDS_CLUSTER,
+            type=cluster_pb2.Cluster.STATIC if _is_ip(self.pilot_host) else cluster_pb2.Cluster.STRICT_DNS,
+            connect_timeout=duration_pb2.Duration(seconds=1),
+            typed_extension_protocol_options={
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": http2_any
+            },
+            load_assignment=endpoint_pb2.ClusterLoadAssignment(
+                cluster_name=XDS_CLUSTER,
+                endpoints=[
+                    endpoint_components_pb2.LocalityLbEndpoints(
+                        lb_endpoints=[
+                            endpoint_components_pb2.LbEndpoint(
+                                endpoint=endpoint_components_pb2.Endpoint(
+                                    address=_address(self.pilot_host, self.pilot_port)
+                                )
+                            )
+                        ]
+                    )
+                ],
+            ),
+        )
+        ads = config_source_pb2.ConfigSource(
+            ads=config_source_pb2.AggregatedConfigSource(),
+            resource_api_version=config_source_pb2.V3,
+        )
+        # Reconnect to a restarted Pilot within a second or two, not Envoy's 30 s ceiling.
+        retry = base_pb2.RetryPolicy(
+            retry_back_off=backoff_pb2.BackoffStrategy(
+                base_interval=duration_pb2.Duration(nanos=250_000_000),
+                max_interval=duration_pb2.Duration(seconds=2),
+            )
+        )
+        return bootstrap_pb2.Bootstrap(
+            node=base_pb2.Node(id=self.node_id, cluster=self.service, metadata=metadata),
+            admin=bootstrap_pb2.Admin(address=_address("127.0.0.1", self.admin_port)),
+            static_resources=bootstrap_pb2.Bootstrap.StaticResources(clusters=[xds_cluster]),
+            dynamic_resources=bootstrap_pb2.Bootstrap.DynamicResources(
+                ads_config=config_source_pb2.ApiConfigSource(
+                    api_type=config_source_pb2.ApiConfigSource.GRPC,
+                    transport_api_version=config_source_pb2.V3,
+                    set_node_on_first_message_only=True,
+                    grpc_services=[
+                        grpc_service_pb2.GrpcService(
+                            envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(
+                                cluster_name=XDS_CLUSTER, retry_policy=retry
+                            )
+                        )
+                    ],
+                ),
+                cds_config=ads,
+                lds_config=ads,
+            ),
+        )
+
+
+def render_yaml(bootstrap: bootstrap_pb2.Bootstrap) -> str:
+    import json
+
+    import yaml
+
+    # Through JSON: MessageToDict gives OrderedDicts for Any, which YAML can't represent.
+    as_dict = json.loads(json_format.MessageToJson(bootstrap, preserving_proto_field_name=True))
+    return yaml.safe_dump(as_dict, sort_keys=False)

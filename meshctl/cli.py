@@ -1,0 +1,187 @@
+"""meshctl: generate Envoy bootstraps, register workloads, run a local mesh.
+
+Errors are one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import consul
+import requests
+
+from api.catalog import CatalogError, registration_payload
+
+__all__ = ["main"]
+
+
+class CliError(Exception):
+    """A failure to report as one line; exit status 1."""
+
+
+def _addr(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port (1..65535)")
+    return int(value)
+
+
+def _label(value: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{value!r} is not KEY=VALUE")
+    return key, val
+
+
+
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    try:
+        body = registration_payload(
+            service=args.service,
+            instance_id=args.id,
+            address=args.address,
+            port=args.port,
+            namespace=args.namespace,
+            service_account=args.service_account,
+            service_port=args.service_port,
+            labels=dict(args.label),
+            check_http=args.check_http,
+            check_interval=args.check_interval,
+        )
+    except CatalogError as err:
+        raise CliError(str(err)) from err
+    client = consul.Consul(host=args.consul_addr[0], port=args.consul_addr[1])
+    try:
+        client.agent.service.register(
+            body["Name"],
+            service_id=body["ID"],
+            address=body["Address"],
+            port=body["Port"],
+            tags=body["Tags"],
+            meta=body["Meta"],
+            check=body.get("Check"),
+        )
+    except (consul.ConsulException, requests.RequestException) as err:
+        raise CliError(f"consul at {args.consul_addr[0]}:{args.consul_addr[1]}: {err}") from err
+    print(f"registered {body['ID']} ({body['Name']}.{args.namespace} at {args.address}:{args.port})")
+    return 0
+
+
+def cmd_deregister(args: argparse.Namespace) -> int:
+    client = consul.Consul(host=args.consul_addr[0], port=args.consul_addr[1])
+    try:
+        client.agent.service.deregister(args.id)
+    except (consul.ConsulException, requests.RequestException) as err:
+        raise CliError(f"consul at {args.consul_addr[0]}:{args.consul_addr[1]}: {err}") from err
+    print(f"deregistered {args.id}")
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from meshctl.bootstrap import SidecarBootstrap, render_yaml
+
+    if (args.inbound_port is None) != (args.app_port is None):
+        raise CliError("--inbound-port and --app-port go together")
+    ports = [p for p in (args.admin_port, args.outbound_port, args.inbound_port) if p is not None]
+    if len(set(ports)) != len(ports):
+        raise CliError("--admin-port, --outbound-port and --inbound-port must differ")
+    spec = SidecarBootstrap(
+        pilot_host=args.pilot_addr[0],
+        pilot_port=args.pilot_addr[1],
+        service=args.service,
+        namespace=args.namespace,
+        node_id=args.id,
+        admin_port=args.admin_port,
+        outbound_port=args.outbound_port,
+        inbound_port=args.inbound_port,
+        app_port=args.app_port,
+        service_account=args.service_account,
+        labels=dict(args.label),
+        instance_ip=args.address,
+    )
+    text = render_yaml(spec.build())
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from meshctl.up import run_up
+
+    return run_up(state_dir=args.state_dir, demo=not args.no_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meshctl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def workload(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--service", required=True, help="service name (a DNS label)")
+        p.add_argument("--namespace", "-n", default="default")
+        p.add_argument("--id", required=True, help="unique instance / node id")
+        p.add_argument("--service-account", default="default")
+        p.add_argument("--label", action="append", type=_label, default=[], metavar="K=V")
+
+    reg = sub.add_parser("register", help="register a workload instance in the Consul catalog")
+    reg.add_argument("--consul-addr", type=_addr, default=("127.0.0.1", 8500), metavar="HOST:PORT")
+    workload(reg)
+    reg.add_argument("--address", required=True, help="where the sidecar's inbound port listens")
+    reg.add_argument("--port", type=_port, required=True, help="the sidecar's inbound port")
+    reg.add_argument("--service-port", type=_port, default=80, help="logical port clients use")
+    reg.add_argument("--check-http", default=None, metavar="URL", help="HTTP health check URL")
+    reg.add_argument("--check-interval", default="1s")
+    reg.set_defaults(func=cmd_register)
+
+    dereg = sub.add_parser("deregister", help="remove a workload instance from the catalog")
+    dereg.add_argument("--consul-addr", type=_addr, default=("127.0.0.1", 8500), metavar="HOST:PORT")
+    dereg.add_argument("--id", required=True)
+    dereg.set_defaults(func=cmd_deregister)
+
+    boot = sub.add_parser("bootstrap", help="print an Envoy bootstrap (YAML) for a sidecar")
+    boot.add_argument("--pilot-addr", type=_addr, required=True, metavar="HOST:PORT")
+    workload(boot)
+    boot.add_argument("--admin-port", type=_port, required=True)
+    boot.add_argument("--outbound-port", type=_port, required=True)
+    boot.add_argument("--inbound-port", type=_port, default=None)
+    boot.add_argument("--app-port", type=_port, default=None)
+    boot.add_argument("--address", default="127.0.0.1", help="the workload's IP")
+    boot.add_argument("-o", "--output", default=None, help="write to a file instead of stdout")
+    boot.set_defaults(func=cmd_bootstrap)
+
+    up = sub.add_parser("up", help="run a local mesh (Consul, Pilot) with a demo, until Ctrl-C")
+    up.add_argument("--state-dir", default=".mesh", help="logs and state go here")
+    up.add_argument("--no-demo", action="store_true", help="only the control plane")
+    up.set_defaults(func=cmd_up)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as err:
+        print(f"meshctl {args.command}: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"meshctl {args.command}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

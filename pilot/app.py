@@ -1,0 +1,121 @@
+"""Pilot wired together: registry -> debouncer -> snapshot -> ADS server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable
+
+import grpc
+
+from pilot.clock import Clock, MonotonicClock
+from pilot.debounce import Batch, Debouncer
+from pilot.http import DebugServer
+from pilot.metrics import Metrics
+from pilot.model import MeshSnapshot
+from pilot.registry import OnChange, Registry
+from pilot.registry.consul import ConsulRegistry
+from pilot.settings import PilotSettings, split_addr
+from pilot.xds.cds import ClusterGenerator
+from pilot.xds.context import PushContext, diff
+from pilot.xds.eds import EndpointGenerator
+from pilot.xds.lds import ListenerGenerator
+from pilot.xds.rds import RouteGenerator
+from pilot.xds.server import AdsServer
+
+__all__ = ["GRPC_SERVER_OPTIONS", "Pilot"]
+
+log = logging.getLogger(__name__)
+
+GRPC_SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    # A reconnect storm of thousands of proxies must not get calls cancelled.
+    ("grpc.server.max_pending_requests", 100_000),
+    ("grpc.server.max_pending_requests_hard_limit", 200_000),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+]
+
+
+class Pilot:
+    def __init__(
+        self,
+        settings: PilotSettings,
+        *,
+        clock: Clock | None = None,
+        registry_factory: Callable[[OnChange, Metrics], Registry] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.clock = clock or MonotonicClock()
+        self.debouncer = Debouncer(settings.debounce_quiet, settings.debounce_max, self.clock)
+        self.ads = AdsServer(
+            [ClusterGenerator(), EndpointGenerator(), ListenerGenerator(), RouteGenerator()],
+            self.metrics,
+            clock=self.clock.now,
+        )
+        if registry_factory is None:
+            host, port = split_addr(settings.consul_addr)
+
+            def registry_factory(on_change: OnChange, metrics: Metrics) -> Registry:
+                return ConsulRegistry(host, port, on_change, metrics, wait=settings.consul_wait)
+
+        self.registry = registry_factory(self.debouncer.add, self.metrics)
+        self._snapshot: MeshSnapshot | None = None
+        self._versions = itertools.count(1)
+        self.ready = asyncio.Event()  # the first snapshot is published
+        self.grpc_port = 0
+        self.http_port = 0
+
+    @property
+    def snapshot(self) -> MeshSnapshot | None:
+        return self._snapshot
+
+    async def push(self, batch: Batch) -> None:
+        """Build a snapshot from the registry and publish what changed."""
+        began = time.perf_counter()
+        snapshot = MeshSnapshot.build(next(self._versions), self.registry.instances())
+        change = diff(self._snapshot, snapshot, started=batch.first)
+        if change is None:
+            return
+        ctx = PushContext.build(snapshot, self.ads.context)
+        problems = ctx.consistent({c.proxy.namespace for c in self.ads.connections.values()})
+        if problems:
+            self.metrics.inconsistent.inc()
+            log.error("refusing snapshot %d, config kept as it was: %s", snapshot.version, "; ".join(problems))
+            return
+        self._snapshot = snapshot
+        self.ads.publish(ctx, change)
+        self.metrics.snapshots.inc()
+        self.metrics.services.set(len(snapshot.services))
+        self.metrics.endpoints.set(sum(len(s.instances) for s in snapshot.services.values()))
+        self.metrics.push_seconds.observe(time.perf_counter() - began)
+        self.ready.set()
+        log.info("snapshot %d: %d services, %s push to %d proxies (%s)", snapshot.version,
+                 len(snapshot.services), "full" if change.full else "endpoint",
+                 len(self.ads.connections), ", ".join(sorted(batch.reasons)))
+
+    async def run(self, started: asyncio.Event | None = None) -> None:
+        """Serve until cancelled; `started` is set once both ports listen."""
+        server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
+        server.add_generic_rpc_handlers((self.ads.rpc_handlers(),))
+        grpc_host, grpc_port = split_addr(self.settings.grpc_addr)
+        self.grpc_port = server.add_insecure_port(f"{grpc_host}:{grpc_port}")
+        if self.grpc_port == 0:
+            raise OSError(f"cannot listen for xDS on {self.settings.grpc_addr}")
+        debug = DebugServer(self)
+        await server.start()
+        try:
+            self.http_port = await debug.start(*split_addr(self.settings.http_addr))
+            log.info("pilot serving xDS on %s:%d, HTTP on %d", grpc_host, self.grpc_port, self.http_port)
+            if started is not None:
+                started.set()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.registry.run())
+                tg.create_task(self.debouncer.run(self.push))
+        finally:
+            await debug.stop()
+            await server.stop(grace=1.0)

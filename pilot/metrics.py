@@ -1,0 +1,46 @@
+"""Pilot's Prometheus metrics, on a registry of its own (several Pilots per test process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connected = Gauge("pilot_xds_connected_proxies", "Proxies with an open ADS stream", registry=r)
+        self.pushes = Counter("pilot_xds_pushes", "xDS responses sent", ["type"], registry=r)
+        self.push_bytes = Counter("pilot_xds_push_bytes", "Bytes of xDS responses sent", ["type"], registry=r)
+        self.nacks = Counter("pilot_xds_nacks", "Responses Envoy rejected (NACK)", ["type"], registry=r)
+        self.rejected_requests = Counter(
+            "pilot_xds_rejected_requests", "Malformed or invalid xDS requests refused", registry=r
+        )
+        self.push_seconds = Histogram(
+            "pilot_push_duration_seconds",
+            "Time to build a snapshot and queue it to every connection",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.convergence = Histogram(
+            "pilot_proxy_convergence_seconds",
+            "From the first event of a push until a proxy ACKed it",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.snapshots = Counter("pilot_snapshots", "Mesh snapshots published", registry=r)
+        self.inconsistent = Counter(
+            "pilot_snapshot_inconsistent", "Snapshots refused by the consistency check", registry=r
+        )
+        self.registry_events = Counter(
+            "pilot_registry_events", "Catalog changes seen by the watches", registry=r
+        )
+        self.registry_errors = Counter(
+            "pilot_registry_errors", "Failed Consul queries (retried with backoff)", registry=r
+        )
+        self.services = Gauge("pilot_services", "Mesh services in the current snapshot", registry=r)
+        self.endpoints = Gauge("pilot_endpoints", "Healthy endpoints in the current snapshot", registry=r)

@@ -1,0 +1,139 @@
+"""Pilot's data model: services, proxies and the frozen snapshot of the mesh.
+
+A `MeshSnapshot` is built once per push from the registry and shared by every
+proxy's generators; nothing in it changes after it is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from api.catalog import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, Instance
+
+__all__ = ["DOMAIN_SUFFIX", "MeshSnapshot", "Proxy", "Service", "ServiceKey"]
+
+DOMAIN_SUFFIX = "svc.cluster.local"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ServiceKey:
+    name: str
+    namespace: str
+
+    @property
+    def hostname(self) -> str:
+        """The Istio-style FQDN, as VirtualService and DestinationRule name it."""
+        return f"{self.name}.{self.namespace}.{DOMAIN_SUFFIX}"
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    key: ServiceKey
+    port: int
+    protocol: str
+    instances: tuple[Instance, ...]
+
+    @property
+    def hostname(self) -> str:
+        return self.key.hostname
+
+
+@dataclass(frozen=True, slots=True)
+class MeshSnapshot:
+    """Everything generators may read, indexed for them, immutable."""
+
+    version: int
+    services: Mapping[ServiceKey, Service] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+    @classmethod
+    def build(cls, version: int, instances_by_service: Mapping[str, tuple[Instance, ...]]) -> MeshSnapshot:
+        """Group catalog instances into services keyed by (name, namespace).
+
+        One Consul service name may hold instances of several namespaces;
+        each (name, namespace) pair is its own mesh service. The service port
+        is the one most instances agree on (ties: the lowest).
+        """
+        grouped: dict[ServiceKey, list[Instance]] = {}
+        for instances in instances_by_service.values():
+            for inst in instances:
+                grouped.setdefault(ServiceKey(inst.service, inst.namespace), []).append(inst)
+        services: dict[ServiceKey, Service] = {}
+        for key in sorted(grouped):
+            insts = sorted(grouped[key], key=Instance.sort_key)
+            ports: dict[int, int] = {}
+            for inst in insts:
+                ports[inst.service_port] = ports.get(inst.service_port, 0) + 1
+            port = min(ports, key=lambda p: (-ports[p], p))
+            protocol = "tcp" if all(i.protocol == "tcp" for i in insts) else "http"
+            services[key] = Service(key, port, protocol, tuple(insts))
+        return cls(version=version, services=MappingProxyType(services))
+
+
+def _str_field(meta: Mapping[str, Any], key: str, default: str) -> str:
+    value = meta.get(key)
+    return value if isinstance(value, str) and value else default
+
+
+def _port_field(meta: Mapping[str, Any], key: str) -> int | None:
+    value = meta.get(key)
+    try:
+        port = int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+    return port if port is not None and 0 < port < 65536 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """A connected Envoy, described by its node (a claim, not an identity).
+
+    Metadata keys follow Istio's where they exist (NAMESPACE, SERVICE_ACCOUNT,
+    LABELS); the ports say where this sidecar listens and where its app is.
+    """
+
+    id: str
+    service: str
+    namespace: str = DEFAULT_NAMESPACE
+    service_account: str = DEFAULT_SERVICE_ACCOUNT
+    labels: Mapping[str, str] = field(default_factory=dict)
+    outbound_port: int | None = None
+    inbound_port: int | None = None
+    app_port: int | None = None
+    instance_ip: str = "127.0.0.1"
+    kind: str = "sidecar"
+
+    @classmethod
+    def from_node(cls, node_id: str, cluster: str, metadata: Mapping[str, Any]) -> Proxy:
+        labels_raw = metadata.get("LABELS")
+        labels = (
+            {str(k): str(v) for k, v in labels_raw.items()} if isinstance(labels_raw, Mapping) else {}
+        )
+        return cls(
+            id=node_id,
+            service=cluster,
+            namespace=_str_field(metadata, "NAMESPACE", DEFAULT_NAMESPACE),
+            service_account=_str_field(metadata, "SERVICE_ACCOUNT", DEFAULT_SERVICE_ACCOUNT),
+            labels=labels,
+            outbound_port=_port_field(metadata, "OUTBOUND_PORT"),
+            inbound_port=_port_field(metadata, "INBOUND_PORT"),
+            app_port=_port_field(metadata, "APP_PORT"),
+            instance_ip=_str_field(metadata, "INSTANCE_IP", "127.0.0.1"),
+            kind=_str_field(metadata, "PROXY_KIND", "sidecar"),
+        )
+
+    @property
+    def shape(self) -> tuple[object, ...]:
+        """What per-proxy config depends on; proxies of one shape share bytes."""
+        return (
+            self.kind,
+            self.namespace,
+            self.outbound_port,
+            self.inbound_port,
+            self.app_port,
+            self.instance_ip,
+        )

@@ -1,0 +1,44 @@
+"""Endpoint builders (EDS)."""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from google.protobuf import struct_pb2
+
+from pilot.model import Service
+from pilot.networking import names
+
+__all__ = ["load_assignment"]
+
+
+def _lb_endpoint(address: str, port: int, labels: dict[str, str]) -> endpoint_components_pb2.LbEndpoint:
+    metadata = base_pb2.Metadata()
+    if labels:
+        fields = struct_pb2.Struct()
+        fields.update(labels)
+        metadata.filter_metadata["istio"].CopyFrom(fields)
+    return endpoint_components_pb2.LbEndpoint(
+        endpoint=endpoint_components_pb2.Endpoint(
+            address=address_pb2.Address(
+                socket_address=address_pb2.SocketAddress(address=address, port_value=port)
+            )
+        ),
+        health_status=health_check_pb2.HEALTHY,
+        metadata=metadata,
+    )
+
+
+def load_assignment(service: Service) -> endpoint_pb2.ClusterLoadAssignment:
+    """The healthy instances of a service (the registry holds passing ones only)."""
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=names.outbound_cluster(service.key, service.port),
+        endpoints=[
+            endpoint_components_pb2.LocalityLbEndpoints(
+                lb_endpoints=[
+                    _lb_endpoint(inst.address, inst.port, dict(inst.labels))
+                    for inst in service.instances
+                ]
+            )
+        ],
+    )

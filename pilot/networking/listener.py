@@ -1,0 +1,86 @@
+"""Listener builders (LDS): the sidecar's outbound and inbound HTTP listeners."""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import address_pb2, config_source_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from google.protobuf import any_pb2
+
+from pilot.networking import names
+
+__all__ = ["inbound_listener", "outbound_listener"]
+
+_HCM = "envoy.filters.network.http_connection_manager"
+
+
+def _any(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def _router() -> hcm_pb2.HttpFilter:
+    return hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_any(router_pb2.Router()))
+
+
+def _listener(name: str, address: str, port: int, hcm: hcm_pb2.HttpConnectionManager) -> listener_pb2.Listener:
+    return listener_pb2.Listener(
+        name=name,
+        address=address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(address=address, port_value=port)
+        ),
+        filter_chains=[
+            listener_components_pb2.FilterChain(
+                filters=[listener_components_pb2.Filter(name=_HCM, typed_config=_any(hcm))]
+            )
+        ],
+    )
+
+
+def outbound_listener(address: str, port: int, namespace: str) -> listener_pb2.Listener:
+    """Where the app sends outbound HTTP (by Host, or as its ``http_proxy``)."""
+    name = names.outbound_listener(address, port)
+    hcm = hcm_pb2.HttpConnectionManager(
+        stat_prefix=name,
+        rds=hcm_pb2.Rds(
+            route_config_name=names.outbound_route(namespace),
+            config_source=config_source_pb2.ConfigSource(
+                ads=config_source_pb2.AggregatedConfigSource(),
+                resource_api_version=config_source_pb2.V3,
+            ),
+        ),
+        http_filters=[_router()],
+    )
+    return _listener(name, address, port, hcm)
+
+
+def inbound_listener(address: str, port: int) -> listener_pb2.Listener:
+    """Where mesh traffic for this workload arrives; forwarded to the app."""
+    name = names.inbound_listener(address, port)
+    route_config = route_pb2.RouteConfiguration(
+        name=f"inbound|{port}",
+        virtual_hosts=[
+            route_components_pb2.VirtualHost(
+                name=f"inbound|http|{port}",
+                domains=["*"],
+                routes=[
+                    route_components_pb2.Route(
+                        name="default",
+                        match=route_components_pb2.RouteMatch(prefix="/"),
+                        route=route_components_pb2.RouteAction(
+                            cluster=names.inbound_cluster(port)
+                        ),
+                    )
+                ],
+            )
+        ],
+    )
+    hcm = hcm_pb2.HttpConnectionManager(
+        stat_prefix=name, route_config=route_config, http_filters=[_router()]
+    )
+    return _listener(name, address, port, hcm)

