@@ -61,7 +61,8 @@ class Connection:
 
     def status(self) -> dict[str, Any]:
         return {
-            "id": self.id,
+            "proxy": self.proxy.id,
+            "connection": self.id,
             "peer": self.peer,
             "service": self.proxy.service,
             "namespace": self.proxy.namespace,

@@ -1,0 +1,222 @@
+"""A real mesh for end-to-end tests: Consul agent, Pilot, Envoy sidecars, demo apps.
+
+Everything is a real process on free loopback ports, started through the same
+`meshctl.procs.Supervisor` that `meshctl up` uses, and registered with the
+real `meshctl register`. `stop()` ends every process, whatever happened.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import consul
+
+from meshctl.procs import ConsulPorts, Supervisor, bin_path, free_port
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], timeout: float = 15.0, interval: float = 0.1, what: str = "") -> T:
+    """Poll until check() returns something truthy; fail with the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = check()
+            if last:
+                return last
+        except (OSError, ValueError, KeyError, AssertionError) as err:
+            last = err
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout}s: {what or check} (last: {last!r})")
+        time.sleep(interval)
+
+
+@dataclass
+class Workload:
+    service: str
+    instance: str
+    namespace: str
+    labels: dict[str, str]
+    app_port: int = field(default_factory=free_port)
+    inbound_port: int = field(default_factory=free_port)
+    outbound_port: int = field(default_factory=free_port)
+    admin_port: int = field(default_factory=free_port)
+
+    def admin(self, path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as resp:
+            return resp.read().decode()
+
+
+@dataclass
+class Reply:
+    status: int
+    body: dict[str, Any] | str
+    headers: dict[str, str]
+
+    @property
+    def instance(self) -> str | None:
+        return self.body.get("instance") if isinstance(self.body, dict) else None
+
+
+class Mesh:
+    def __init__(self, workdir: Path, envoy: str = "envoy", persistent_consul: bool = False) -> None:
+        self.workdir = workdir
+        self.envoy = bin_path(envoy)
+        self.sup = Supervisor(workdir / "logs")
+        self.consul_ports = ConsulPorts()
+        self.consul_data = workdir / "consul-data" if persistent_consul else None
+        self.pilot_grpc = free_port()
+        self.pilot_http = free_port()
+        self.workloads: dict[str, Workload] = {}
+        self._base_id = 1000 + (free_port() % 50_000)
+
+    # --- control plane ---
+
+    @property
+    def consul_addr(self) -> str:
+        return f"127.0.0.1:{self.consul_ports.http}"
+
+    def consul(self) -> consul.Consul:
+        return consul.Consul(host="127.0.0.1", port=self.consul_ports.http)
+
+    def start_consul(self) -> None:
+        self.sup.start("consul", self.consul_ports.argv(bin_path("consul"), self.consul_data))
+        self.sup.wait_http("consul", f"http://{self.consul_addr}/v1/status/leader")
+        eventually(lambda: self.consul().status.leader(), 30, what="consul has a leader")
+
+    def start_pilot(self) -> None:
+        self.sup.start(
+            "pilot",
+            [sys.executable, "-m", "pilot", f"--consul-addr={self.consul_addr}",
+             f"--grpc-addr=127.0.0.1:{self.pilot_grpc}", f"--http-addr=127.0.0.1:{self.pilot_http}",
+             "--debounce-quiet=0.05", "--debounce-max=0.5", "--log-level=DEBUG"],
+        )
+        self.sup.wait_http("pilot", f"http://127.0.0.1:{self.pilot_http}/ready")
+
+    def start(self) -> Mesh:
+        self.start_consul()
+        self.start_pilot()
+        return self
+
+    def stop(self) -> None:
+        self.sup.stop_all()
+
+    def pilot_json(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.pilot_http}{path}", timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def pilot_metric(self, name: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.pilot_http}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and not line.startswith("#"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    # --- workloads ---
+
+    def meshctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([bin_path("meshctl"), *args], capture_output=True, text=True, timeout=30)
+
+    def register(self, w: Workload, check: bool = True) -> None:
+        args = ["register", f"--consul-addr={self.consul_addr}", f"--service={w.service}",
+                f"--namespace={w.namespace}", f"--id={w.instance}", "--address=127.0.0.1",
+                f"--port={w.inbound_port}", "--service-port=9080"]
+        args += [f"--label={k}={v}" for k, v in w.labels.items()]
+        if check:
+            args += [f"--check-http=http://127.0.0.1:{w.app_port}/healthz", "--check-interval=1s"]
+        out = self.meshctl(*args)
+        assert out.returncode == 0, out.stderr
+
+    def deregister(self, w: Workload) -> None:
+        out = self.meshctl("deregister", f"--consul-addr={self.consul_addr}", f"--id={w.instance}")
+        assert out.returncode == 0, out.stderr
+
+    def start_app(self, w: Workload, upstream: str | None = None) -> None:
+        argv = [sys.executable, "-m", "meshctl.demo_app", "--service", w.service,
+                "--instance", w.instance, "--port", str(w.app_port)]
+        if upstream:
+            argv += ["--upstream", upstream, "--proxy", f"http://127.0.0.1:{w.outbound_port}"]
+        self.sup.start(f"app-{w.instance}", argv)
+        self.sup.wait_http(f"app-{w.instance}", f"http://127.0.0.1:{w.app_port}/healthz")
+
+    def start_sidecar(self, w: Workload, inbound: bool = True) -> None:
+        args = ["bootstrap", f"--pilot-addr=127.0.0.1:{self.pilot_grpc}", f"--service={w.service}",
+                f"--namespace={w.namespace}", f"--id={w.instance}", f"--admin-port={w.admin_port}",
+                f"--outbound-port={w.outbound_port}"]
+        if inbound:
+            args += [f"--inbound-port={w.inbound_port}", f"--app-port={w.app_port}"]
+        args += [f"--label={k}={v}" for k, v in w.labels.items()]
+        config = self.workdir / f"envoy-{w.instance}.yaml"
+        out = self.meshctl(*args, f"--output={config}")
+        assert out.returncode == 0, out.stderr
+        self._base_id += 1
+        self.sup.start(
+            f"envoy-{w.instance}",
+            [self.envoy, "-c", str(config), "--base-id", str(self._base_id), "--concurrency", "1",
+             "--log-level", "info", "--drain-time-s", "1"],
+        )
+        self.sup.wait_http(f"envoy-{w.instance}", f"http://127.0.0.1:{w.admin_port}/ready", timeout=30)
+
+    def add(self, service: str, instance: str, *, namespace: str = "default", version: str = "v1",
+            upstream: str | None = None, register: bool = True, sidecar: bool = True) -> Workload:
+        """An app with its sidecar, registered in the catalog."""
+        w = Workload(service, instance, namespace, {"version": version})
+        self.workloads[instance] = w
+        self.start_app(w, upstream)
+        if sidecar:
+            self.start_sidecar(w)
+        if register:
+            self.register(w)
+        return w
+
+    def client(self, name: str, namespace: str = "default") -> Workload:
+        """A sidecar with no app behind it: where tests send requests from."""
+        w = Workload(name, name, namespace, {})
+        self.workloads[name] = w
+        self.start_sidecar(w, inbound=False)
+        return w
+
+    # --- traffic ---
+
+    @staticmethod
+    def request(port: int, host: str, path: str = "/", proxy_form: bool = False,
+                timeout: float = 5.0) -> Reply:
+        if proxy_form:
+            opener = urllib.request.build_opener(
+                urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{port}"})
+            )
+            req = urllib.request.Request(f"http://{host}{path}")
+        else:
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
+        try:
+            with opener.open(req, timeout=timeout) as resp:
+                status, raw, headers = resp.status, resp.read(), dict(resp.headers)
+        except urllib.error.HTTPError as err:
+            status, raw, headers = err.code, err.read(), dict(err.headers)
+        text = raw.decode(errors="replace")
+        try:
+            body: dict[str, Any] | str = json.loads(text)
+        except ValueError:
+            body = text
+        return Reply(status, body, headers)
+
+    def instances_seen(self, client: Workload, host: str, n: int = 20) -> dict[str, int]:
+        seen: dict[str, int] = {}
+        for _ in range(n):
+            reply = self.request(client.outbound_port, host)
+            key = reply.instance or f"status-{reply.status}"
+            seen[key] = seen.get(key, 0) + 1
+        return seen
