@@ -90,17 +90,20 @@ def _int_or(value: str | None, default: int) -> int:
 def instance_from_health_entry(entry: Mapping[str, Any]) -> Instance | None:
     """Turn one element of ``/v1/health/service/<name>`` into an Instance.
 
-    Returns None for an entry that cannot carry traffic (no address or port),
-    so one odd registration never breaks the rest of the catalog.
+    Returns None for an entry that cannot be a mesh service (no address or
+    port, a name or namespace that is not a DNS label), so one odd
+    registration never breaks the rest of the catalog.
     """
     svc = entry.get("Service") or {}
     node = entry.get("Node") or {}
     address = svc.get("Address") or node.get("Address") or ""
     port = svc.get("Port") or 0
     name = svc.get("Service") or ""
-    if not address or not port or not name:
+    if not address or not port or not _DNS_LABEL.match(name):
         return None
     meta: Mapping[str, str] = svc.get("Meta") or {}
+    if not _DNS_LABEL.match(meta.get("namespace") or DEFAULT_NAMESPACE):
+        return None
     tags: Sequence[str] = svc.get("Tags") or []
     protocol = (meta.get("protocol") or "http").lower()
     return Instance(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import consul
 import requests
@@ -124,8 +125,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     return run_up(state_dir=args.state_dir, demo=not args.no_demo)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line and exit 2, with a pointer to --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meshctl", description=__doc__)
+    parser = _OneLineParser(prog="meshctl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def workload(p: argparse.ArgumentParser) -> None:

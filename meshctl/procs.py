@@ -85,7 +85,9 @@ class ConsulPorts:
     def argv(self, consul: str, data_dir: Path | None) -> list[str]:
         """A single-server agent on loopback; with a data dir it survives restarts."""
         mode = (
-            ["-server", "-bootstrap-expect=1", f"-data-dir={data_dir}", "-ui"]
+            ["-server", "-bootstrap-expect=1", f"-data-dir={data_dir}", "-ui",
+             # A lone local server: elect at once rather than at production pace.
+             "-hcl=performance { raft_multiplier = 1 }"]
             if data_dir is not None
             else ["-dev"]
         )
