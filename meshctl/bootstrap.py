@@ -31,7 +31,9 @@ XDS_CLUSTER = "xds-grpc"
 
 
 def _address(host: str, port: int) -> address_pb2.Address:
-    return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=host, port_value=port))
+    return address_pb2.Address(
+        socket_address=address_pb2.SocketAddress(address=host, port_value=port)
+    )
 
 
 def _is_ip(host: str) -> bool:
@@ -83,7 +85,9 @@ class SidecarBootstrap:
         http2_any.Pack(http2)
         xds_cluster = cluster_pb2.Cluster(
             name=XDS_CLUSTER,
-            type=cluster_pb2.Cluster.STATIC if _is_ip(self.pilot_host) else cluster_pb2.Cluster.STRICT_DNS,
+            type=cluster_pb2.Cluster.STATIC
+            if _is_ip(self.pilot_host)
+            else cluster_pb2.Cluster.STRICT_DNS,
             connect_timeout=duration_pb2.Duration(seconds=1),
             typed_extension_protocol_options={
                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": http2_any

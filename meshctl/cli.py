@@ -42,9 +42,6 @@ def _label(value: str) -> tuple[str, str]:
     return key, val
 
 
-
-
-
 def cmd_register(args: argparse.Namespace) -> int:
     try:
         body = registration_payload(
@@ -74,7 +71,9 @@ def cmd_register(args: argparse.Namespace) -> int:
         )
     except (consul.ConsulException, requests.RequestException) as err:
         raise CliError(f"consul at {args.consul_addr[0]}:{args.consul_addr[1]}: {err}") from err
-    print(f"registered {body['ID']} ({body['Name']}.{args.namespace} at {args.address}:{args.port})")
+    print(
+        f"registered {body['ID']} ({body['Name']}.{args.namespace} at {args.address}:{args.port})"
+    )
     return 0
 
 
@@ -154,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     reg.set_defaults(func=cmd_register)
 
     dereg = sub.add_parser("deregister", help="remove a workload instance from the catalog")
-    dereg.add_argument("--consul-addr", type=_addr, default=("127.0.0.1", 8500), metavar="HOST:PORT")
+    dereg.add_argument(
+        "--consul-addr", type=_addr, default=("127.0.0.1", 8500), metavar="HOST:PORT"
+    )
     dereg.add_argument("--id", required=True)
     dereg.set_defaults(func=cmd_deregister)
 

@@ -12,7 +12,6 @@ GET /healthz     200, or 503 after POST /health/fail (until POST /health/pass)
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -23,7 +22,9 @@ from aiohttp import web
 __all__ = ["main"]
 
 
-def build_app(service: str, instance: str, upstream: str | None, proxy: str | None) -> web.Application:
+def build_app(
+    service: str, instance: str, upstream: str | None, proxy: str | None
+) -> web.Application:
     state = {"healthy": True}
     app = web.Application()
 
@@ -67,19 +68,27 @@ def build_app(service: str, instance: str, upstream: str | None, proxy: str | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m meshctl.demo_app", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m meshctl.demo_app",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--service", required=True)
     parser.add_argument("--instance", default=None)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", default=None, help="URL to call on each request")
-    parser.add_argument("--proxy", default=os.environ.get("http_proxy"), help="sidecar outbound URL")
+    parser.add_argument(
+        "--proxy", default=os.environ.get("http_proxy"), help="sidecar outbound URL"
+    )
     args = parser.parse_args(argv)
-    app = build_app(args.service, args.instance or f"{args.service}-{args.port}", args.upstream, args.proxy)
+    app = build_app(
+        args.service, args.instance or f"{args.service}-{args.port}", args.upstream, args.proxy
+    )
     try:
-        web.run_app(app, host=args.host, port=args.port, print=None, access_log=None,
-                    handle_signals=True)
+        web.run_app(
+            app, host=args.host, port=args.port, print=None, access_log=None, handle_signals=True
+        )
     except OSError as err:
         print(f"demo_app: {err}", file=sys.stderr)
         return 1

@@ -56,7 +56,7 @@ def free_port() -> int:
 def http_ok(url: str, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return 200 <= resp.status < 300
+            return bool(200 <= resp.status < 300)
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
@@ -85,18 +85,31 @@ class ConsulPorts:
     def argv(self, consul: str, data_dir: Path | None) -> list[str]:
         """A single-server agent on loopback; with a data dir it survives restarts."""
         mode = (
-            ["-server", "-bootstrap-expect=1", f"-data-dir={data_dir}", "-ui",
-             # A lone local server: elect at once rather than at production pace.
-             "-hcl=performance { raft_multiplier = 1 }"]
+            [
+                "-server",
+                "-bootstrap-expect=1",
+                f"-data-dir={data_dir}",
+                "-ui",
+                # A lone local server: elect at once rather than at production pace.
+                "-hcl=performance { raft_multiplier = 1 }",
+            ]
             if data_dir is not None
             else ["-dev"]
         )
         return [
-            consul, "agent", *mode,
-            "-bind=127.0.0.1", "-client=127.0.0.1", "-node=mesh-local",
-            f"-http-port={self.http}", f"-grpc-port={self.grpc}", f"-dns-port={self.dns}",
-            f"-serf-lan-port={self.serf_lan}", f"-server-port={self.server}",
-            "-serf-wan-port=-1", "-log-level=warn",
+            consul,
+            "agent",
+            *mode,
+            "-bind=127.0.0.1",
+            "-client=127.0.0.1",
+            "-node=mesh-local",
+            f"-http-port={self.http}",
+            f"-grpc-port={self.grpc}",
+            f"-dns-port={self.dns}",
+            f"-serf-lan-port={self.serf_lan}",
+            f"-server-port={self.server}",
+            "-serf-wan-port=-1",
+            "-log-level=warn",
             # Pilot keeps one blocking query per service open: lift the per-client cap.
             f"-hcl=limits {{ http_max_conns_per_client = {_conns_per_client()} }}",
         ]
@@ -128,7 +141,11 @@ class Supervisor:
         self.procs: dict[str, Proc] = {}
 
     def start(
-        self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> Proc:
         if name in self.procs and self.procs[name].alive():
             raise StartError(f"{name} is already running")
@@ -152,11 +169,14 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not proc.alive():
-                raise StartError(f"{name} exited with {proc.popen.returncode}; see {proc.log_path}:\n{proc.tail()}")
+                rc = proc.popen.returncode
+                raise StartError(f"{name} exited with {rc}; see {proc.log_path}:\n{proc.tail()}")
             if http_ok(url):
                 return
             time.sleep(0.05)
-        raise StartError(f"{name} not ready at {url} after {timeout:.0f}s; see {proc.log_path}:\n{proc.tail()}")
+        raise StartError(
+            f"{name} not ready at {url} after {timeout:.0f}s; see {proc.log_path}:\n{proc.tail()}"
+        )
 
     def stop(self, name: str, timeout: float = 5.0, sig: int = signal.SIGTERM) -> None:
         proc = self.procs.pop(name, None)

@@ -23,6 +23,7 @@ from meshctl.procs import ConsulPorts, StartError, Supervisor, bin_path, free_po
 
 __all__ = ["DemoWorkload", "Mesh", "run_up"]
 
+
 def _port_or_free(preferred: int) -> int:
     import socket
 
@@ -32,6 +33,7 @@ def _port_or_free(preferred: int) -> int:
         except OSError:
             return free_port()
     return preferred
+
 
 @dataclass(frozen=True, slots=True)
 class DemoWorkload:
@@ -43,6 +45,7 @@ class DemoWorkload:
     outbound_port: int
     admin_port: int
     upstream: str | None = None
+
 
 class Mesh:
     """The processes of a local mesh, started in order and stopped in reverse."""
@@ -68,8 +71,14 @@ class Mesh:
             time.sleep(0.1)
         self.sup.start(
             "pilot",
-            [sys.executable, "-m", "pilot", f"--consul-addr={self.consul_addr}",
-             f"--grpc-addr=127.0.0.1:{self.pilot_grpc}", f"--http-addr=127.0.0.1:{self.pilot_http}"],
+            [
+                sys.executable,
+                "-m",
+                "pilot",
+                f"--consul-addr={self.consul_addr}",
+                f"--grpc-addr=127.0.0.1:{self.pilot_grpc}",
+                f"--http-addr=127.0.0.1:{self.pilot_http}",
+            ],
         )
         self.sup.wait_http("pilot", f"http://127.0.0.1:{self.pilot_http}/healthz")
 
@@ -90,14 +99,34 @@ class Mesh:
         config.write_text(render_yaml(spec.build()))
         self.sup.start(
             f"envoy-{w.instance}",
-            [bin_path("envoy"), "-c", str(config), "--base-id", str(next(self._base_ids)),
-             "--concurrency", "1", "--log-level", "warn", "--drain-time-s", "1"],
+            [
+                bin_path("envoy"),
+                "-c",
+                str(config),
+                "--base-id",
+                str(next(self._base_ids)),
+                "--concurrency",
+                "1",
+                "--log-level",
+                "warn",
+                "--drain-time-s",
+                "1",
+            ],
         )
         self.sup.wait_http(f"envoy-{w.instance}", f"http://127.0.0.1:{w.admin_port}/ready")
 
     def start_app(self, w: DemoWorkload) -> None:
-        argv = [sys.executable, "-m", "meshctl.demo_app", "--service", w.service,
-                "--instance", w.instance, "--port", str(w.app_port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "meshctl.demo_app",
+            "--service",
+            w.service,
+            "--instance",
+            w.instance,
+            "--port",
+            str(w.app_port),
+        ]
         if w.upstream:
             argv += ["--upstream", w.upstream, "--proxy", f"http://127.0.0.1:{w.outbound_port}"]
         self.sup.start(f"app-{w.instance}", argv)
@@ -105,29 +134,48 @@ class Mesh:
 
     def register(self, w: DemoWorkload, namespace: str = "default") -> None:
         body = registration_payload(
-            service=w.service, instance_id=w.instance, address="127.0.0.1", port=w.inbound_port,
-            namespace=namespace, labels=w.labels,
+            service=w.service,
+            instance_id=w.instance,
+            address="127.0.0.1",
+            port=w.inbound_port,
+            namespace=namespace,
+            labels=w.labels,
             check_http=f"http://127.0.0.1:{w.app_port}/healthz",
         )
         client = consul.Consul(host="127.0.0.1", port=self.consul_ports.http)
         client.agent.service.register(
-            body["Name"], service_id=body["ID"], address=body["Address"], port=body["Port"],
-            tags=body["Tags"], meta=body["Meta"], check=body["Check"],
+            body["Name"],
+            service_id=body["ID"],
+            address=body["Address"],
+            port=body["Port"],
+            tags=body["Tags"],
+            meta=body["Meta"],
+            check=body["Check"],
         )
 
     def stop(self) -> None:
         self.sup.stop_all()
 
+
 def demo_workloads() -> list[DemoWorkload]:
     def w(service: str, instance: str, version: str, upstream: str | None = None) -> DemoWorkload:
-        return DemoWorkload(service, instance, {"version": version}, free_port(), free_port(),
-                            free_port(), free_port(), upstream)
+        return DemoWorkload(
+            service,
+            instance,
+            {"version": version},
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            upstream,
+        )
 
     return [
         w("backend", "backend-v1", "v1"),
         w("backend", "backend-v2", "v2"),
         w("frontend", "frontend-v1", "v1", upstream="http://backend/"),
     ]
+
 
 def run_up(state_dir: str, demo: bool = True) -> int:
     path = Path(state_dir).resolve()
@@ -144,19 +192,28 @@ def run_up(state_dir: str, demo: bool = True) -> int:
         print(f"meshctl up: logs in {mesh.sup.log_dir}", flush=True)
         mesh.start_control_plane()
         print(f"  consul  ready  http://{mesh.consul_addr}/ui", flush=True)
-        print(f"  pilot   ready  xDS 127.0.0.1:{mesh.pilot_grpc}, "
-              f"debug http://127.0.0.1:{mesh.pilot_http}/debug/syncz", flush=True)
+        print(
+            f"  pilot   ready  xDS 127.0.0.1:{mesh.pilot_grpc}, "
+            f"debug http://127.0.0.1:{mesh.pilot_http}/debug/syncz",
+            flush=True,
+        )
         client_outbound = _port_or_free(15001)
         if demo:
             for w in demo_workloads():
                 mesh.start_app(w)
                 mesh.start_sidecar(w)
                 mesh.register(w)
-                print(f"  {w.instance:<12} ready  app :{w.app_port}, sidecar in :{w.inbound_port} "
-                      f"out :{w.outbound_port} admin :{w.admin_port}", flush=True)
+                print(
+                    f"  {w.instance:<12} ready  app :{w.app_port}, sidecar in :{w.inbound_port} "
+                    f"out :{w.outbound_port} admin :{w.admin_port}",
+                    flush=True,
+                )
             client = DemoWorkload("client", "client-1", {}, 0, 0, client_outbound, free_port())
             mesh.start_sidecar(client)
-            print(f"  client sidecar ready  admin http://127.0.0.1:{client.admin_port}/clusters", flush=True)
+            print(
+                f"  client sidecar ready  admin http://127.0.0.1:{client.admin_port}/clusters",
+                flush=True,
+            )
             deadline = time.monotonic() + 20
             url = f"http://127.0.0.1:{client_outbound}/"
             while time.monotonic() < deadline and not _through_mesh(url):
@@ -168,8 +225,11 @@ def run_up(state_dir: str, demo: bool = True) -> int:
         while not stop["now"]:
             for proc in list(mesh.sup.procs.values()):
                 if not proc.alive():
-                    print(f"meshctl up: {proc.name} exited ({proc.popen.returncode}); "
-                          f"see {proc.log_path}", file=sys.stderr)
+                    print(
+                        f"meshctl up: {proc.name} exited ({proc.popen.returncode}); "
+                        f"see {proc.log_path}",
+                        file=sys.stderr,
+                    )
                     return 1
             time.sleep(0.5)
         return 0
@@ -180,6 +240,7 @@ def run_up(state_dir: str, demo: bool = True) -> int:
         print("meshctl up: stopping", flush=True)
         mesh.stop()
 
+
 def _through_mesh(proxy_url: str) -> bool:
     import urllib.request
 
@@ -189,4 +250,3 @@ def _through_mesh(proxy_url: str) -> bool:
             return bool(resp.status == 200 and b'"backend"' in resp.read())
     except OSError:
         return False
-

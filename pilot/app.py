@@ -85,7 +85,11 @@ class Pilot:
         problems = ctx.consistent({c.proxy.namespace for c in self.ads.connections.values()})
         if problems:
             self.metrics.inconsistent.inc()
-            log.error("refusing snapshot %d, config kept as it was: %s", snapshot.version, "; ".join(problems))
+            log.error(
+                "refusing snapshot %d, config kept as it was: %s",
+                snapshot.version,
+                "; ".join(problems),
+            )
             return
         self._snapshot = snapshot
         self.ads.publish(ctx, change)
@@ -94,9 +98,14 @@ class Pilot:
         self.metrics.endpoints.set(sum(len(s.instances) for s in snapshot.services.values()))
         self.metrics.push_seconds.observe(time.perf_counter() - began)
         self.ready.set()
-        log.info("snapshot %d: %d services, %s push to %d proxies (%s)", snapshot.version,
-                 len(snapshot.services), "full" if change.full else "endpoint",
-                 len(self.ads.connections), ", ".join(sorted(batch.reasons)))
+        log.info(
+            "snapshot %d: %d services, %s push to %d proxies (%s)",
+            snapshot.version,
+            len(snapshot.services),
+            "full" if change.full else "endpoint",
+            len(self.ads.connections),
+            ", ".join(sorted(batch.reasons)),
+        )
 
     async def run(self, started: asyncio.Event | None = None) -> None:
         """Serve until cancelled; `started` is set once both ports listen."""
@@ -110,7 +119,9 @@ class Pilot:
         await server.start()
         try:
             self.http_port = await debug.start(*split_addr(self.settings.http_addr))
-            log.info("pilot serving xDS on %s:%d, HTTP on %d", grpc_host, self.grpc_port, self.http_port)
+            log.info(
+                "pilot serving xDS on %s:%d, HTTP on %d", grpc_host, self.grpc_port, self.http_port
+            )
             if started is not None:
                 started.set()
             async with asyncio.TaskGroup() as tg:

@@ -13,10 +13,16 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.connected = Gauge("pilot_xds_connected_proxies", "Proxies with an open ADS stream", registry=r)
+        self.connected = Gauge(
+            "pilot_xds_connected_proxies", "Proxies with an open ADS stream", registry=r
+        )
         self.pushes = Counter("pilot_xds_pushes", "xDS responses sent", ["type"], registry=r)
-        self.push_bytes = Counter("pilot_xds_push_bytes", "Bytes of xDS responses sent", ["type"], registry=r)
-        self.nacks = Counter("pilot_xds_nacks", "Responses Envoy rejected (NACK)", ["type"], registry=r)
+        self.push_bytes = Counter(
+            "pilot_xds_push_bytes", "Bytes of xDS responses sent", ["type"], registry=r
+        )
+        self.nacks = Counter(
+            "pilot_xds_nacks", "Responses Envoy rejected (NACK)", ["type"], registry=r
+        )
         self.rejected_requests = Counter(
             "pilot_xds_rejected_requests", "Malformed or invalid xDS requests refused", registry=r
         )
@@ -43,4 +49,6 @@ class Metrics:
             "pilot_registry_errors", "Failed Consul queries (retried with backoff)", registry=r
         )
         self.services = Gauge("pilot_services", "Mesh services in the current snapshot", registry=r)
-        self.endpoints = Gauge("pilot_endpoints", "Healthy endpoints in the current snapshot", registry=r)
+        self.endpoints = Gauge(
+            "pilot_endpoints", "Healthy endpoints in the current snapshot", registry=r
+        )

@@ -46,12 +46,12 @@ class MeshSnapshot:
     """Everything generators may read, indexed for them, immutable."""
 
     version: int
-    services: Mapping[ServiceKey, Service] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    services: Mapping[ServiceKey, Service] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
-    def build(cls, version: int, instances_by_service: Mapping[str, tuple[Instance, ...]]) -> MeshSnapshot:
+    def build(
+        cls, version: int, instances_by_service: Mapping[str, tuple[Instance, ...]]
+    ) -> MeshSnapshot:
         """Group catalog instances into services keyed by (name, namespace).
 
         One Consul service name may hold instances of several namespaces;
@@ -111,7 +111,9 @@ class Proxy:
     def from_node(cls, node_id: str, cluster: str, metadata: Mapping[str, Any]) -> Proxy:
         labels_raw = metadata.get("LABELS")
         labels = (
-            {str(k): str(v) for k, v in labels_raw.items()} if isinstance(labels_raw, Mapping) else {}
+            {str(k): str(v) for k, v in labels_raw.items()}
+            if isinstance(labels_raw, Mapping)
+            else {}
         )
         return cls(
             id=node_id,

@@ -5,11 +5,14 @@ import pytest
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--update-golden", action="store_true", default=False,
+        "--update-golden",
+        action="store_true",
+        default=False,
         help="rewrite golden files from the current output instead of comparing",
     )
     parser.addoption(
-        "--envoys", default="envoy,envoy-1.36",
+        "--envoys",
+        default="envoy,envoy-1.36",
         help="comma-separated Envoy binaries (in .venv/bin) that e2e tests run against",
     )
 

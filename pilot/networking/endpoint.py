@@ -12,7 +12,9 @@ from pilot.networking import names
 __all__ = ["load_assignment"]
 
 
-def _lb_endpoint(address: str, port: int, labels: dict[str, str]) -> endpoint_components_pb2.LbEndpoint:
+def _lb_endpoint(
+    address: str, port: int, labels: dict[str, str]
+) -> endpoint_components_pb2.LbEndpoint:
     metadata = base_pb2.Metadata()
     if labels:
         fields = struct_pb2.Struct()

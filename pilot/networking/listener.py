@@ -20,15 +20,19 @@ _HCM = "envoy.filters.network.http_connection_manager"
 
 def _any(message: object) -> any_pb2.Any:
     packed = any_pb2.Any()
-    packed.Pack(message)  # type: ignore[arg-type]
+    packed.Pack(message)
     return packed
 
 
 def _router() -> hcm_pb2.HttpFilter:
-    return hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_any(router_pb2.Router()))
+    return hcm_pb2.HttpFilter(
+        name="envoy.filters.http.router", typed_config=_any(router_pb2.Router())
+    )
 
 
-def _listener(name: str, address: str, port: int, hcm: hcm_pb2.HttpConnectionManager) -> listener_pb2.Listener:
+def _listener(
+    name: str, address: str, port: int, hcm: hcm_pb2.HttpConnectionManager
+) -> listener_pb2.Listener:
     return listener_pb2.Listener(
         name=name,
         address=address_pb2.Address(
@@ -72,9 +76,7 @@ def inbound_listener(address: str, port: int) -> listener_pb2.Listener:
                     route_components_pb2.Route(
                         name="default",
                         match=route_components_pb2.RouteMatch(prefix="/"),
-                        route=route_components_pb2.RouteAction(
-                            cluster=names.inbound_cluster(port)
-                        ),
+                        route=route_components_pb2.RouteAction(cluster=names.inbound_cluster(port)),
                     )
                 ],
             )

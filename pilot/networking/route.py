@@ -55,5 +55,3 @@ def outbound_route_config(
         virtual_hosts=vhosts,
         validate_clusters={"value": False},
     )
-
-

@@ -78,8 +78,12 @@ class ConsulRegistry:
 
     async def _backoff(self, delay: float, what: str, err: BaseException) -> float:
         self._metrics.registry_errors.inc()
-        log.warning("consul %s failed (%s); keeping the last known catalog, retrying in %.1fs",
-                    what, err or type(err).__name__, delay)
+        log.warning(
+            "consul %s failed (%s); keeping the last known catalog, retrying in %.1fs",
+            what,
+            err or type(err).__name__,
+            delay,
+        )
         await asyncio.sleep(delay)
         return min(delay * 2, self._retry_max)
 
@@ -87,7 +91,9 @@ class ConsulRegistry:
         index, delay = 0, 0.25
         while True:
             try:
-                new_index, services = await client.catalog.services(index=index or None, wait=self._wait)
+                new_index, services = await client.catalog.services(
+                    index=index or None, wait=self._wait
+                )
             except _ERRORS as err:
                 delay = await self._backoff(delay, "service list", err)
                 continue

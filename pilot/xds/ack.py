@@ -75,7 +75,9 @@ def decide(watch: Watch | None, request: Request) -> Decision:
 
     if request.error_detail is not None:
         # Keep what Envoy last accepted in force; never re-send the bad config.
-        return Decision(False, Reason.NACK, replace(watch, names=request.names, nack=request.error_detail))
+        return Decision(
+            False, Reason.NACK, replace(watch, names=request.names, nack=request.error_detail)
+        )
 
     acked = replace(watch, names=request.names, version_acked=request.version_info, nack=None)
     added = request.names - watch.names

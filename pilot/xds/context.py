@@ -132,7 +132,9 @@ class PushContext:
 
         def build() -> Resource:
             services = [s for s, _, _ in self._by_service.values()]
-            return make_resource(typeurls.ROUTE, name, route.outbound_route_config(services, namespace))
+            return make_resource(
+                typeurls.ROUTE, name, route.outbound_route_config(services, namespace)
+            )
 
         return self.memo(("route", name), build)
 

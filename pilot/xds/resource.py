@@ -56,7 +56,9 @@ def set_version(resources: Sequence[Resource]) -> str:
     return digest.hexdigest()
 
 
-def encode_response(version: str, type_url: str, nonce: str, resources: Sequence[Resource]) -> bytes:
+def encode_response(
+    version: str, type_url: str, nonce: str, resources: Sequence[Resource]
+) -> bytes:
     """Bytes of a DiscoveryResponse (version_info=1, resources=2, type_url=4, nonce=5)."""
     parts = [_field(1, version.encode())]
     parts.extend(_field(2, res.any_bytes) for res in resources)
@@ -79,7 +81,11 @@ def encode_delta_response(
     """
     parts = [_field(1, system_version.encode())]
     for res in resources:
-        body = _field(1, res.version.encode()) + _field(2, res.any_bytes) + _field(3, res.name.encode())
+        body = (
+            _field(1, res.version.encode())
+            + _field(2, res.any_bytes)
+            + _field(3, res.name.encode())
+        )
         parts.append(_field(2, body))
     parts.append(_field(4, type_url.encode()))
     parts.append(_field(5, nonce.encode()))

@@ -140,7 +140,9 @@ class AdsServer:
                 request = self._parse(item)  # type: ignore[arg-type]
                 if request is None:
                     self._metrics.rejected_requests.inc()
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed DiscoveryRequest")
+                    await context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT, "malformed DiscoveryRequest"
+                    )
                     return
                 if conn is None:
                     if not request.HasField("node") or not request.node.id:
@@ -197,7 +199,13 @@ class AdsServer:
         )
         self.connections[conn.id] = conn
         self._metrics.connected.set(len(self.connections))
-        log.info("proxy %s connected (service %s.%s) from %s", proxy.id, proxy.service, proxy.namespace, conn.peer)
+        log.info(
+            "proxy %s connected (service %s.%s) from %s",
+            proxy.id,
+            proxy.service,
+            proxy.namespace,
+            conn.peer,
+        )
         return conn
 
     def _intern(self, names: Sequence[str]) -> frozenset[str]:
@@ -209,7 +217,10 @@ class AdsServer:
         return found
 
     async def _on_request(
-        self, conn: Connection, request: discovery_pb2.DiscoveryRequest, context: grpc.aio.ServicerContext
+        self,
+        conn: Connection,
+        request: discovery_pb2.DiscoveryRequest,
+        context: grpc.aio.ServicerContext,
     ) -> None:
         type_url = request.type_url
         req = ack.Request(
@@ -227,8 +238,13 @@ class AdsServer:
             conn.last_nack = f"{short}: {req.error_detail}"
             self._metrics.nacks.labels(short).inc()
             conn.inflight.pop(req.response_nonce, None)
-            log.warning("proxy %s NACKed %s version %s: %s", conn.proxy.id, short,
-                        decision.watch.version_sent, req.error_detail)
+            log.warning(
+                "proxy %s NACKed %s version %s: %s",
+                conn.proxy.id,
+                short,
+                decision.watch.version_sent,
+                req.error_detail,
+            )
             return
         if decision.reason in (ack.Reason.ACK, ack.Reason.ACK_NEW_NAMES):
             started = conn.inflight.pop(req.response_nonce, 0.0)
@@ -254,8 +270,9 @@ class AdsServer:
                 sent = await self._send(conn, context, type_url, None, change.started)
             elif not watch.nonce_sent or gen.needs_push(change, watch.names):
                 narrowed = None if change.full or not watch.nonce_sent else change
-                sent = await self._send(conn, context, type_url, narrowed, change.started,
-                                        skip_unchanged=change.full)
+                sent = await self._send(
+                    conn, context, type_url, narrowed, change.started, skip_unchanged=change.full
+                )
             else:
                 continue
             if type_url == typeurls.CLUSTER:
@@ -275,8 +292,13 @@ class AdsServer:
         assert ctx is not None  # callers check; a push never precedes the first snapshot
         watch = conn.watches[type_url]
         gen = self.generators[type_url]
-        memo_key = ("response", type_url, conn.proxy.shape, watch.names,
-                    None if change is None else change.endpoints)
+        memo_key = (
+            "response",
+            type_url,
+            conn.proxy.shape,
+            watch.names,
+            None if change is None else change.endpoints,
+        )
 
         def build() -> tuple[str, str, bytes]:
             resources = gen.generate(ctx, conn.proxy, watch.names, change)

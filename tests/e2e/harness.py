@@ -25,7 +25,9 @@ from meshctl.procs import ConsulPorts, Supervisor, bin_path, free_port
 T = TypeVar("T")
 
 
-def eventually(check: Callable[[], T], timeout: float = 15.0, interval: float = 0.1, what: str = "") -> T:
+def eventually(
+    check: Callable[[], T], timeout: float = 15.0, interval: float = 0.1, what: str = ""
+) -> T:
     """Poll until check() returns something truthy; fail with the last value otherwise."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -69,7 +71,9 @@ class Reply:
 
 
 class Mesh:
-    def __init__(self, workdir: Path, envoy: str = "envoy", persistent_consul: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, envoy: str = "envoy", persistent_consul: bool = False
+    ) -> None:
         self.workdir = workdir
         self.envoy = bin_path(envoy)
         self.sup = Supervisor(workdir / "logs")
@@ -97,9 +101,17 @@ class Mesh:
     def start_pilot(self) -> None:
         self.sup.start(
             "pilot",
-            [sys.executable, "-m", "pilot", f"--consul-addr={self.consul_addr}",
-             f"--grpc-addr=127.0.0.1:{self.pilot_grpc}", f"--http-addr=127.0.0.1:{self.pilot_http}",
-             "--debounce-quiet=0.05", "--debounce-max=0.5", "--log-level=DEBUG"],
+            [
+                sys.executable,
+                "-m",
+                "pilot",
+                f"--consul-addr={self.consul_addr}",
+                f"--grpc-addr=127.0.0.1:{self.pilot_grpc}",
+                f"--http-addr=127.0.0.1:{self.pilot_http}",
+                "--debounce-quiet=0.05",
+                "--debounce-max=0.5",
+                "--log-level=DEBUG",
+            ],
         )
         self.sup.wait_http("pilot", f"http://127.0.0.1:{self.pilot_http}/ready")
 
@@ -116,7 +128,9 @@ class Mesh:
             return json.loads(resp.read())
 
     def pilot_metric(self, name: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.pilot_http}/metrics", timeout=5) as resp:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.pilot_http}/metrics", timeout=5
+        ) as resp:
             text = resp.read().decode()
         total = 0.0
         for line in text.splitlines():
@@ -127,12 +141,21 @@ class Mesh:
     # --- workloads ---
 
     def meshctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([bin_path("meshctl"), *args], capture_output=True, text=True, timeout=30)
+        return subprocess.run(
+            [bin_path("meshctl"), *args], capture_output=True, text=True, timeout=30
+        )
 
     def register(self, w: Workload, check: bool = True) -> None:
-        args = ["register", f"--consul-addr={self.consul_addr}", f"--service={w.service}",
-                f"--namespace={w.namespace}", f"--id={w.instance}", "--address=127.0.0.1",
-                f"--port={w.inbound_port}", "--service-port=9080"]
+        args = [
+            "register",
+            f"--consul-addr={self.consul_addr}",
+            f"--service={w.service}",
+            f"--namespace={w.namespace}",
+            f"--id={w.instance}",
+            "--address=127.0.0.1",
+            f"--port={w.inbound_port}",
+            "--service-port=9080",
+        ]
         args += [f"--label={k}={v}" for k, v in w.labels.items()]
         if check:
             args += [f"--check-http=http://127.0.0.1:{w.app_port}/healthz", "--check-interval=1s"]
@@ -144,17 +167,32 @@ class Mesh:
         assert out.returncode == 0, out.stderr
 
     def start_app(self, w: Workload, upstream: str | None = None) -> None:
-        argv = [sys.executable, "-m", "meshctl.demo_app", "--service", w.service,
-                "--instance", w.instance, "--port", str(w.app_port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "meshctl.demo_app",
+            "--service",
+            w.service,
+            "--instance",
+            w.instance,
+            "--port",
+            str(w.app_port),
+        ]
         if upstream:
             argv += ["--upstream", upstream, "--proxy", f"http://127.0.0.1:{w.outbound_port}"]
         self.sup.start(f"app-{w.instance}", argv)
         self.sup.wait_http(f"app-{w.instance}", f"http://127.0.0.1:{w.app_port}/healthz")
 
     def start_sidecar(self, w: Workload, inbound: bool = True) -> None:
-        args = ["bootstrap", f"--pilot-addr=127.0.0.1:{self.pilot_grpc}", f"--service={w.service}",
-                f"--namespace={w.namespace}", f"--id={w.instance}", f"--admin-port={w.admin_port}",
-                f"--outbound-port={w.outbound_port}"]
+        args = [
+            "bootstrap",
+            f"--pilot-addr=127.0.0.1:{self.pilot_grpc}",
+            f"--service={w.service}",
+            f"--namespace={w.namespace}",
+            f"--id={w.instance}",
+            f"--admin-port={w.admin_port}",
+            f"--outbound-port={w.outbound_port}",
+        ]
         if inbound:
             args += [f"--inbound-port={w.inbound_port}", f"--app-port={w.app_port}"]
         args += [f"--label={k}={v}" for k, v in w.labels.items()]
@@ -164,13 +202,35 @@ class Mesh:
         self._base_id += 1
         self.sup.start(
             f"envoy-{w.instance}",
-            [self.envoy, "-c", str(config), "--base-id", str(self._base_id), "--concurrency", "1",
-             "--log-level", "info", "--drain-time-s", "1"],
+            [
+                self.envoy,
+                "-c",
+                str(config),
+                "--base-id",
+                str(self._base_id),
+                "--concurrency",
+                "1",
+                "--log-level",
+                "info",
+                "--drain-time-s",
+                "1",
+            ],
         )
-        self.sup.wait_http(f"envoy-{w.instance}", f"http://127.0.0.1:{w.admin_port}/ready", timeout=30)
+        self.sup.wait_http(
+            f"envoy-{w.instance}", f"http://127.0.0.1:{w.admin_port}/ready", timeout=30
+        )
 
-    def add(self, service: str, instance: str, *, namespace: str = "default", version: str = "v1",
-            upstream: str | None = None, register: bool = True, sidecar: bool = True) -> Workload:
+    def add(
+        self,
+        service: str,
+        instance: str,
+        *,
+        namespace: str = "default",
+        version: str = "v1",
+        upstream: str | None = None,
+        register: bool = True,
+        sidecar: bool = True,
+    ) -> Workload:
         """An app with its sidecar, registered in the catalog."""
         w = Workload(service, instance, namespace, {"version": version})
         self.workloads[instance] = w
@@ -191,8 +251,9 @@ class Mesh:
     # --- traffic ---
 
     @staticmethod
-    def request(port: int, host: str, path: str = "/", proxy_form: bool = False,
-                timeout: float = 5.0) -> Reply:
+    def request(
+        port: int, host: str, path: str = "/", proxy_form: bool = False, timeout: float = 5.0
+    ) -> Reply:
         if proxy_form:
             opener = urllib.request.build_opener(
                 urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{port}"})

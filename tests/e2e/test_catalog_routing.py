@@ -40,7 +40,10 @@ def _hosts_in_envoy(client: Workload, cluster_prefix: str) -> set[str]:
 
 def test_request_reaches_service_by_every_name(mesh: Mesh, client: Workload) -> None:
     b = mesh.add("svc-b", "b-1")
-    eventually(lambda: mesh.request(client.outbound_port, "svc-b").instance == "b-1", what="svc-b reachable")
+    eventually(
+        lambda: mesh.request(client.outbound_port, "svc-b").instance == "b-1",
+        what="svc-b reachable",
+    )
     for host in ("svc-b", "svc-b:9080", "svc-b.default", "svc-b.default.svc.cluster.local"):
         reply = mesh.request(client.outbound_port, host)
         assert (reply.status, reply.instance) == (200, "b-1"), host
@@ -85,8 +88,13 @@ def test_deregistered_instance_gets_nothing(mesh: Mesh, client: Workload) -> Non
     d2 = mesh.add("svc-d", "d-2")
     eventually(lambda: mesh.instances_seen(client, "svc-d", 20).keys() == {"d-1", "d-2"})
     mesh.deregister(d2)
-    eventually(lambda: _hosts_in_envoy(client, "outbound|9080||svc-d.") == {f"127.0.0.1:{mesh.workloads['d-1'].inbound_port}"},
-               what="envoy lists only d-1")
+    eventually(
+        lambda: (
+            _hosts_in_envoy(client, "outbound|9080||svc-d.")
+            == {f"127.0.0.1:{mesh.workloads['d-1'].inbound_port}"}
+        ),
+        what="envoy lists only d-1",
+    )
     assert mesh.instances_seen(client, "svc-d", 40) == {"d-1": 40}
 
 
@@ -95,15 +103,21 @@ def test_failing_health_check_removes_instance(mesh: Mesh, client: Workload) -> 
     e2 = mesh.add("svc-e", "e-2")
     eventually(lambda: mesh.instances_seen(client, "svc-e", 20).keys() == {"e-1", "e-2"})
     urllib.request.urlopen(
-        urllib.request.Request(f"http://127.0.0.1:{e2.app_port}/health/fail", method="POST"), timeout=5
+        urllib.request.Request(f"http://127.0.0.1:{e2.app_port}/health/fail", method="POST"),
+        timeout=5,
     ).close()
-    eventually(lambda: len(_hosts_in_envoy(client, "outbound|9080||svc-e.")) == 1, what="e-2 ejected")
+    eventually(
+        lambda: len(_hosts_in_envoy(client, "outbound|9080||svc-e.")) == 1, what="e-2 ejected"
+    )
     assert mesh.instances_seen(client, "svc-e", 40) == {"e-1": 40}
     urllib.request.urlopen(
-        urllib.request.Request(f"http://127.0.0.1:{e2.app_port}/health/pass", method="POST"), timeout=5
+        urllib.request.Request(f"http://127.0.0.1:{e2.app_port}/health/pass", method="POST"),
+        timeout=5,
     ).close()
-    eventually(lambda: mesh.instances_seen(client, "svc-e", 20).keys() == {"e-1", "e-2"},
-               what="e-2 back after its check passes")
+    eventually(
+        lambda: mesh.instances_seen(client, "svc-e", 20).keys() == {"e-1", "e-2"},
+        what="e-2 back after its check passes",
+    )
 
 
 def test_envoy_accepted_everything(mesh: Mesh, client: Workload) -> None:
@@ -120,4 +134,6 @@ def test_envoy_accepted_everything(mesh: Mesh, client: Workload) -> None:
         assert t["version_sent"] and t["version_acked"] == t["version_sent"], (kind, t)
         assert t["nack"] is None
     rejected = client.admin("/stats?filter=update_rejected")
-    assert all(line.rsplit(": ", 1)[1] == "0" for line in rejected.splitlines() if ": " in line), rejected
+    assert all(line.rsplit(": ", 1)[1] == "0" for line in rejected.splitlines() if ": " in line), (
+        rejected
+    )

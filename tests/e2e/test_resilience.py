@@ -49,16 +49,24 @@ def test_envoy_survives_pilot_restart_and_reconnects(mesh: Mesh) -> None:
 
     mesh.sup.kill("pilot")
     assert _steady(mesh, client.outbound_port, "svc-f", 2.0) == {"f-1"}
-    assert "control_plane.connected_state: 0" in client.admin("/stats?filter=control_plane.connected_state")
+    assert "control_plane.connected_state: 0" in client.admin(
+        "/stats?filter=control_plane.connected_state"
+    )
 
     mesh.start_pilot()
     eventually(lambda: _connected(mesh, "client"), what="client reconnected to the new pilot")
-    eventually(lambda: "control_plane.connected_state: 1"
-               in client.admin("/stats?filter=control_plane.connected_state"))
+    eventually(
+        lambda: (
+            "control_plane.connected_state: 1"
+            in client.admin("/stats?filter=control_plane.connected_state")
+        )
+    )
     # The new Pilot watches the catalog and pushes: a new instance gets traffic.
     mesh.add("svc-f", "f-2")
-    eventually(lambda: mesh.instances_seen(client, "svc-f", 20).keys() == {"f-1", "f-2"},
-               what="f-2 reached through the new pilot")
+    eventually(
+        lambda: mesh.instances_seen(client, "svc-f", 20).keys() == {"f-1", "f-2"},
+        what="f-2 reached through the new pilot",
+    )
     assert mesh.pilot_metric("pilot_xds_nacks_total") == 0
 
 
@@ -70,12 +78,17 @@ def test_pilot_survives_consul_restart_and_resumes_watching(mesh: Mesh) -> None:
     mesh.sup.stop("consul")
     assert _steady(mesh, client.outbound_port, "svc-g", 2.0) == {"g-1"}
     assert http_ok(f"http://127.0.0.1:{mesh.pilot_http}/healthz")
-    eventually(lambda: mesh.pilot_metric("pilot_registry_errors_total") > 0,
-               what="pilot noticed consul is gone")
+    eventually(
+        lambda: mesh.pilot_metric("pilot_registry_errors_total") > 0,
+        what="pilot noticed consul is gone",
+    )
 
     mesh.start_consul()  # same ports, same data dir: the registrations persist
     assert _steady(mesh, client.outbound_port, "svc-g", 1.0) == {"g-1"}
     mesh.add("svc-g", "g-2")
-    eventually(lambda: mesh.instances_seen(client, "svc-g", 20).keys() == {"g-1", "g-2"},
-               timeout=30, what="g-2 reached after consul came back")
+    eventually(
+        lambda: mesh.instances_seen(client, "svc-g", 20).keys() == {"g-1", "g-2"},
+        timeout=30,
+        what="g-2 reached after consul came back",
+    )
     assert mesh.pilot_metric("pilot_xds_nacks_total") == 0

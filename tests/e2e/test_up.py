@@ -24,8 +24,12 @@ def _listening(port: int) -> bool:
 
 
 def test_meshctl_up_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
-    proc = subprocess.Popen([bin_path("meshctl"), "up", "--state-dir", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [bin_path("meshctl"), "up", "--state-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 120

@@ -15,10 +15,29 @@ def meshctl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([bin_path("meshctl"), *args], capture_output=True, text=True, timeout=60)
 
 
-BOOT = ["bootstrap", "--pilot-addr", "127.0.0.1:15010", "--service", "reviews", "-n", "shop",
-        "--id", "reviews-1", "--admin-port", "15000", "--outbound-port", "15001",
-        "--inbound-port", "15006", "--app-port", "9080", "--label", "version=v2",
-        "--service-account", "bookinfo-reviews"]
+BOOT = [
+    "bootstrap",
+    "--pilot-addr",
+    "127.0.0.1:15010",
+    "--service",
+    "reviews",
+    "-n",
+    "shop",
+    "--id",
+    "reviews-1",
+    "--admin-port",
+    "15000",
+    "--outbound-port",
+    "15001",
+    "--inbound-port",
+    "15006",
+    "--app-port",
+    "9080",
+    "--label",
+    "version=v2",
+    "--service-account",
+    "bookinfo-reviews",
+]
 
 
 @pytest.mark.parametrize("envoy", ["envoy", "envoy-1.36"])
@@ -32,25 +51,102 @@ def test_bootstrap_is_accepted_by_stock_envoy(envoy: str, tmp_path: Path) -> Non
     assert doc["node"]["metadata"]["LABELS"] == {"version": "v2"}
     check = subprocess.run(
         [bin_path(envoy), "--mode", "validate", "-c", str(config), "--base-id", str(free_port())],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "OK" in check.stdout + check.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["bootstrap", "--pilot-addr", "nope", "--service", "a", "--id", "a", "--admin-port", "1",
-      "--outbound-port", "2"], "'nope' is not HOST:PORT"),
-    (["bootstrap", "--pilot-addr", "h:1", "--service", "a", "--id", "a", "--admin-port", "1",
-      "--outbound-port", "2", "--inbound-port", "3"], "--inbound-port and --app-port go together"),
-    (["bootstrap", "--pilot-addr", "h:1", "--service", "a", "--id", "a", "--admin-port", "1",
-      "--outbound-port", "1"], "must differ"),
-    (["register", "--consul-addr", "127.0.0.1:1", "--service", "Bad_Name", "--id", "x",
-      "--address", "127.0.0.1", "--port", "80"], "service 'Bad_Name'"),
-    (["register", "--consul-addr", "127.0.0.1:1", "--service", "ok", "--id", "x",
-      "--address", "127.0.0.1", "--port", "80"], "consul at 127.0.0.1:1"),
-    (["deregister", "--consul-addr", "127.0.0.1:1", "--id", "x"], "consul at 127.0.0.1:1"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            [
+                "bootstrap",
+                "--pilot-addr",
+                "nope",
+                "--service",
+                "a",
+                "--id",
+                "a",
+                "--admin-port",
+                "1",
+                "--outbound-port",
+                "2",
+            ],
+            "'nope' is not HOST:PORT",
+        ),
+        (
+            [
+                "bootstrap",
+                "--pilot-addr",
+                "h:1",
+                "--service",
+                "a",
+                "--id",
+                "a",
+                "--admin-port",
+                "1",
+                "--outbound-port",
+                "2",
+                "--inbound-port",
+                "3",
+            ],
+            "--inbound-port and --app-port go together",
+        ),
+        (
+            [
+                "bootstrap",
+                "--pilot-addr",
+                "h:1",
+                "--service",
+                "a",
+                "--id",
+                "a",
+                "--admin-port",
+                "1",
+                "--outbound-port",
+                "1",
+            ],
+            "must differ",
+        ),
+        (
+            [
+                "register",
+                "--consul-addr",
+                "127.0.0.1:1",
+                "--service",
+                "Bad_Name",
+                "--id",
+                "x",
+                "--address",
+                "127.0.0.1",
+                "--port",
+                "80",
+            ],
+            "service 'Bad_Name'",
+        ),
+        (
+            [
+                "register",
+                "--consul-addr",
+                "127.0.0.1:1",
+                "--service",
+                "ok",
+                "--id",
+                "x",
+                "--address",
+                "127.0.0.1",
+                "--port",
+                "80",
+            ],
+            "consul at 127.0.0.1:1",
+        ),
+        (["deregister", "--consul-addr", "127.0.0.1:1", "--id", "x"], "consul at 127.0.0.1:1"),
+    ],
+)
 def test_errors_are_one_line_and_nonzero(args: list[str], message: str) -> None:
     out = meshctl(*args)
     assert out.returncode != 0

@@ -6,23 +6,37 @@ from api.catalog import Instance
 from pilot.model import MeshSnapshot, Proxy
 
 
-def instance(service: str, n: int, namespace: str = "default", version: str = "v1",
-             port: int = 9080) -> Instance:
+def instance(
+    service: str, n: int, namespace: str = "default", version: str = "v1", port: int = 9080
+) -> Instance:
     return Instance(
-        id=f"{service}-{n}", service=service, namespace=namespace, address="10.0.0.%d" % n,
-        port=15006, service_port=port, labels={"version": version},
+        id=f"{service}-{n}",
+        service=service,
+        namespace=namespace,
+        address=f"10.0.0.{n}",
+        port=15006,
+        service_port=port,
+        labels={"version": version},
     )
 
 
 def snapshot(version: int = 1) -> MeshSnapshot:
-    return MeshSnapshot.build(version, {
-        "reviews": (instance("reviews", 1), instance("reviews", 2, version="v2")),
-        "ratings": (instance("ratings", 3, namespace="backend"),),
-    })
+    return MeshSnapshot.build(
+        version,
+        {
+            "reviews": (instance("reviews", 1), instance("reviews", 2, version="v2")),
+            "ratings": (instance("ratings", 3, namespace="backend"),),
+        },
+    )
 
 
 def sidecar(namespace: str = "default") -> Proxy:
     return Proxy(
-        id="productpage-1", service="productpage", namespace=namespace, labels={"version": "v1"},
-        outbound_port=15001, inbound_port=15006, app_port=9080,
+        id="productpage-1",
+        service="productpage",
+        namespace=namespace,
+        labels={"version": "v1"},
+        outbound_port=15001,
+        inbound_port=15006,
+        app_port=9080,
     )

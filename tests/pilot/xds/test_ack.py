@@ -52,7 +52,9 @@ def test_wildcard_types_never_answer_an_ack() -> None:
 
 
 def test_nack_is_recorded_and_not_answered() -> None:
-    d = decide(sent(), Request(EDS, A, version_info="v0", response_nonce="n1", error_detail="bad cluster"))
+    d = decide(
+        sent(), Request(EDS, A, version_info="v0", response_nonce="n1", error_detail="bad cluster")
+    )
     assert (d.respond, d.reason) == (False, Reason.NACK)
     assert d.watch.nack == "bad cluster"
     assert d.watch.version_acked == "v0"  # the last good version stays in force

@@ -42,8 +42,9 @@ async def running() -> AsyncIterator[Running]:
         holder["r"] = FakeRegistry(on_change)
         return holder["r"]
 
-    settings = PilotSettings(grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
-                             debounce_quiet=0.0, debounce_max=0.01)
+    settings = PilotSettings(
+        grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0", debounce_quiet=0.0, debounce_max=0.01
+    )
     pilot = Pilot(settings, registry_factory=factory)
     started = asyncio.Event()
     task = asyncio.create_task(pilot.run(started))
@@ -66,10 +67,17 @@ def _node() -> base_pb2.Node:
     return base_pb2.Node(id="p-1", cluster="productpage", metadata=meta)
 
 
-def _req(type_url: str, names: list[str] = [], nonce: str = "", version: str = "",  # noqa: B006
-         error: str | None = None, node: bool = False) -> bytes:
-    msg = discovery_pb2.DiscoveryRequest(type_url=type_url, resource_names=names,
-                                         response_nonce=nonce, version_info=version)
+def _req(
+    type_url: str,
+    names: tuple[str, ...] = (),
+    nonce: str = "",
+    version: str = "",
+    error: str | None = None,
+    node: bool = False,
+) -> bytes:
+    msg = discovery_pb2.DiscoveryRequest(
+        type_url=type_url, resource_names=names, response_nonce=nonce, version_info=version
+    )
     if node:
         msg.node.CopyFrom(_node())
     if error is not None:
@@ -81,8 +89,10 @@ def _stream(channel: grpc.aio.Channel) -> grpc.aio.StreamStreamCall:
     return channel.stream_stream(ADS_METHOD, request_serializer=None, response_deserializer=None)()
 
 
-async def _recv(call: grpc.aio.StreamStreamCall, timeout: float = 5.0) -> discovery_pb2.DiscoveryResponse:
-    raw = await asyncio.wait_for(call.read(), timeout)
+async def _recv(
+    call: grpc.aio.StreamStreamCall, wait: float = 5.0
+) -> discovery_pb2.DiscoveryResponse:
+    raw = await asyncio.wait_for(call.read(), wait)
     assert raw is not grpc.aio.EOF
     return discovery_pb2.DiscoveryResponse.FromString(raw)
 
@@ -94,10 +104,10 @@ async def test_handshake_ack_and_endpoint_only_push(running: Running) -> None:
     clusters = [cluster_pb2.Cluster.FromString(r.value).name for r in cds.resources]
     assert clusters == [REVIEWS]
     await call.write(_req(CDS, nonce=cds.nonce, version=cds.version_info))
-    await call.write(_req(EDS, [REVIEWS]))
+    await call.write(_req(EDS, (REVIEWS,)))
     eds = await _recv(call)
     assert eds.type_url == EDS and len(eds.resources) == 1
-    await call.write(_req(EDS, [REVIEWS], nonce=eds.nonce, version=eds.version_info))
+    await call.write(_req(EDS, (REVIEWS,), nonce=eds.nonce, version=eds.version_info))
 
     running.registry.set("reviews", [instance("reviews", 1), instance("reviews", 2)])
     push = await _recv(call)
@@ -113,7 +123,7 @@ async def test_unchanged_catalog_pushes_nothing(running: Running) -> None:
     await call.write(_req(CDS, nonce=cds.nonce, version=cds.version_info))
     running.registry.set("reviews", [instance("reviews", 1)])  # the same instances again
     with pytest.raises(asyncio.TimeoutError):
-        await _recv(call, timeout=0.5)
+        await _recv(call, wait=0.5)
     call.cancel()
 
 
@@ -129,7 +139,7 @@ async def test_nack_is_counted_and_the_config_not_resent(running: Running) -> No
     assert conn.watches[CDS].nack == "cluster rejected: bad thing"
     assert conn.last_nack == "cds: cluster rejected: bad thing"
     with pytest.raises(asyncio.TimeoutError):
-        await _recv(call, timeout=0.3)
+        await _recv(call, wait=0.3)
     call.cancel()
 
 
