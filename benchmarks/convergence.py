@@ -1,0 +1,390 @@
+"""Convergence benchmark: Consul catalog change -> every affected proxy has ACKed it.
+
+    python -m benchmarks.convergence --proxies 200 --services 100 --json
+
+Starts a real Consul agent and a real Pilot (as its own process, so its RSS
+and CPU are its own), registers the services, connects the proxies and
+waits for the initial sync, then runs rounds: each round adds (or removes)
+an instance of one service in Consul and times, per proxy, how long until it
+has received that change and sent its ACK. Proxies are simulated ADS clients
+that parse every response (clusters, endpoints, listeners, routes) and follow
+the SotW protocol as Envoy does; `--envoys K` uses K real Envoys instead and
+watches their admin API. Prints one JSON line; it does not pass or fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import base_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import struct_pb2
+
+from api.catalog import registration_payload
+from meshctl.bootstrap import SidecarBootstrap, render_yaml
+from meshctl.procs import ConsulPorts, Supervisor, bin_path, free_port
+from pilot.xds import typeurls
+
+ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+CDS, EDS, LDS, RDS = typeurls.CLUSTER, typeurls.ENDPOINT, typeurls.LISTENER, typeurls.ROUTE
+
+
+def cluster_name(service: str) -> str:
+    return f"outbound|80||{service}.default.svc.cluster.local"
+
+
+# --- simulated proxies ------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    cluster: str
+    count: int
+    t0: float
+
+
+@dataclass
+class SimProxy:
+    """An ADS client that behaves like Envoy's SotW ADS: parse, subscribe, ACK."""
+
+    node_id: str
+    endpoints: dict[str, int] = field(default_factory=dict)
+    synced: asyncio.Event = field(default_factory=asyncio.Event)
+    target: Target | None = None
+    latency: float | None = None
+    got: asyncio.Event = field(default_factory=asyncio.Event)
+    expected_clusters: int = 0
+
+    def node(self) -> base_pb2.Node:
+        meta = struct_pb2.Struct()
+        meta.update({"NAMESPACE": "default", "OUTBOUND_PORT": "15001", "INBOUND_PORT": "15006",
+                     "APP_PORT": "8080"})
+        return base_pb2.Node(id=self.node_id, cluster="bench", metadata=meta)
+
+    async def run(self, channel: grpc.aio.Channel) -> None:
+        call = channel.stream_stream(ADS_METHOD, request_serializer=None, response_deserializer=None)()
+        eds_names: list[str] = []
+        rds_names: list[str] = []
+
+        def req(type_url: str, names: list[str] = (), nonce: str = "", version: str = "",  # type: ignore[assignment]
+                node: bool = False) -> bytes:
+            msg = discovery_pb2.DiscoveryRequest(type_url=type_url, resource_names=names,
+                                                 response_nonce=nonce, version_info=version)
+            if node:
+                msg.node.CopyFrom(self.node())
+            return msg.SerializeToString()
+
+        await call.write(req(CDS, node=True))
+        await call.write(req(LDS))
+        while True:
+            raw = await call.read()
+            if raw is grpc.aio.EOF:
+                return
+            resp = discovery_pb2.DiscoveryResponse.FromString(raw)
+            t = resp.type_url
+            if t == CDS:
+                names = sorted(
+                    c.name for c in (cluster_pb2.Cluster.FromString(r.value) for r in resp.resources)
+                    if c.type == cluster_pb2.Cluster.EDS
+                )
+                await call.write(req(CDS, nonce=resp.nonce, version=resp.version_info))
+                if names != eds_names:
+                    eds_names = names
+                    await call.write(req(EDS, eds_names))
+            elif t == EDS:
+                for r in resp.resources:
+                    cla = endpoint_pb2.ClusterLoadAssignment.FromString(r.value)
+                    self.endpoints[cla.cluster_name] = sum(len(e.lb_endpoints) for e in cla.endpoints)
+                await call.write(req(EDS, eds_names, nonce=resp.nonce, version=resp.version_info))
+                target = self.target
+                if target and self.latency is None and self.endpoints.get(target.cluster) == target.count:
+                    self.latency = time.monotonic() - target.t0
+                    self.got.set()
+                if len(self.endpoints) >= self.expected_clusters:
+                    self.synced.set()
+            elif t == LDS:
+                names = []
+                for r in resp.resources:
+                    lis = listener_pb2.Listener.FromString(r.value)
+                    for chain in lis.filter_chains:
+                        for f in chain.filters:
+                            hcm = hcm_pb2.HttpConnectionManager.FromString(f.typed_config.value)
+                            if hcm.HasField("rds"):
+                                names.append(hcm.rds.route_config_name)
+                await call.write(req(LDS, nonce=resp.nonce, version=resp.version_info))
+                if sorted(names) != rds_names:
+                    rds_names = sorted(names)
+                    await call.write(req(RDS, rds_names))
+            elif t == RDS:
+                for r in resp.resources:
+                    route_pb2.RouteConfiguration.FromString(r.value)
+                await call.write(req(RDS, rds_names, nonce=resp.nonce, version=resp.version_info))
+
+
+async def _client_worker(pilot: str, ids: list[str], services: int, conn: Connection) -> None:
+    proxies = [SimProxy(node_id=i, expected_clusters=services) for i in ids]
+    # One HTTP/2 connection per proxy, as separate Envoys would have.
+    channels = [grpc.aio.insecure_channel(pilot, options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in proxies]
+    tasks = [asyncio.create_task(p.run(ch)) for p, ch in zip(proxies, channels, strict=True)]
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            cmd = await loop.run_in_executor(None, conn.recv)
+            if cmd[0] == "sync":
+                await asyncio.wait_for(asyncio.gather(*(p.synced.wait() for p in proxies)), cmd[1])
+                conn.send(("synced",))
+            elif cmd[0] == "arm":
+                for p in proxies:
+                    p.target, p.latency = Target(*cmd[1:]), None
+                    p.got.clear()
+                    if p.endpoints.get(cmd[1]) == cmd[2]:  # already there (shouldn't be)
+                        p.latency = 0.0
+                        p.got.set()
+                conn.send(("armed",))
+            elif cmd[0] == "collect":
+                done, _ = await asyncio.wait([asyncio.create_task(p.got.wait()) for p in proxies],
+                                             timeout=cmd[1])
+                conn.send(("latencies", [p.latency for p in proxies]))
+            elif cmd[0] == "stop":
+                return
+    finally:
+        for t in tasks:
+            t.cancel()
+        for ch in channels:
+            await ch.close()
+
+
+def _worker_main(pilot: str, ids: list[str], services: int, conn: Connection) -> None:
+    try:
+        import uvloop
+        uvloop.run(_client_worker(pilot, ids, services, conn))
+    except KeyboardInterrupt:
+        pass
+
+
+# --- real Envoys --------------------------------------------------------------------
+
+
+class EnvoyFleet:
+    def __init__(self, sup: Supervisor, workdir: Path, pilot_port: int, k: int) -> None:
+        self.admins: list[int] = []
+        for i in range(k):
+            admin = free_port()
+            spec = SidecarBootstrap(pilot_host="127.0.0.1", pilot_port=pilot_port, service="bench",
+                                    namespace="default", node_id=f"envoy-{i}", admin_port=admin,
+                                    outbound_port=free_port())
+            path = workdir / f"envoy-{i}.yaml"
+            path.write_text(render_yaml(spec.build()))
+            sup.start(f"envoy-{i}", [bin_path("envoy"), "-c", str(path), "--base-id",
+                                     str(20_000 + i + os.getpid() % 10_000), "--concurrency", "1",
+                                     "--log-level", "error"])
+            self.admins.append(admin)
+
+    def members(self, admin: int, cluster: str) -> int | None:
+        url = f"http://127.0.0.1:{admin}/stats?filter=^cluster.{cluster.replace('|', '.')}.membership_total$"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.endswith(tuple("0123456789")) and "membership_total" in line:
+                return int(line.rsplit(": ", 1)[1])
+        return None
+
+    def wait(self, cluster: str, count: int, t0: float, timeout: float) -> list[float | None]:
+        pending = dict.fromkeys(self.admins)
+        deadline = time.monotonic() + timeout
+        while any(v is None for v in pending.values()) and time.monotonic() < deadline:
+            for admin, got in pending.items():
+                if got is None and self.members(admin, cluster) == count:
+                    pending[admin] = time.monotonic() - t0
+            time.sleep(0.002)
+        return list(pending.values())
+
+
+# --- the run ------------------------------------------------------------------------
+
+
+def _proc_stats(pid: int) -> tuple[float, float]:
+    """(RSS in MB, CPU seconds user+system) of a process, from /proc."""
+    with open(f"/proc/{pid}/status") as f:
+        rss_kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return rss_kb / 1024, (int(fields[11]) + int(fields[12])) / ticks
+
+
+async def _register_all(consul_http: int, services: int) -> None:
+    sem = asyncio.Semaphore(32)
+    async with aiohttp.ClientSession() as session:
+        async def one(i: int) -> None:
+            body = registration_payload(service=f"svc-{i}", instance_id=f"svc-{i}-0",
+                                        address="127.0.0.2", port=10_000 + i)
+            async with sem, session.put(f"http://127.0.0.1:{consul_http}/v1/agent/service/register",
+                                        json=body) as resp:
+                resp.raise_for_status()
+        await asyncio.gather(*(one(i) for i in range(services)))
+
+
+def _consul_put(consul_http: int, path: str, body: dict[str, Any] | None = None) -> None:
+    data = json.dumps(body).encode() if body is not None else b""
+    req = urllib.request.Request(f"http://127.0.0.1:{consul_http}{path}", data=data, method="PUT")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        resp.read()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.convergence", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--proxies", type=int, default=200)
+    parser.add_argument("--services", type=int, default=100)
+    parser.add_argument("--envoys", type=int, default=0, help="use K real Envoys instead of simulated proxies")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--client-procs", type=int, default=1, help="processes for simulated proxies")
+    parser.add_argument("--debounce-quiet", type=float, default=0.1)
+    parser.add_argument("--debounce-max", type=float, default=1.0)
+    parser.add_argument("--json", action="store_true", help="print only the JSON line")
+    args = parser.parse_args(argv)
+    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-convergence-"))
+    sup = Supervisor(workdir / "logs")
+    workers: list[tuple[mp.Process, Connection]] = []
+    try:
+        ports = ConsulPorts()
+        sup.start("consul", ports.argv(bin_path("consul"), None))
+        sup.wait_http("consul", f"http://127.0.0.1:{ports.http}/v1/status/leader")
+        time.sleep(1.0)
+        log(f"registering {args.services} services")
+        asyncio.run(_register_all(ports.http, args.services))
+        grpc_port, http_port = free_port(), free_port()
+        pilot = sup.start("pilot", [sys.executable, "-m", "pilot", f"--consul-addr=127.0.0.1:{ports.http}",
+                                    f"--grpc-addr=127.0.0.1:{grpc_port}", f"--http-addr=127.0.0.1:{http_port}",
+                                    f"--debounce-quiet={args.debounce_quiet}",
+                                    f"--debounce-max={args.debounce_max}", "--log-level=WARNING"])
+        sup.wait_http("pilot", f"http://127.0.0.1:{http_port}/ready", timeout=120)
+        pid = pilot.popen.pid
+        _, cpu_start = _proc_stats(pid)
+        t_sync = time.monotonic()
+        fleet: EnvoyFleet | None = None
+        n = args.envoys or args.proxies
+        if args.envoys:
+            fleet = EnvoyFleet(sup, workdir, grpc_port, args.envoys)
+            for i, admin in enumerate(fleet.admins):
+                sup.wait_http(f"envoy-{i}", f"http://127.0.0.1:{admin}/ready", timeout=120)
+        else:
+            ctx = mp.get_context("spawn")
+            ids = [f"sim-{i}" for i in range(args.proxies)]
+            for w in range(args.client_procs):
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_worker_main, daemon=True,
+                                   args=(f"127.0.0.1:{grpc_port}", ids[w::args.client_procs], args.services, child))
+                proc.start()
+                workers.append((proc, parent))
+            for _, c in workers:
+                c.send(("sync", 300.0))
+            for _, c in workers:
+                assert c.recv() == ("synced",)
+        sync_s = time.monotonic() - t_sync
+        rss_sync, cpu_sync = _proc_stats(pid)
+        log(f"{n} proxies synced in {sync_s:.2f}s; pilot RSS {rss_sync:.0f} MB")
+
+        latencies: list[float] = []
+        missing = 0
+        cpu_before = _proc_stats(pid)[1]
+        for r in range(args.rounds):
+            svc = f"svc-{r % args.services}"
+            adding = (r // args.services) % 2 == 0
+            cluster = cluster_name(svc)
+            count = 2 if adding else 1
+            t0 = time.monotonic()
+            if fleet is None:
+                for _, c in workers:
+                    c.send(("arm", cluster, count, t0))
+                for _, c in workers:
+                    c.recv()
+            if adding:
+                _consul_put(ports.http, "/v1/agent/service/register",
+                            registration_payload(service=svc, instance_id=f"{svc}-extra",
+                                                 address="127.0.0.3", port=20_000 + r))
+            else:
+                _consul_put(ports.http, f"/v1/agent/service/deregister/{svc}-extra")
+            if fleet is not None:
+                got = fleet.wait(cluster, count, t0, 30.0)
+            else:
+                got = []
+                for _, c in workers:
+                    c.send(("collect", 30.0))
+                for _, c in workers:
+                    got.extend(c.recv()[1])
+            latencies.extend(x for x in got if x is not None)
+            missing += sum(1 for x in got if x is None)
+            time.sleep(0.05)
+        rss, cpu_end = _proc_stats(pid)
+        latencies.sort()
+
+        def pct(p: float) -> float:
+            if not latencies:
+                return float("nan")
+            return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1)
+
+        result = {
+            "proxies": n,
+            "services": args.services,
+            "real_envoys": bool(args.envoys),
+            "rounds": args.rounds,
+            "p50_ms": pct(0.50),
+            "p90_ms": pct(0.90),
+            "p99_ms": pct(0.99),
+            "max_ms": round(1000 * latencies[-1], 1) if latencies else None,
+            "mean_ms": round(1000 * statistics.fmean(latencies), 1) if latencies else None,
+            "missed": missing,
+            "initial_sync_s": round(sync_s, 2),
+            "pilot_rss_mb": round(rss, 1),
+            "pilot_cpu_s": round(cpu_end - cpu_before, 2),
+            "pilot_cpu_per_push_s": round((cpu_end - cpu_before) / max(1, args.rounds), 3),
+            "pilot_cpu_sync_s": round(cpu_sync - cpu_start, 2),
+            "debounce_quiet_s": args.debounce_quiet,
+            "debounce_max_s": args.debounce_max,
+        }
+        print(json.dumps(result), flush=True)
+        return 0
+    finally:
+        for proc, c in workers:
+            try:
+                c.send(("stop",))
+            except OSError:
+                pass
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+        sup.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
