@@ -79,19 +79,33 @@ class SimProxy:
 
     def node(self) -> base_pb2.Node:
         meta = struct_pb2.Struct()
-        meta.update({"NAMESPACE": "default", "OUTBOUND_PORT": "15001", "INBOUND_PORT": "15006",
-                     "APP_PORT": "8080"})
+        meta.update(
+            {
+                "NAMESPACE": "default",
+                "OUTBOUND_PORT": "15001",
+                "INBOUND_PORT": "15006",
+                "APP_PORT": "8080",
+            }
+        )
         return base_pb2.Node(id=self.node_id, cluster="bench", metadata=meta)
 
     async def run(self, channel: grpc.aio.Channel) -> None:
-        call = channel.stream_stream(ADS_METHOD, request_serializer=None, response_deserializer=None)()
+        call = channel.stream_stream(
+            ADS_METHOD, request_serializer=None, response_deserializer=None
+        )()
         eds_names: list[str] = []
         rds_names: list[str] = []
 
-        def req(type_url: str, names: list[str] = (), nonce: str = "", version: str = "",  # type: ignore[assignment]
-                node: bool = False) -> bytes:
-            msg = discovery_pb2.DiscoveryRequest(type_url=type_url, resource_names=names,
-                                                 response_nonce=nonce, version_info=version)
+        def req(
+            type_url: str,
+            names: list[str] = (),
+            nonce: str = "",
+            version: str = "",  # type: ignore[assignment]
+            node: bool = False,
+        ) -> bytes:
+            msg = discovery_pb2.DiscoveryRequest(
+                type_url=type_url, resource_names=names, response_nonce=nonce, version_info=version
+            )
             if node:
                 msg.node.CopyFrom(self.node())
             return msg.SerializeToString()
@@ -106,7 +120,8 @@ class SimProxy:
             t = resp.type_url
             if t == CDS:
                 names = sorted(
-                    c.name for c in (cluster_pb2.Cluster.FromString(r.value) for r in resp.resources)
+                    c.name
+                    for c in (cluster_pb2.Cluster.FromString(r.value) for r in resp.resources)
                     if c.type == cluster_pb2.Cluster.EDS
                 )
                 await call.write(req(CDS, nonce=resp.nonce, version=resp.version_info))
@@ -116,10 +131,16 @@ class SimProxy:
             elif t == EDS:
                 for r in resp.resources:
                     cla = endpoint_pb2.ClusterLoadAssignment.FromString(r.value)
-                    self.endpoints[cla.cluster_name] = sum(len(e.lb_endpoints) for e in cla.endpoints)
+                    self.endpoints[cla.cluster_name] = sum(
+                        len(e.lb_endpoints) for e in cla.endpoints
+                    )
                 await call.write(req(EDS, eds_names, nonce=resp.nonce, version=resp.version_info))
                 target = self.target
-                if target and self.latency is None and self.endpoints.get(target.cluster) == target.count:
+                if (
+                    target
+                    and self.latency is None
+                    and self.endpoints.get(target.cluster) == target.count
+                ):
                     self.latency = time.monotonic() - target.t0
                     self.got.set()
                 if len(self.endpoints) >= self.expected_clusters:
@@ -146,8 +167,10 @@ class SimProxy:
 async def _client_worker(pilot: str, ids: list[str], services: int, conn: Connection) -> None:
     proxies = [SimProxy(node_id=i, expected_clusters=services) for i in ids]
     # One HTTP/2 connection per proxy, as separate Envoys would have.
-    channels = [grpc.aio.insecure_channel(pilot, options=[("grpc.use_local_subchannel_pool", 1)])
-                for _ in proxies]
+    channels = [
+        grpc.aio.insecure_channel(pilot, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in proxies
+    ]
     tasks = [asyncio.create_task(p.run(ch)) for p, ch in zip(proxies, channels, strict=True)]
     loop = asyncio.get_running_loop()
     try:
@@ -165,8 +188,9 @@ async def _client_worker(pilot: str, ids: list[str], services: int, conn: Connec
                         p.got.set()
                 conn.send(("armed",))
             elif cmd[0] == "collect":
-                done, _ = await asyncio.wait([asyncio.create_task(p.got.wait()) for p in proxies],
-                                             timeout=cmd[1])
+                await asyncio.wait(
+                    [asyncio.create_task(p.got.wait()) for p in proxies], timeout=cmd[1]
+                )
                 conn.send(("latencies", [p.latency for p in proxies]))
             elif cmd[0] == "stop":
                 return
@@ -180,6 +204,7 @@ async def _client_worker(pilot: str, ids: list[str], services: int, conn: Connec
 def _worker_main(pilot: str, ids: list[str], services: int, conn: Connection) -> None:
     try:
         import uvloop
+
         uvloop.run(_client_worker(pilot, ids, services, conn))
     except KeyboardInterrupt:
         pass
@@ -193,18 +218,36 @@ class EnvoyFleet:
         self.admins: list[int] = []
         for i in range(k):
             admin = free_port()
-            spec = SidecarBootstrap(pilot_host="127.0.0.1", pilot_port=pilot_port, service="bench",
-                                    namespace="default", node_id=f"envoy-{i}", admin_port=admin,
-                                    outbound_port=free_port())
+            spec = SidecarBootstrap(
+                pilot_host="127.0.0.1",
+                pilot_port=pilot_port,
+                service="bench",
+                namespace="default",
+                node_id=f"envoy-{i}",
+                admin_port=admin,
+                outbound_port=free_port(),
+            )
             path = workdir / f"envoy-{i}.yaml"
             path.write_text(render_yaml(spec.build()))
-            sup.start(f"envoy-{i}", [bin_path("envoy"), "-c", str(path), "--base-id",
-                                     str(20_000 + i + os.getpid() % 10_000), "--concurrency", "1",
-                                     "--log-level", "error"])
+            sup.start(
+                f"envoy-{i}",
+                [
+                    bin_path("envoy"),
+                    "-c",
+                    str(path),
+                    "--base-id",
+                    str(20_000 + i + os.getpid() % 10_000),
+                    "--concurrency",
+                    "1",
+                    "--log-level",
+                    "error",
+                ],
+            )
             self.admins.append(admin)
 
     def members(self, admin: int, cluster: str) -> int | None:
-        url = f"http://127.0.0.1:{admin}/stats?filter=^cluster.{cluster.replace('|', '.')}.membership_total$"
+        pattern = f"^cluster.{cluster.replace('|', '.')}.membership_total$"  # '.' matches '|'
+        url = f"http://127.0.0.1:{admin}/stats?filter={pattern}"
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 text = resp.read().decode()
@@ -242,12 +285,19 @@ def _proc_stats(pid: int) -> tuple[float, float]:
 async def _register_all(consul_http: int, services: int) -> None:
     sem = asyncio.Semaphore(32)
     async with aiohttp.ClientSession() as session:
+
         async def one(i: int) -> None:
-            body = registration_payload(service=f"svc-{i}", instance_id=f"svc-{i}-0",
-                                        address="127.0.0.2", port=10_000 + i)
-            async with sem, session.put(f"http://127.0.0.1:{consul_http}/v1/agent/service/register",
-                                        json=body) as resp:
+            body = registration_payload(
+                service=f"svc-{i}", instance_id=f"svc-{i}-0", address="127.0.0.2", port=10_000 + i
+            )
+            async with (
+                sem,
+                session.put(
+                    f"http://127.0.0.1:{consul_http}/v1/agent/service/register", json=body
+                ) as resp,
+            ):
                 resp.raise_for_status()
+
         await asyncio.gather(*(one(i) for i in range(services)))
 
 
@@ -259,13 +309,20 @@ def _consul_put(consul_http: int, path: str, body: dict[str, Any] | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.convergence", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.convergence",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--proxies", type=int, default=200)
     parser.add_argument("--services", type=int, default=100)
-    parser.add_argument("--envoys", type=int, default=0, help="use K real Envoys instead of simulated proxies")
+    parser.add_argument(
+        "--envoys", type=int, default=0, help="use K real Envoys instead of simulated proxies"
+    )
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--client-procs", type=int, default=1, help="processes for simulated proxies")
+    parser.add_argument(
+        "--client-procs", type=int, default=1, help="processes for simulated proxies"
+    )
     parser.add_argument("--debounce-quiet", type=float, default=0.1)
     parser.add_argument("--debounce-max", type=float, default=1.0)
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
@@ -283,10 +340,20 @@ def main(argv: list[str] | None = None) -> int:
         log(f"registering {args.services} services")
         asyncio.run(_register_all(ports.http, args.services))
         grpc_port, http_port = free_port(), free_port()
-        pilot = sup.start("pilot", [sys.executable, "-m", "pilot", f"--consul-addr=127.0.0.1:{ports.http}",
-                                    f"--grpc-addr=127.0.0.1:{grpc_port}", f"--http-addr=127.0.0.1:{http_port}",
-                                    f"--debounce-quiet={args.debounce_quiet}",
-                                    f"--debounce-max={args.debounce_max}", "--log-level=WARNING"])
+        pilot = sup.start(
+            "pilot",
+            [
+                sys.executable,
+                "-m",
+                "pilot",
+                f"--consul-addr=127.0.0.1:{ports.http}",
+                f"--grpc-addr=127.0.0.1:{grpc_port}",
+                f"--http-addr=127.0.0.1:{http_port}",
+                f"--debounce-quiet={args.debounce_quiet}",
+                f"--debounce-max={args.debounce_max}",
+                "--log-level=WARNING",
+            ],
+        )
         sup.wait_http("pilot", f"http://127.0.0.1:{http_port}/ready", timeout=120)
         pid = pilot.popen.pid
         _, cpu_start = _proc_stats(pid)
@@ -302,8 +369,16 @@ def main(argv: list[str] | None = None) -> int:
             ids = [f"sim-{i}" for i in range(args.proxies)]
             for w in range(args.client_procs):
                 parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_worker_main, daemon=True,
-                                   args=(f"127.0.0.1:{grpc_port}", ids[w::args.client_procs], args.services, child))
+                proc = ctx.Process(
+                    target=_worker_main,
+                    daemon=True,
+                    args=(
+                        f"127.0.0.1:{grpc_port}",
+                        ids[w :: args.client_procs],
+                        args.services,
+                        child,
+                    ),
+                )
                 proc.start()
                 workers.append((proc, parent))
             for _, c in workers:
@@ -329,9 +404,16 @@ def main(argv: list[str] | None = None) -> int:
                 for _, c in workers:
                     c.recv()
             if adding:
-                _consul_put(ports.http, "/v1/agent/service/register",
-                            registration_payload(service=svc, instance_id=f"{svc}-extra",
-                                                 address="127.0.0.3", port=20_000 + r))
+                _consul_put(
+                    ports.http,
+                    "/v1/agent/service/register",
+                    registration_payload(
+                        service=svc,
+                        instance_id=f"{svc}-extra",
+                        address="127.0.0.3",
+                        port=20_000 + r,
+                    ),
+                )
             else:
                 _consul_put(ports.http, f"/v1/agent/service/deregister/{svc}-extra")
             if fleet is not None:

@@ -5,9 +5,9 @@ generators and the current `PushContext`. Responses are bytes assembled from
 pre-serialized resources and written through a generic handler, so nothing
 is re-serialized per stream.
 
-Each stream has one loop that owns its state; a reader task feeds it
-requests and `publish` feeds it pushes. Pushes to a slow stream collapse
-into one (latest wins).
+Each stream handles its requests as it reads them and has a pusher task
+that `publish` wakes; a lock per connection keeps the two apart. Pushes to
+a slow stream collapse into one (latest wins).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pilot.xds import ack, typeurls
 from pilot.xds.context import Change, PushContext
 from pilot.xds.generator import Generator
 from pilot.xds.resource import encode_response, set_version
+from pilot.xds.wire import NameSets, split_names
 
 __all__ = ["ADS_METHOD", "AdsServer", "Connection"]
 
@@ -38,9 +39,6 @@ log = logging.getLogger(__name__)
 
 ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 ADS_METHOD = f"/{ADS_SERVICE}/StreamAggregatedResources"
-
-_PUSH = object()  # queue marker: a push is pending on the connection
-_EOF = object()  # queue marker: the client closed its side
 
 
 @dataclass(slots=True)
@@ -52,7 +50,8 @@ class Connection:
     proxy: Proxy
     connected_at: float
     watches: dict[str, ack.Watch] = field(default_factory=dict)
-    queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # set when a push pends
     pending: Change | None = None
     # nonce -> when the change it carries was first seen, for convergence time
     inflight: dict[str, float] = field(default_factory=dict)
@@ -96,7 +95,7 @@ class AdsServer:
         self._ctx: PushContext | None = None
         self._conn_ids = itertools.count(1)
         self._nonces = itertools.count(1)
-        self._names: dict[tuple[str, ...], frozenset[str]] = {}
+        self._names = NameSets()
         self.connections: dict[str, Connection] = {}
 
     # --- wiring ---
@@ -114,36 +113,33 @@ class AdsServer:
         return self._ctx
 
     def publish(self, ctx: PushContext, change: Change) -> None:
-        """Make ctx current and queue the change to every connection."""
+        """Make ctx current and hand the change to every connection's pusher."""
         self._ctx = ctx
         for conn in self.connections.values():
-            first = conn.pending is None
-            conn.pending = change if first else conn.pending.merge(change)  # type: ignore[union-attr]
-            if first:
-                conn.queue.put_nowait(_PUSH)
+            conn.pending = change if conn.pending is None else conn.pending.merge(change)
+            conn.wake.set()
 
     # --- one stream ---
 
     async def _stream(self, _requests: object, context: grpc.aio.ServicerContext) -> None:
+        """Requests are handled as they are read (so a flood of ACKs is flow-controlled
+        by gRPC instead of queueing here); pushes run in a task of their own. The
+        connection's lock keeps the two from interleaving writes or state."""
         conn: Connection | None = None
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        reader = asyncio.create_task(self._read(context, queue))
+        pusher: asyncio.Task[None] | None = None
         try:
             while True:
-                item = await queue.get()
-                if item is _EOF:
+                raw = await context.read()
+                if raw is grpc.aio.EOF:
                     return
-                if item is _PUSH:
-                    if conn is not None:
-                        await self._push(conn, context)
-                    continue
-                request = self._parse(item)  # type: ignore[arg-type]
-                if request is None:
+                parsed = self._parse(raw, first=conn is None)
+                if parsed is None:
                     self._metrics.rejected_requests.inc()
                     await context.abort(
                         grpc.StatusCode.INVALID_ARGUMENT, "malformed DiscoveryRequest"
                     )
                     return
+                request, names = parsed
                 if conn is None:
                     if not request.HasField("node") or not request.node.id:
                         self._metrics.rejected_requests.inc()
@@ -152,40 +148,47 @@ class AdsServer:
                             "the first DiscoveryRequest on a stream must carry node.id",
                         )
                         return
-                    conn = self._connect(request, context, queue)
-                await self._on_request(conn, request, context)
+                    conn = self._connect(request, context)
+                    pusher = asyncio.create_task(self._pusher(conn, context))
+                async with conn.lock:
+                    await self._on_request(conn, request, names, context)
+        except asyncio.CancelledError:
+            raise
+        except grpc.aio.AbortError:
+            raise
+        except Exception:  # a broken stream must not take the server with it
+            log.debug("ADS stream ended", exc_info=True)
         finally:
-            reader.cancel()
+            if pusher is not None:
+                pusher.cancel()
             if conn is not None:
                 self.connections.pop(conn.id, None)
                 self._metrics.connected.set(len(self.connections))
                 log.info("proxy %s disconnected", conn.proxy.id)
 
-    async def _read(self, context: grpc.aio.ServicerContext, queue: asyncio.Queue[object]) -> None:
-        try:
-            while True:
-                raw = await context.read()
-                if raw is grpc.aio.EOF:
-                    break
-                queue.put_nowait(raw)
-        except (asyncio.CancelledError, grpc.aio.AioRpcError):
-            pass
-        except Exception:  # the stream is gone; the loop must still end
-            log.debug("ADS read ended", exc_info=True)
-        queue.put_nowait(_EOF)
+    async def _pusher(self, conn: Connection, context: grpc.aio.ServicerContext) -> None:
+        while True:
+            await conn.wake.wait()
+            conn.wake.clear()
+            async with conn.lock:
+                await self._push(conn, context)
 
-    @staticmethod
-    def _parse(raw: bytes) -> discovery_pb2.DiscoveryRequest | None:
+    def _parse(
+        self, raw: bytes, first: bool
+    ) -> tuple[discovery_pb2.DiscoveryRequest, frozenset[str]] | None:
         try:
-            return discovery_pb2.DiscoveryRequest.FromString(raw)
+            split = None if first else split_names(raw)
+            if split is not None:
+                names = self._names.from_wire(split[1])
+                if names is not None:
+                    return discovery_pb2.DiscoveryRequest.FromString(split[0]), names
+            request = discovery_pb2.DiscoveryRequest.FromString(raw)
         except (DecodeError, TypeError):
             return None
+        return request, self._names.intern(request.resource_names)
 
     def _connect(
-        self,
-        request: discovery_pb2.DiscoveryRequest,
-        context: grpc.aio.ServicerContext,
-        queue: asyncio.Queue[object],
+        self, request: discovery_pb2.DiscoveryRequest, context: grpc.aio.ServicerContext
     ) -> Connection:
         node = request.node
         metadata = json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
@@ -195,7 +198,6 @@ class AdsServer:
             peer=context.peer() or "",
             proxy=proxy,
             connected_at=time.monotonic(),
-            queue=queue,
         )
         self.connections[conn.id] = conn
         self._metrics.connected.set(len(self.connections))
@@ -208,24 +210,17 @@ class AdsServer:
         )
         return conn
 
-    def _intern(self, names: Sequence[str]) -> frozenset[str]:
-        """Identical subscription sets are stored once and shared by streams."""
-        key = tuple(names)
-        found = self._names.get(key)
-        if found is None:
-            found = self._names[key] = frozenset(key)
-        return found
-
     async def _on_request(
         self,
         conn: Connection,
         request: discovery_pb2.DiscoveryRequest,
+        names: frozenset[str],
         context: grpc.aio.ServicerContext,
     ) -> None:
         type_url = request.type_url
         req = ack.Request(
             type_url=type_url,
-            names=self._intern(request.resource_names),
+            names=names,
             version_info=request.version_info,
             response_nonce=request.response_nonce,
             error_detail=request.error_detail.message if request.HasField("error_detail") else None,
