@@ -1,0 +1,242 @@
+"""Shared building blocks of Istio's validation (ports, durations, names, ...).
+
+Each check returns an error message, or None when the value is fine, so the
+caller decides the path and severity: ``if (m := port(v)): issues.error(m, "port")``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+
+import re2
+
+__all__ = [
+    "HTTP_LIKE",
+    "PROTOCOLS",
+    "TCP_LIKE",
+    "TLS_LIKE",
+    "dns_label",
+    "duration",
+    "duration_seconds",
+    "fqdn",
+    "header_name",
+    "header_value",
+    "ip_or_cidr",
+    "labels",
+    "namespace_host",
+    "partial_wildcard",
+    "port",
+    "protocol",
+    "regex",
+    "wildcard_domain",
+    "workload_selector",
+]
+
+PROTOCOLS = frozenset({
+    "TCP", "UDP", "GRPC", "GRPC-WEB", "HTTP", "HTTP_PROXY", "HTTP2", "HTTPS", "TLS",
+    "MONGO", "REDIS", "MYSQL",
+})
+HTTP_LIKE = frozenset({"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"})
+TLS_LIKE = frozenset({"HTTPS", "TLS"})
+TCP_LIKE = frozenset({"TCP", "HTTPS", "TLS", "MONGO", "REDIS", "MYSQL"})
+
+_DNS_LABEL = re.compile(r"^[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?$")
+_DURATION = re.compile(r"^(-?)((\d+(\.\d*)?|\.\d+)(h|m|s|ms|us|µs|ns))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s|us|µs|ns)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_PSEUDO_HEADERS = frozenset({":method", ":scheme", ":authority", ":path", ":status"})
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_MAX_REGEX = 1024
+
+
+def port(value: int) -> str | None:
+    return None if 1 <= value <= 65535 else f"port number {value} must be in the range 1..65535"
+
+
+def duration_seconds(text: str) -> float | None:
+    """A Go/protobuf duration ('1s', '1.5m', '100ms') in seconds, None if malformed."""
+    if not isinstance(text, str) or not _DURATION.match(text):
+        return None
+    total = sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _DURATION_PART.findall(text))
+    return -total if text.startswith("-") else total
+
+
+def duration(text: str, *, allow_zero: bool = False) -> str | None:
+    """Istio's rule: at least 1ms and a whole number of milliseconds."""
+    seconds = duration_seconds(text)
+    if seconds is None:
+        return f"invalid duration {text!r}"
+    if allow_zero and seconds == 0:
+        return None
+    millis = seconds * 1000
+    if millis < 1 - 1e-9:
+        return f"duration {text!r} must be at least 1ms"
+    if abs(millis - round(millis)) > 1e-6:
+        return f"duration {text!r} must be a whole number of milliseconds"
+    return None
+
+
+def dns_label(value: str) -> str | None:
+    if not value or not _DNS_LABEL.match(value):
+        return f"{value!r} is not a DNS-1123 label (letters, digits, '-', at most 63)"
+    return None
+
+
+def fqdn(value: str) -> str | None:
+    host = value[:-1] if value.endswith(".") else value
+    if not 1 <= len(host) <= 255:
+        return f"{value!r}: a domain name must be 1..255 characters"
+    parts = host.split(".")
+    for part in parts:
+        if dns_label(part):
+            return f"{value!r}: {part!r} is not a valid domain label"
+    if parts[-1].isdigit():
+        return f"{value!r}: the last label of a domain name must not be all digits"
+    return None
+
+
+def wildcard_domain(value: str) -> str | None:
+    """'*', '*.foo.com', '*foo.com', or a plain domain (short names pass)."""
+    if not 1 <= len(value) <= 255:
+        return f"{value!r}: a domain name must be 1..255 characters"
+    first, _, rest = value.partition(".")
+    if first == "*" or first.startswith("*"):
+        label = first[1:]
+        if label.startswith("-"):
+            label = label[1:]
+        if label and dns_label(label):
+            return f"{value!r}: invalid wildcard label {first!r}"
+    elif dns_label(first):
+        return f"{value!r}: {first!r} is not a valid domain label"
+    if rest:
+        return fqdn(rest)
+    return None
+
+
+def partial_wildcard(value: str) -> str | None:
+    if "*" in value and value != "*" and not (value.startswith("*.") and "*" not in value[2:]):
+        return f"{value!r}: a wildcard must be the whole host or its first label ('*.example.com')"
+    return None
+
+
+def ip_or_cidr(value: str) -> str | None:
+    try:
+        if value.count("/") == 1:
+            ipaddress.ip_network(value, strict=False)
+        else:
+            ipaddress.ip_address(value)
+    except ValueError:
+        return f"{value!r} is not an IP address or CIDR block"
+    return None
+
+
+def is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def protocol(value: str) -> str | None:
+    if value.upper() not in PROTOCOLS:
+        return f"unsupported protocol {value!r} (one of {', '.join(sorted(PROTOCOLS))})"
+    return None
+
+
+def regex(value: str) -> str | None:
+    """Must be non-empty, at most 1024 characters and compile as RE2."""
+    if not value:
+        return "regex must not be empty"
+    if len(value) > _MAX_REGEX:
+        return f"regex is longer than {_MAX_REGEX} characters"
+    try:
+        re2.compile(value)
+    except re2.error as err:
+        return f"invalid RE2 regex {value!r}: {err}"
+    return None
+
+
+def header_name(value: str) -> str | None:
+    if value in _PSEUDO_HEADERS or value.startswith("@request.auth.claims"):
+        return None
+    if not value or not _TOKEN.match(value):
+        return f"invalid header name {value!r}"
+    return None
+
+
+def header_value(value: str) -> str | None:
+    """No control characters but tab; '%' doubled or opening a closed %VAR% expression."""
+    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
+        return "header value contains control characters"
+    i = 0
+    while i < len(value):
+        if value[i] == "%":
+            if value[i + 1 : i + 2] == "%":
+                i += 2
+                continue
+            end = value.find("%", i + 1)
+            if end == -1:
+                return f"header value {value!r} has an unclosed %...% expression"
+            i = end + 1
+            continue
+        i += 1
+    return None
+
+
+def _label_key(key: str) -> str | None:
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return f"label key {key!r}: invalid prefix"
+    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
+        return f"label key {key!r}: invalid name"
+    return None
+
+
+def labels(values: Mapping[str, str]) -> list[str]:
+    problems = []
+    for key, value in values.items():
+        if (m := _label_key(key)) is not None:
+            problems.append(m)
+        if value and (len(value) > 63 or not _QUALIFIED_NAME.match(value)):
+            problems.append(f"label value {value!r} for {key!r} is invalid")
+    return problems
+
+
+def workload_selector(match_labels: Mapping[str, str] | None) -> tuple[list[str], list[str]]:
+    """(errors, warnings) for a workload selector's labels."""
+    if not match_labels:
+        return [], ["selector has no labels: it applies to every workload in the namespace"]
+    errors = []
+    for key, value in match_labels.items():
+        if not key:
+            errors.append("selector has an empty label key")
+        if "*" in key or "*" in value:
+            errors.append(f"wildcard is not supported in selector label {key}={value}")
+    errors.extend(labels({k: v for k, v in match_labels.items() if k and "*" not in k + v}))
+    return errors, []
+
+
+def namespace_host(value: str, *, sidecar: bool) -> str | None:
+    """Gateway/Sidecar host form: 'ns/host' ('*', '.', '~' namespaces)."""
+    ns, slash, host = value.partition("/")
+    if not slash:
+        if sidecar:
+            return f"{value!r}: must be namespace/host (e.g. './*' or 'istio-system/*')"
+        ns, host = "*", value
+    if not ns or not host:
+        return f"{value!r}: namespace and host must both be set"
+    bare_ns = ns[1:] if sidecar and ns.startswith("~") else ns
+    if bare_ns not in ("*", ".") and dns_label(bare_ns):
+        return f"{value!r}: invalid namespace {ns!r}"
+    if host != "*" and "." not in host:
+        return f"{value!r}: short names are not allowed, use a fully qualified host"
+    if (m := partial_wildcard(host)) is not None:
+        return m
+    if not sidecar and is_ip(host):
+        return None
+    return wildcard_domain(host)

@@ -1,0 +1,1 @@
+"""networking.istio.io kinds: VirtualService, DestinationRule, Gateway, ServiceEntry, Sidecar."""

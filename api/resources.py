@@ -1,0 +1,221 @@
+"""Config resources: the kinds we accept, and turning YAML into checked resources.
+
+`KindInfo` describes one kind (group, served versions, spec model, semantic
+validation). `check_text` reads multi-document YAML and returns, for every
+document, either a `Resource` or the issues that refuse it, each naming the
+document (``file:index``) and the field path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from api.issues import Issue, Issues, Severity
+from api.model import Spec, report_pydantic
+
+__all__ = ["Checked", "KindInfo", "Resource", "check_document", "check_text", "kinds"]
+
+NETWORKING = "networking.istio.io"
+SECURITY = "security.istio.io"
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_METADATA_FIELDS = frozenset({
+    "name", "namespace", "labels", "annotations", "resourceVersion", "generation", "uid",
+    "creationTimestamp", "managedFields", "finalizers", "ownerReferences", "generateName",
+})
+_REJECTED_ANNOTATIONS = frozenset({
+    "istio.io/alwaysReject", "internal.istio.io/parents", "internal.istio.io/parent-namespace",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class KindInfo:
+    kind: str
+    group: str
+    versions: tuple[str, ...]
+    plural: str
+    spec_model: type[Spec]
+    # Semantic checks: spec, metadata (name, namespace, labels, annotations), issues rooted at spec.
+    validate: Callable[[Any, Mapping[str, Any], Issues], None]
+    spec_required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    kind: str
+    group: str
+    version: str
+    name: str
+    namespace: str
+    spec: Spec
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    resource_version: str | None = None
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.namespace, self.name)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+    def to_dict(self, with_version: bool = False) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if self.labels:
+            meta["labels"] = dict(self.labels)
+        if self.annotations:
+            meta["annotations"] = dict(self.annotations)
+        if with_version and self.resource_version is not None:
+            meta["resourceVersion"] = self.resource_version
+        return {"apiVersion": self.api_version, "kind": self.kind, "metadata": meta,
+                "spec": self.spec.dump()}
+
+    def canonical_json(self) -> str:
+        """What is stored: sorted keys, no whitespace, no resourceVersion."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(slots=True)
+class Checked:
+    where: str  # "file.yaml:0" or "VirtualService/default/reviews"
+    resource: Resource | None
+    issues: list[Issue]
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity is Severity.ERROR]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity is Severity.WARNING]
+
+    @property
+    def ok(self) -> bool:
+        return self.resource is not None and not self.errors
+
+
+_KINDS: dict[str, KindInfo] | None = None
+
+
+def kinds() -> dict[str, KindInfo]:
+    """Every kind we accept, by kind name (loaded on first use, not at import)."""
+    global _KINDS
+    if _KINDS is None:
+        from api.networking import destination_rule, gateway, service_entry, sidecar, virtual_service
+        from api.security import authorization_policy, peer_authentication, request_authentication
+
+        modules = (virtual_service, destination_rule, gateway, service_entry, sidecar,
+                   peer_authentication, authorization_policy, request_authentication)
+        _KINDS = {m.KIND.kind: m.KIND for m in modules}
+    return _KINDS
+
+
+def kind_by_plural(plural: str) -> KindInfo | None:
+    return next((k for k in kinds().values() if k.plural == plural.lower()), None)
+
+
+def _metadata(meta: Any, issues: Issues, default_namespace: str) -> tuple[str, str, dict[str, str], dict[str, str], str | None]:
+    if not isinstance(meta, dict):
+        issues.error("must be a mapping with at least a name", "metadata")
+        return "", default_namespace, {}, {}, None
+    for key in meta:
+        if key not in _METADATA_FIELDS:
+            issues.error("unknown field", "metadata", key)
+    name = meta.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        issues.error("must be a lower-case DNS-1123 name (a-z, 0-9, '-', '.')", "metadata", "name")
+        name = ""
+    namespace = meta.get("namespace", default_namespace)
+    if not isinstance(namespace, str) or not re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", namespace):
+        issues.error("must be a DNS-1123 label", "metadata", "namespace")
+        namespace = default_namespace
+    result_maps: list[dict[str, str]] = []
+    for key in ("labels", "annotations"):
+        value = meta.get(key) or {}
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            issues.error("must be a mapping of strings to strings", "metadata", key)
+            value = {}
+        result_maps.append(value)
+    for key in result_maps[1]:
+        if key in _REJECTED_ANNOTATIONS:
+            issues.error("reserved annotation; must not be set by users", "metadata", "annotations", key)
+    version = meta.get("resourceVersion")
+    return name, namespace, result_maps[0], result_maps[1], str(version) if version is not None else None
+
+
+def check_document(doc: Any, where: str, default_namespace: str = "default") -> Checked:
+    """Validate one parsed YAML/JSON document."""
+    issues = Issues()
+    try:
+        # As Kubernetes stores it: JSON, so `80:` map keys become "80".
+        doc = json.loads(json.dumps(doc, default=str))
+    except (TypeError, ValueError) as err:
+        issues.error(f"cannot be represented as JSON: {err}")
+        return Checked(where, None, issues.items)
+    if not isinstance(doc, dict):
+        issues.error(f"a resource must be a mapping, not {type(doc).__name__}")
+        return Checked(where, None, issues.items)
+    api_version, kind_name = doc.get("apiVersion"), doc.get("kind")
+    info = kinds().get(kind_name) if isinstance(kind_name, str) else None
+    if info is None:
+        known = ", ".join(sorted(kinds()))
+        issues.error(f"unknown kind {kind_name!r} (one of {known})", "kind")
+        return Checked(where, None, issues.items)
+    group, _, version = api_version.partition("/") if isinstance(api_version, str) else ("", "", "")
+    if group != info.group or version not in info.versions:
+        served = ", ".join(f"{info.group}/{v}" for v in info.versions)
+        issues.error(f"{info.kind} is served as {served}, not {api_version!r}", "apiVersion")
+    for key in doc:
+        if key not in ("apiVersion", "kind", "metadata", "spec", "status"):
+            issues.error("unknown field", key)
+    name, namespace, labels, annotations, rv = _metadata(doc.get("metadata"), issues, default_namespace)
+    if name:
+        where = f"{where} ({info.kind}/{namespace}/{name})" if ":" in where else where
+    spec_raw = doc.get("spec")
+    if spec_raw is None:
+        if info.spec_required:
+            issues.error("required field is missing", "spec")
+            return Checked(where, None, issues.items)
+        spec_raw = {}
+    try:
+        spec = info.spec_model.model_validate(spec_raw)
+    except ValidationError as err:
+        report_pydantic(err, issues.at("spec"))
+        return Checked(where, None, issues.items)
+    meta = {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations}
+    info.validate(spec, meta, issues.at("spec"))
+    resource = Resource(info.kind, info.group, version or info.versions[-1], name, namespace, spec,
+                        labels, annotations, rv)
+    return Checked(where, resource, issues.items)
+
+
+def load_documents(text: str, source: str) -> list[tuple[str, Any]] | Checked:
+    """(where, document) for each non-empty YAML document, or one Checked with the syntax error."""
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        return Checked(source, None, [Issue("", f"not valid YAML{at}: {problem}")])
+    return [(f"{source}:{i}", d) for i, d in enumerate(docs) if d is not None]
+
+
+def check_text(text: str, source: str, default_namespace: str = "default") -> list[Checked]:
+    loaded = load_documents(text, source)
+    if isinstance(loaded, Checked):
+        return [loaded]
+    return [check_document(doc, where, default_namespace) for where, doc in loaded]

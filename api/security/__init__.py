@@ -1,0 +1,1 @@
+"""security.istio.io kinds: PeerAuthentication, AuthorizationPolicy, RequestAuthentication."""

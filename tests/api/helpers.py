@@ -1,0 +1,31 @@
+"""Helpers for validation tests: check one document, get its issues as strings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.resources import Checked, check_document
+
+
+def check(kind: str, spec: Any, *, api_version: str | None = None, name: str = "x",
+          namespace: str = "default", **extra: Any) -> Checked:
+    from api.resources import kinds
+
+    info = kinds()[kind]
+    doc: dict[str, Any] = {
+        "apiVersion": api_version or f"{info.group}/{info.versions[-1]}",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        **extra,
+    }
+    if spec is not None:
+        doc["spec"] = spec
+    return check_document(doc, "test.yaml:0")
+
+
+def errors(checked: Checked) -> list[str]:
+    return [str(i) for i in checked.errors]
+
+
+def warnings(checked: Checked) -> list[str]:
+    return [str(i) for i in checked.warnings]

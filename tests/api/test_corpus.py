@@ -1,0 +1,30 @@
+"""Istio's own examples: what Istio accepts we accept, what it refuses we refuse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from api.resources import check_document
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "istio"
+FILES = sorted(CORPUS.rglob("*.yaml")) if CORPUS.exists() else []
+
+
+def _documents(path: Path) -> list[tuple[int, dict[str, object]]]:
+    return [(i, d) for i, d in enumerate(yaml.safe_load_all(path.read_text())) if d]
+
+
+@pytest.mark.skipif(not FILES, reason="shared/corpus is not beside the repo")
+@pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_corpus_file(path: Path) -> None:
+    for index, doc in _documents(path):
+        expected_error = doc.pop("_err", None)
+        result = check_document(doc, f"{path.name}:{index}")
+        messages = [str(i) for i in result.errors]
+        if expected_error is None:
+            assert result.ok, f"{path.name}:{index} should be accepted: {messages}"
+        else:
+            assert not result.ok, f"{path.name}:{index} should be refused ({expected_error})"
