@@ -34,10 +34,22 @@ __all__ = [
     "workload_selector",
 ]
 
-PROTOCOLS = frozenset({
-    "TCP", "UDP", "GRPC", "GRPC-WEB", "HTTP", "HTTP_PROXY", "HTTP2", "HTTPS", "TLS",
-    "MONGO", "REDIS", "MYSQL",
-})
+PROTOCOLS = frozenset(
+    {
+        "TCP",
+        "UDP",
+        "GRPC",
+        "GRPC-WEB",
+        "HTTP",
+        "HTTP_PROXY",
+        "HTTP2",
+        "HTTPS",
+        "TLS",
+        "MONGO",
+        "REDIS",
+        "MYSQL",
+    }
+)
 HTTP_LIKE = frozenset({"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"})
 TLS_LIKE = frozenset({"HTTPS", "TLS"})
 TCP_LIKE = frozenset({"TCP", "HTTPS", "TLS", "MONGO", "REDIS", "MYSQL"})

@@ -9,6 +9,7 @@ live in each kind's `validate` function, which reports through `Issues`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -34,7 +35,7 @@ class Spec(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-_MESSAGES = {
+_MESSAGES: dict[str, Callable[[Any], str]] = {
     "extra_forbidden": lambda e: "unknown field",
     "missing": lambda e: "required field is missing",
     "greater_than_equal": lambda e: f"must be >= {e['ctx']['ge']}",

@@ -25,13 +25,29 @@ __all__ = ["Checked", "KindInfo", "Resource", "check_document", "check_text", "k
 NETWORKING = "networking.istio.io"
 SECURITY = "security.istio.io"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_METADATA_FIELDS = frozenset({
-    "name", "namespace", "labels", "annotations", "resourceVersion", "generation", "uid",
-    "creationTimestamp", "managedFields", "finalizers", "ownerReferences", "generateName",
-})
-_REJECTED_ANNOTATIONS = frozenset({
-    "istio.io/alwaysReject", "internal.istio.io/parents", "internal.istio.io/parent-namespace",
-})
+_METADATA_FIELDS = frozenset(
+    {
+        "name",
+        "namespace",
+        "labels",
+        "annotations",
+        "resourceVersion",
+        "generation",
+        "uid",
+        "creationTimestamp",
+        "managedFields",
+        "finalizers",
+        "ownerReferences",
+        "generateName",
+    }
+)
+_REJECTED_ANNOTATIONS = frozenset(
+    {
+        "istio.io/alwaysReject",
+        "internal.istio.io/parents",
+        "internal.istio.io/parent-namespace",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +94,12 @@ class Resource:
             meta["annotations"] = dict(self.annotations)
         if with_version and self.resource_version is not None:
             meta["resourceVersion"] = self.resource_version
-        return {"apiVersion": self.api_version, "kind": self.kind, "metadata": meta,
-                "spec": self.spec.dump()}
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "metadata": meta,
+            "spec": self.spec.dump(),
+        }
 
     def canonical_json(self) -> str:
         """What is stored: sorted keys, no whitespace, no resourceVersion."""
@@ -112,11 +132,25 @@ def kinds() -> dict[str, KindInfo]:
     """Every kind we accept, by kind name (loaded on first use, not at import)."""
     global _KINDS
     if _KINDS is None:
-        from api.networking import destination_rule, gateway, service_entry, sidecar, virtual_service
+        from api.networking import (
+            destination_rule,
+            gateway,
+            service_entry,
+            sidecar,
+            virtual_service,
+        )
         from api.security import authorization_policy, peer_authentication, request_authentication
 
-        modules = (virtual_service, destination_rule, gateway, service_entry, sidecar,
-                   peer_authentication, authorization_policy, request_authentication)
+        modules = (
+            virtual_service,
+            destination_rule,
+            gateway,
+            service_entry,
+            sidecar,
+            peer_authentication,
+            authorization_policy,
+            request_authentication,
+        )
         _KINDS = {m.KIND.kind: m.KIND for m in modules}
     return _KINDS
 
@@ -125,7 +159,9 @@ def kind_by_plural(plural: str) -> KindInfo | None:
     return next((k for k in kinds().values() if k.plural == plural.lower()), None)
 
 
-def _metadata(meta: Any, issues: Issues, default_namespace: str) -> tuple[str, str, dict[str, str], dict[str, str], str | None]:
+def _metadata(
+    meta: Any, issues: Issues, default_namespace: str
+) -> tuple[str, str, dict[str, str], dict[str, str], str | None]:
     if not isinstance(meta, dict):
         issues.error("must be a mapping with at least a name", "metadata")
         return "", default_namespace, {}, {}, None
@@ -137,7 +173,9 @@ def _metadata(meta: Any, issues: Issues, default_namespace: str) -> tuple[str, s
         issues.error("must be a lower-case DNS-1123 name (a-z, 0-9, '-', '.')", "metadata", "name")
         name = ""
     namespace = meta.get("namespace", default_namespace)
-    if not isinstance(namespace, str) or not re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", namespace):
+    if not isinstance(namespace, str) or not re.match(
+        r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", namespace
+    ):
         issues.error("must be a DNS-1123 label", "metadata", "namespace")
         namespace = default_namespace
     result_maps: list[dict[str, str]] = []
@@ -151,9 +189,17 @@ def _metadata(meta: Any, issues: Issues, default_namespace: str) -> tuple[str, s
         result_maps.append(value)
     for key in result_maps[1]:
         if key in _REJECTED_ANNOTATIONS:
-            issues.error("reserved annotation; must not be set by users", "metadata", "annotations", key)
+            issues.error(
+                "reserved annotation; must not be set by users", "metadata", "annotations", key
+            )
     version = meta.get("resourceVersion")
-    return name, namespace, result_maps[0], result_maps[1], str(version) if version is not None else None
+    return (
+        name,
+        namespace,
+        result_maps[0],
+        result_maps[1],
+        str(version) if version is not None else None,
+    )
 
 
 def check_document(doc: Any, where: str, default_namespace: str = "default") -> Checked:
@@ -181,7 +227,9 @@ def check_document(doc: Any, where: str, default_namespace: str = "default") -> 
     for key in doc:
         if key not in ("apiVersion", "kind", "metadata", "spec", "status"):
             issues.error("unknown field", key)
-    name, namespace, labels, annotations, rv = _metadata(doc.get("metadata"), issues, default_namespace)
+    name, namespace, labels, annotations, rv = _metadata(
+        doc.get("metadata"), issues, default_namespace
+    )
     if name:
         where = f"{where} ({info.kind}/{namespace}/{name})" if ":" in where else where
     spec_raw = doc.get("spec")
@@ -197,8 +245,17 @@ def check_document(doc: Any, where: str, default_namespace: str = "default") -> 
         return Checked(where, None, issues.items)
     meta = {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations}
     info.validate(spec, meta, issues.at("spec"))
-    resource = Resource(info.kind, info.group, version or info.versions[-1], name, namespace, spec,
-                        labels, annotations, rv)
+    resource = Resource(
+        info.kind,
+        info.group,
+        version or info.versions[-1],
+        name,
+        namespace,
+        spec,
+        labels,
+        annotations,
+        rv,
+    )
     return Checked(where, resource, issues.items)
 
 

@@ -21,8 +21,11 @@ class PolicyTargetReference(Spec):
 
 
 _TARGET_KINDS = {
-    ("", "Service"), ("core", "Service"), ("networking.istio.io", "ServiceEntry"),
-    ("gateway.networking.k8s.io", "Gateway"), ("gateway.networking.k8s.io", "GatewayClass"),
+    ("", "Service"),
+    ("core", "Service"),
+    ("networking.istio.io", "ServiceEntry"),
+    ("gateway.networking.k8s.io", "Gateway"),
+    ("gateway.networking.k8s.io", "GatewayClass"),
 }
 
 
@@ -43,21 +46,31 @@ def check_scope(
     issues: Issues,
 ) -> None:
     """At most one of selector, targetRef, targetRefs; each reference well formed."""
-    used = [n for n, v in (("selector", selector), ("targetRef", target_ref),
-                           ("targetRefs", target_refs)) if v]
+    used = [
+        n
+        for n, v in (("selector", selector), ("targetRef", target_ref), ("targetRefs", target_refs))
+        if v
+    ]
     if len(used) > 1:
-        issues.error(f"only one of selector, targetRef or targetRefs may be set, not {' and '.join(used)}")
+        issues.error(
+            f"only one of selector, targetRef or targetRefs may be set, not {' and '.join(used)}"
+        )
     check_selector(selector, issues)
-    refs = [("targetRef", None, target_ref)] if target_ref else []
+    refs: list[tuple[str, int | None, PolicyTargetReference]] = (
+        [("targetRef", None, target_ref)] if target_ref else []
+    )
     refs += [("targetRefs", i, r) for i, r in enumerate(target_refs or [])]
     for field, index, ref in refs:
         at = issues.at(field) if index is None else issues.at(field, index)
         if not ref.name:
             at.error("required field is missing", "name")
         if ref.namespace:
-            at.error("cross-namespace references are not supported; leave namespace empty", "namespace")
+            at.error(
+                "cross-namespace references are not supported; leave namespace empty", "namespace"
+            )
         if (ref.group or "", ref.kind) not in _TARGET_KINDS:
-            at.error(f"unsupported target {ref.group or 'core'}/{ref.kind}: one of Service, "
-                     "ServiceEntry, Gateway or GatewayClass", "kind")
-
-
+            at.error(
+                f"unsupported target {ref.group or 'core'}/{ref.kind}: one of Service, "
+                "ServiceEntry, Gateway or GatewayClass",
+                "kind",
+            )

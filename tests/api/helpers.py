@@ -7,8 +7,15 @@ from typing import Any
 from api.resources import Checked, check_document
 
 
-def check(kind: str, spec: Any, *, api_version: str | None = None, name: str = "x",
-          namespace: str = "default", **extra: Any) -> Checked:
+def check(
+    kind: str,
+    spec: Any,
+    *,
+    api_version: str | None = None,
+    name: str = "x",
+    namespace: str = "default",
+    **extra: Any,
+) -> Checked:
     from api.resources import kinds
 
     info = kinds()[kind]
