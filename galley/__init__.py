@@ -1,0 +1,1 @@
+"""Galley: validates Istio config and serves the REST API that stores it in Consul KV."""

@@ -1,0 +1,121 @@
+"""Cross-resource analysis, as `istioctl analyze` does it: warnings, never errors.
+
+- a route (or mirror) to a subset that no DestinationRule for that host defines
+- a host that is neither a known service nor declared by a ServiceEntry
+- two VirtualServices for one host bound to the same gateway (or the mesh)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from api.issues import Issue, Severity
+
+__all__ = ["analyze", "fqdn"]
+
+SUFFIX = "svc.cluster.local"
+
+
+def fqdn(host: str, namespace: str) -> str:
+    """Istio's resolution of a short name in a namespace."""
+    if "." not in host:
+        return f"{host}.{namespace}.{SUFFIX}"
+    if host.count(".") == 1 and not host.endswith("."):
+        name, ns = host.split(".")
+        return f"{name}.{ns}.{SUFFIX}"
+    return host.rstrip(".")
+
+
+def _matches(pattern: str, host: str) -> bool:
+    if pattern.startswith("*"):
+        return host.endswith(pattern[1:])
+    return pattern == host
+
+
+def _destinations(spec: Any) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    """(path, Destination) for every destination and mirror a VirtualService names."""
+    for kind in ("http", "tcp", "tls"):
+        for i, rule in enumerate(getattr(spec, kind, None) or []):
+            for j, dest in enumerate(getattr(rule, "route", None) or []):
+                if getattr(dest, "destination", None) is not None:
+                    yield (kind, i, "route", j, "destination"), dest.destination
+            if kind == "http":
+                if getattr(rule, "mirror", None) is not None:
+                    yield (kind, i, "mirror"), rule.mirror
+                for j, m in enumerate(getattr(rule, "mirrors", None) or []):
+                    if getattr(m, "destination", None) is not None:
+                        yield (kind, i, "mirrors", j, "destination"), m.destination
+
+
+def _path(parts: Iterable[str | int]) -> str:
+    from api.issues import join_path
+
+    return join_path(("spec", *parts))
+
+
+def analyze(resources: list[Any], services: set[str]) -> dict[str, list[Issue]]:
+    """Warnings per resource ref ('Kind/ns/name')."""
+    out: dict[str, list[Issue]] = defaultdict(list)
+    subsets: dict[str, set[str]] = defaultdict(set)
+    declared: set[str] = set(services)
+    for r in resources:
+        if r.kind == "DestinationRule":
+            host = fqdn(r.spec.host, r.namespace)
+            subsets[host].update(s.name for s in (r.spec.subsets or []))
+        elif r.kind == "ServiceEntry":
+            declared.update(fqdn(h, r.namespace) for h in (r.spec.hosts or []))
+
+    def known(host: str) -> bool:
+        return any(_matches(d, host) or _matches(host, d) for d in declared)
+
+    owners: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for r in resources:
+        if r.kind != "VirtualService":
+            continue
+        gateways = list(r.spec.gateways or []) or ["mesh"]
+        for i, host in enumerate(r.spec.hosts or []):
+            full = fqdn(host, r.namespace)
+            for gw in gateways:
+                owners[(full, gw)].append(r.ref)
+            if services and "*" not in host and gateways == ["mesh"] and not known(full):
+                out[r.ref].append(
+                    Issue(
+                        _path(("hosts", i)),
+                        f"host {host!r} is not a known service or ServiceEntry host",
+                        Severity.WARNING,
+                    )
+                )
+        for path, dest in _destinations(r.spec):
+            host = fqdn(dest.host, r.namespace)
+            if services and not known(host):
+                out[r.ref].append(
+                    Issue(
+                        _path((*path, "host")),
+                        f"destination host {dest.host!r} "
+                        "is not a known service or ServiceEntry host",
+                        Severity.WARNING,
+                    )
+                )
+            if dest.subset and dest.subset not in subsets.get(host, set()):
+                out[r.ref].append(
+                    Issue(
+                        _path((*path, "subset")),
+                        f"subset {dest.subset!r} is not defined by any DestinationRule for {host}",
+                        Severity.WARNING,
+                    )
+                )
+    for (host, gw), refs in owners.items():
+        if len(refs) > 1:
+            for ref in refs:
+                others = ", ".join(x for x in refs if x != ref)
+                out[ref].append(
+                    Issue(
+                        "spec.hosts",
+                        f"host {host} (gateway {gw}) is also routed by "
+                        f"{others}: only one VirtualService should own a host",
+                        Severity.WARNING,
+                    )
+                )
+    return dict(out)

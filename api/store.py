@@ -1,0 +1,220 @@
+"""Where config lives: Consul KV, one key per resource, compare-and-set writes.
+
+Layout: ``mesh/config/<Kind>/<namespace>/<name>`` holds the resource's
+canonical JSON; the key's ModifyIndex is its resourceVersion. Every write is
+a compare-and-set, so two writers never silently overwrite each other, and a
+multi-resource write is one Consul transaction: all of it lands or none.
+Galley writes here; Pilot only reads (and watches the prefix).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import consul
+import consul.aio
+
+from api.resources import Checked, Resource, check_document
+
+__all__ = [
+    "PREFIX",
+    "ConfigStore",
+    "Conflict",
+    "NotFound",
+    "StoreUnavailable",
+    "StoredResource",
+    "Write",
+    "key_for",
+]
+
+PREFIX = "mesh/config/"
+_TXN_LIMIT = 64  # Consul's cap on operations in one transaction
+_ERRORS = (consul.ConsulException, aiohttp.ClientError, OSError, TimeoutError)
+
+
+class StoreError(Exception):
+    """Base of the store's errors."""
+
+
+class Conflict(StoreError):
+    """A compare-and-set lost: the resource changed (or exists, or is gone) meanwhile."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class StoreUnavailable(StoreError):
+    """Consul could not be reached or answered with an error."""
+
+
+def key_for(kind: str, namespace: str, name: str) -> str:
+    return f"{PREFIX}{kind}/{namespace}/{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    resource: Resource
+    version: int  # Consul ModifyIndex
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One operation of a transaction. expect: None = create only, N = replace version N,
+    -1 = create or replace whatever is there (still atomic against concurrent writers
+    through the version read just before)."""
+
+    resource: Resource
+    expect: int | None
+
+
+def decode(key: str, raw: bytes | str | None, version: int) -> StoredResource | Checked:
+    """Parse a stored value back into a Resource (re-validated: a bad value is reported)."""
+    try:
+        doc = json.loads(raw or b"")
+    except ValueError as err:
+        return _bad(key, f"not JSON: {err}")
+    checked = check_document(doc, key)
+    if checked.resource is None or checked.errors:
+        return checked
+    res = checked.resource
+    stamped = Resource(
+        res.kind,
+        res.group,
+        res.version,
+        res.name,
+        res.namespace,
+        res.spec,
+        res.labels,
+        res.annotations,
+        str(version),
+    )
+    return StoredResource(stamped, version)
+
+
+def _bad(key: str, message: str) -> Checked:
+    from api.issues import Issue
+
+    return Checked(key, None, [Issue("", message)])
+
+
+class ConfigStore:
+    def __init__(self, host: str, port: int, token: str | None = None) -> None:
+        self._host, self._port, self._token = host, port, token
+        self._client: consul.aio.Consul | None = None
+
+    def _c(self) -> consul.aio.Consul:
+        if self._client is None:
+            self._client = consul.aio.Consul(host=self._host, port=self._port, token=self._token)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def list_resources(
+        self, kind: str | None = None, namespace: str | None = None
+    ) -> list[StoredResource]:
+        prefix = PREFIX
+        if kind:
+            prefix += f"{kind}/"
+            if namespace:
+                prefix += f"{namespace}/"
+        try:
+            _, items = await self._c().kv.get(prefix, recurse=True)
+        except _ERRORS as err:
+            raise StoreUnavailable(f"consul: {err or type(err).__name__}") from err
+        out = []
+        for item in items or []:
+            decoded = decode(item["Key"], item.get("Value"), int(item["ModifyIndex"]))
+            if isinstance(decoded, StoredResource):
+                if namespace is None or decoded.resource.namespace == namespace:
+                    out.append(decoded)
+        return sorted(out, key=lambda s: s.resource.key)
+
+    async def get(self, kind: str, namespace: str, name: str) -> StoredResource:
+        key = key_for(kind, namespace, name)
+        try:
+            _, item = await self._c().kv.get(key)
+        except _ERRORS as err:
+            raise StoreUnavailable(f"consul: {err or type(err).__name__}") from err
+        if item is None:
+            raise NotFound(f"{kind} {namespace}/{name} not found")
+        decoded = decode(key, item.get("Value"), int(item["ModifyIndex"]))
+        if not isinstance(decoded, StoredResource):
+            raise StoreUnavailable(f"{key} holds an invalid value: {decoded.issues}")
+        return decoded
+
+    async def write(self, writes: Sequence[Write]) -> list[StoredResource]:
+        """Apply writes atomically (in chunks of 64, Consul's transaction limit)."""
+        out: list[StoredResource] = []
+        for start in range(0, len(writes), _TXN_LIMIT):
+            out.extend(await self._txn(writes[start : start + _TXN_LIMIT]))
+        return out
+
+    async def _txn(self, writes: Sequence[Write]) -> list[StoredResource]:
+        ops: list[dict[str, Any]] = []
+        for w in writes:
+            r = w.resource
+            key = key_for(r.kind, r.namespace, r.name)
+            expect = w.expect
+            if expect == -1:
+                try:
+                    expect = (await self.get(r.kind, r.namespace, r.name)).version
+                except NotFound:
+                    expect = 0
+            value = base64.b64encode(r.canonical_json().encode()).decode()
+            ops.append({"KV": {"Verb": "cas", "Key": key, "Value": value, "Index": expect or 0}})
+        body = await self._raw_txn(ops)
+        results = body.get("Results") or []
+        return [
+            StoredResource(
+                _with_version(w.resource, int(res["KV"]["ModifyIndex"])),
+                int(res["KV"]["ModifyIndex"]),
+            )
+            for w, res in zip(writes, results, strict=True)
+        ]
+
+    async def delete(self, kind: str, namespace: str, name: str, expect: int | None = None) -> None:
+        if expect is None:
+            expect = (await self.get(kind, namespace, name)).version
+        ops = [
+            {"KV": {"Verb": "delete-cas", "Key": key_for(kind, namespace, name), "Index": expect}}
+        ]
+        await self._raw_txn(ops)
+
+    async def _raw_txn(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        try:
+            resp = await self._c().http.put(lambda r: r, "/v1/txn", data=json.dumps(ops))
+        except _ERRORS as err:
+            raise StoreUnavailable(f"consul: {err or type(err).__name__}") from err
+        try:
+            body = json.loads(resp.body) if resp.body else {}
+        except ValueError:
+            body = {}
+        if resp.code == 409:
+            errors = "; ".join(e.get("What", "") for e in body.get("Errors") or [])
+            raise Conflict(errors or "the resource changed meanwhile")
+        if resp.code != 200:
+            raise StoreUnavailable(f"consul answered {resp.code}: {str(resp.body)[:200]}")
+        return body
+
+
+def _with_version(r: Resource, version: int) -> Resource:
+    return Resource(
+        r.kind,
+        r.group,
+        r.version,
+        r.name,
+        r.namespace,
+        r.spec,
+        r.labels,
+        r.annotations,
+        str(version),
+    )

@@ -1,0 +1,110 @@
+"""Request plumbing shared by the routers: the store, who may write, reading bodies."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+from typing import Annotated, Any
+
+import yaml
+from fastapi import Depends, Request
+
+from api.store import ConfigStore
+from galley.errors import ApiError
+
+__all__ = ["StoreDep", "read_body", "read_documents", "require_reader", "require_writer", "store"]
+
+_JSON = ("application/json",)
+_YAML = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+def store(request: Request) -> ConfigStore:
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+StoreDep = Annotated[ConfigStore, Depends(store)]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _token_ok(request: Request) -> bool:
+    expected: str | None = request.app.state.settings.write_token()
+    given = _bearer(request)
+    return bool(expected and given and hmac.compare_digest(expected.encode(), given.encode()))
+
+
+def require_writer(request: Request) -> None:
+    """Writes need the token, always; with no token configured nothing may write."""
+    if request.app.state.settings.write_token() is None:
+        raise ApiError(403, "Forbidden", "writes are disabled: Galley has no token configured")
+    if not _token_ok(request):
+        raise ApiError(401, "Unauthorized", "writes need 'Authorization: Bearer <token>'")
+
+
+def require_reader(request: Request) -> None:
+    """Reads are open from loopback; from elsewhere they need the token too."""
+    host = request.client.host if request.client else ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host in ("localhost", "testclient")
+    if not loopback and not _token_ok(request):
+        raise ApiError(401, "Unauthorized", "reads from outside loopback need the token")
+
+
+async def read_body(request: Request) -> tuple[bytes, str]:
+    """The body (bounded) and whether it is 'json' or 'yaml'."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in _JSON:
+        kind = "json"
+    elif ctype in _YAML:
+        kind = "yaml"
+    else:
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"content type {ctype or '(none)'!r}: send application/json or application/yaml",
+        )
+    limit: int = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "RequestEntityTooLarge", f"body over {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "RequestEntityTooLarge", f"body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks), kind
+
+
+async def read_documents(request: Request) -> list[tuple[str, Any]]:
+    """Every document in the body: a YAML stream, a JSON object, or a JSON list."""
+    body, kind = await read_body(request)
+    source = request.headers.get("x-source-name", "request")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ApiError(400, "BadRequest", f"body is not UTF-8: {err}") from err
+    try:
+        if kind == "json":
+            parsed = json.loads(text)
+            docs = parsed if isinstance(parsed, list) else [parsed]
+        else:
+            docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except (ValueError, yaml.YAMLError) as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ApiError(
+            400,
+            "BadRequest",
+            f"body is not valid {kind.upper()}{at}: {getattr(err, 'problem', None) or err}",
+        ) from err
+    if not docs:
+        raise ApiError(400, "BadRequest", "the body holds no document")
+    return [(f"{source}:{i}", d) for i, d in enumerate(docs)]

@@ -1,0 +1,112 @@
+"""The Galley application: FastAPI routers over the Consul-backed config store.
+
+Galley keeps no state of its own: everything is in Consul, so several
+Galleys can serve at once and any of them can restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import consul
+import consul.aio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+
+from api.store import ConfigStore, StoreUnavailable
+from galley.errors import ApiError
+from galley.routers import config, resources
+from galley.settings import GalleySettings
+
+__all__ = ["GalleyMetrics", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+class GalleyMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.writes = Counter(
+            "galley_config_writes", "Resources written", ["op"], registry=self.registry
+        )
+        self.rejections = Counter(
+            "galley_config_rejections", "Requests refused", ["status"], registry=self.registry
+        )
+
+
+def create_app(settings: GalleySettings) -> FastAPI:
+    host, _, port = settings.consul_addr.rpartition(":")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.store = ConfigStore(host, int(port))
+        yield
+        await app.state.store.close()
+
+    app = FastAPI(
+        title="meshpy Galley",
+        description="Validates Istio config (VirtualService, DestinationRule, Gateway, "
+        "ServiceEntry, Sidecar, PeerAuthentication, AuthorizationPolicy, RequestAuthentication) "
+        "and stores it in Consul KV. Writes need `Authorization: Bearer <token>`.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = GalleyMetrics()
+
+    async def catalog_hosts() -> set[str]:
+        """Hostnames of the services in the Consul catalog (for analysis warnings)."""
+        client = consul.aio.Consul(host=host, port=int(port))
+        hosts: set[str] = set()
+        try:
+            _, services = await client.catalog.services()
+            for name in services:
+                _, nodes = await client.catalog.service(name)
+                for node in nodes:
+                    ns = (node.get("ServiceMeta") or {}).get("namespace") or "default"
+                    hosts.add(f"{name}.{ns}.svc.cluster.local")
+        except Exception as err:  # advice only: no catalog, no service warnings
+            log.debug("catalog unavailable for analysis: %s", err)
+            return set()
+        finally:
+            await client.close()
+        return hosts
+
+    app.state.catalog_hosts = catalog_hosts
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, err: ApiError) -> JSONResponse:
+        app.state.metrics.rejections.labels(str(err.status)).inc()
+        return err.response()
+
+    @app.exception_handler(StoreUnavailable)
+    async def _unavailable(request: Request, err: StoreUnavailable) -> JSONResponse:
+        app.state.metrics.rejections.labels("503").inc()
+        return ApiError(503, "ServiceUnavailable", f"config store unavailable: {err}").response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        app.state.metrics.rejections.labels("400").inc()
+        problems = [
+            {"document": "request", "path": ".".join(map(str, e["loc"])), "message": e["msg"]}
+            for e in err.errors()
+        ]
+        return ApiError(400, "BadRequest", "invalid request parameters", problems).response()
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> PlainTextResponse:
+        return PlainTextResponse("ok\n")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(
+            generate_latest(app.state.metrics.registry).decode(), media_type=CONTENT_TYPE_LATEST
+        )
+
+    app.include_router(resources.router)
+    app.include_router(config.router)
+    return app

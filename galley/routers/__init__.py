@@ -1,0 +1,1 @@
+"""Galley's routers: Kubernetes-style resource paths, and multi-document apply/validate."""

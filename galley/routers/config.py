@@ -1,0 +1,128 @@
+"""Multi-document endpoints: validate (dry run) and apply (all or nothing).
+
+    POST /v1/validate   body: YAML stream or JSON      -> 200 with warnings, or 422
+    POST /v1/apply      body: YAML stream or JSON      -> 200 with what changed, or 422/409
+
+An apply with any invalid document stores nothing; a valid one is written in
+one Consul transaction (64 resources per transaction at most).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from api.analyze import analyze
+from api.resources import Checked, Resource, check_document
+from api.store import ConfigStore, Conflict, NotFound, Write
+from galley.dependencies import StoreDep, read_documents, require_reader, require_writer
+from galley.errors import ApiError, issue_list
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["config"])
+
+
+async def _check_all(
+    request: Request, s: ConfigStore
+) -> tuple[list[Checked], list[dict[str, str]]]:
+    docs = await read_documents(request)
+    namespace = request.query_params.get("namespace", "default")
+    checked = [check_document(doc, where, namespace) for where, doc in docs]
+    keys: dict[tuple[str, str, str], str] = {}
+    for c in checked:
+        if c.resource is not None:
+            if c.resource.key in keys:
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f"{c.where}: {c.resource.ref} appears twice (first at {keys[c.resource.key]})",
+                )
+            keys[c.resource.key] = c.where
+    if any(not c.ok for c in checked):
+        raise ApiError(
+            422,
+            "Invalid",
+            f"{sum(1 for c in checked if not c.ok)} of {len(checked)} "
+            "documents are invalid; nothing was stored",
+            issue_list(checked),
+            issue_list(checked, "warning"),
+        )
+    warnings = issue_list(checked, "warning")
+    warnings += await _analysis(request, s, [c.resource for c in checked if c.resource])
+    return checked, warnings
+
+
+async def _analysis(request: Request, s: ConfigStore, new: list[Resource]) -> list[dict[str, str]]:
+    """Cross-resource warnings (as istioctl analyze) against what is stored and the catalog."""
+    try:
+        existing = [st.resource for st in await s.list_resources()]
+    except Exception:  # analysis is advice; never fail a request for it
+        existing = []
+    services = await request.app.state.catalog_hosts()
+    by_key = {r.key: r for r in existing}
+    by_key.update({r.key: r for r in new})
+    found = analyze(list(by_key.values()), services)
+    new_refs = {r.ref for r in new}
+    return [
+        {"document": ref, "path": i.path, "message": i.message}
+        for ref, issues in found.items()
+        if ref in new_refs
+        for i in issues
+    ]
+
+
+@router.post("/validate", dependencies=[Depends(require_reader)])
+async def validate(request: Request, s: StoreDep) -> dict[str, Any]:
+    checked, warnings = await _check_all(request, s)
+    return {
+        "valid": True,
+        "resources": [c.resource.ref for c in checked if c.resource],
+        "warnings": warnings,
+    }
+
+
+@router.post("/apply", dependencies=[Depends(require_writer)])
+async def apply(request: Request, s: StoreDep) -> dict[str, Any]:
+    checked, warnings = await _check_all(request, s)
+    results: list[dict[str, str]] = []
+    writes: list[Write] = []
+    for c in checked:
+        res = c.resource
+        assert res is not None  # _check_all refused anything else
+        try:
+            current = await s.get(res.kind, res.namespace, res.name)
+        except NotFound:
+            current = None
+        if res.resource_version is not None:
+            expect = int(res.resource_version) if res.resource_version.isdigit() else -2
+            if expect == -2:
+                raise ApiError(
+                    400, "BadRequest", f"{c.where}: metadata.resourceVersion must be a number"
+                )
+        else:
+            expect = current.version if current else 0
+        if current and current.resource.canonical_json() == res.canonical_json():
+            results.append(
+                {
+                    "resource": res.ref,
+                    "action": "unchanged",
+                    "resourceVersion": str(current.version),
+                }
+            )
+            continue
+        writes.append(Write(res, expect if (current or expect) else None))
+        results.append({"resource": res.ref, "action": "configured" if current else "created"})
+    if writes:
+        try:
+            stored = await s.write(writes)
+        except Conflict as err:
+            raise ApiError(
+                409, "Conflict", f"a resource changed while applying; nothing was stored: {err}"
+            ) from err
+        versions = {st.resource.ref: str(st.version) for st in stored}
+        for r in results:
+            r.setdefault("resourceVersion", versions.get(r["resource"], ""))
+        request.app.state.metrics.writes.labels("apply").inc(len(writes))
+    return {"results": results, "warnings": warnings}

@@ -1,0 +1,207 @@
+"""Kubernetes-style CRUD: /apis/<group>/<version>/namespaces/<ns>/<plural>[/<name>].
+
+``metadata.resourceVersion`` is the Consul ModifyIndex. A PUT carrying a stale
+one gets 409; a PUT without one replaces the version read just before, still
+compare-and-set, so a concurrent writer is never silently overwritten.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from api.resources import KindInfo, Resource, check_document, kind_by_plural
+from api.store import Conflict, NotFound, StoredResource, Write
+from galley.dependencies import StoreDep, read_documents, require_reader, require_writer
+from galley.errors import ApiError, details
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/apis", tags=["resources"])
+
+
+def _kind(group: str, version: str, plural: str) -> KindInfo:
+    info = kind_by_plural(plural)
+    if info is None or info.group != group or version not in info.versions:
+        raise ApiError(404, "NotFound", f"no resource type {group}/{version} {plural}")
+    return info
+
+
+def _out(stored: StoredResource, version: str | None = None) -> dict[str, Any]:
+    body = stored.resource.to_dict(with_version=True)
+    if version:
+        body["apiVersion"] = f"{stored.resource.group}/{version}"
+    return body
+
+
+async def _checked_one(
+    request: Request, info: KindInfo, namespace: str, name: str | None
+) -> Resource:
+    docs = await read_documents(request)
+    if len(docs) != 1:
+        raise ApiError(400, "BadRequest", f"expected one document, got {len(docs)}")
+    where, doc = docs[0]
+    if isinstance(doc, dict):
+        meta = doc.setdefault("metadata", {}) if isinstance(doc.get("metadata", {}), dict) else None
+        if meta is not None:
+            meta.setdefault("namespace", namespace)
+            if name is not None:
+                meta.setdefault("name", name)
+    checked = check_document(doc, where, namespace)
+    if checked.resource is None or checked.errors:
+        raise ApiError(
+            422,
+            "Invalid",
+            f"{where}: the resource is invalid",
+            details(where, checked.errors),
+            details(where, checked.warnings),
+        )
+    res = checked.resource
+    if res.kind != info.kind:
+        raise ApiError(400, "BadRequest", f"body is a {res.kind}, the path is for {info.plural}")
+    if res.namespace != namespace:
+        raise ApiError(
+            400,
+            "BadRequest",
+            f"body namespace {res.namespace!r} differs from the path's {namespace!r}",
+        )
+    if name is not None and res.name != name:
+        raise ApiError(
+            400, "BadRequest", f"body name {res.name!r} differs from the path's {name!r}"
+        )
+    return res
+
+
+@router.get("/{group}/{version}/{plural}", dependencies=[Depends(require_reader)])
+async def list_all(
+    group: str, version: str, plural: str, s: StoreDep
+) -> dict[str, Any]:
+    info = _kind(group, version, plural)
+    items = await s.list_resources(info.kind)
+    return {
+        "apiVersion": f"{group}/{version}",
+        "kind": f"{info.kind}List",
+        "items": [_out(i, version) for i in items],
+    }
+
+
+@router.get(
+    "/{group}/{version}/namespaces/{namespace}/{plural}", dependencies=[Depends(require_reader)]
+)
+async def list_namespace(
+    group: str, version: str, namespace: str, plural: str, s: StoreDep
+) -> dict[str, Any]:
+    info = _kind(group, version, plural)
+    items = await s.list_resources(info.kind, namespace)
+    return {
+        "apiVersion": f"{group}/{version}",
+        "kind": f"{info.kind}List",
+        "items": [_out(i, version) for i in items],
+    }
+
+
+@router.get(
+    "/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
+    dependencies=[Depends(require_reader)],
+)
+async def get_one(
+    group: str,
+    version: str,
+    namespace: str,
+    plural: str,
+    name: str,
+    s: StoreDep,
+) -> dict[str, Any]:
+    info = _kind(group, version, plural)
+    try:
+        return _out(await s.get(info.kind, namespace, name), version)
+    except NotFound as err:
+        raise ApiError(404, "NotFound", str(err)) from err
+
+
+@router.post(
+    "/{group}/{version}/namespaces/{namespace}/{plural}",
+    status_code=201,
+    dependencies=[Depends(require_writer)],
+)
+async def create(
+    request: Request,
+    group: str,
+    version: str,
+    namespace: str,
+    plural: str,
+    s: StoreDep,
+) -> dict[str, Any]:
+    info = _kind(group, version, plural)
+    res = await _checked_one(request, info, namespace, None)
+    try:
+        (stored,) = await s.write([Write(res, None)])
+    except Conflict as err:
+        raise ApiError(409, "AlreadyExists", f"{res.ref} already exists") from err
+    request.app.state.metrics.writes.labels("create").inc()
+    return _out(stored, version)
+
+
+@router.put(
+    "/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
+    dependencies=[Depends(require_writer)],
+)
+async def replace(
+    request: Request,
+    group: str,
+    version: str,
+    namespace: str,
+    plural: str,
+    name: str,
+    s: StoreDep,
+) -> dict[str, Any]:
+    info = _kind(group, version, plural)
+    res = await _checked_one(request, info, namespace, name)
+    if res.resource_version is not None:
+        if not res.resource_version.isdigit():
+            raise ApiError(400, "BadRequest", "metadata.resourceVersion must be a number")
+        expect = int(res.resource_version)
+    else:
+        try:
+            expect = (await s.get(info.kind, namespace, name)).version
+        except NotFound as err:
+            raise ApiError(404, "NotFound", str(err)) from err
+    try:
+        (stored,) = await s.write([Write(res, expect)])
+    except Conflict as err:
+        raise ApiError(
+            409,
+            "Conflict",
+            f"{res.ref} was changed by someone else (resourceVersion "
+            f"{expect} is stale): get it again and reapply your change",
+        ) from err
+    request.app.state.metrics.writes.labels("replace").inc()
+    return _out(stored, version)
+
+
+@router.delete(
+    "/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
+    dependencies=[Depends(require_writer)],
+)
+async def delete(
+    request: Request,
+    group: str,
+    version: str,
+    namespace: str,
+    plural: str,
+    name: str,
+    s: StoreDep,
+    resource_version: int | None = None,
+) -> Response:
+    info = _kind(group, version, plural)
+    try:
+        await s.delete(info.kind, namespace, name, resource_version)
+    except NotFound as err:
+        raise ApiError(404, "NotFound", str(err)) from err
+    except Conflict as err:
+        raise ApiError(
+            409, "Conflict", f"{info.kind} {namespace}/{name} changed meanwhile"
+        ) from err
+    request.app.state.metrics.writes.labels("delete").inc()
+    return Response(status_code=200, content=b'{"status":"Success"}', media_type="application/json")
