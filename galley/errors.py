@@ -19,7 +19,7 @@ __all__ = ["ApiError", "details", "issue_list"]
 
 
 def issue_list(checked: Sequence[Checked], severity: str = "error") -> list[dict[str, str]]:
-    out = []
+    out: list[dict[str, str]] = []
     for c in checked:
         items = c.errors if severity == "error" else c.warnings
         out.extend({"document": c.where, "path": i.path, "message": i.message} for i in items)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 import consul
@@ -124,6 +124,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     return run_up(state_dir=args.state_dir, demo=not args.no_demo)
 
 
+def _config(name: str) -> Callable[[argparse.Namespace], int]:
+    """A config command, imported only when used (startup stays fast)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from meshctl import config_cmds
+
+        try:
+            return int(getattr(config_cmds, name)(args))
+        except config_cmds.ConfigError as err:
+            raise CliError(str(err)) from err
+
+    return run
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """Usage errors as one line and exit 2, with a pointer to --help."""
 
@@ -169,6 +183,44 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--address", default="127.0.0.1", help="the workload's IP")
     boot.add_argument("-o", "--output", default=None, help="write to a file instead of stdout")
     boot.set_defaults(func=cmd_bootstrap)
+
+    def galley(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--galley-addr", type=_addr, default=("127.0.0.1", 15080), metavar="HOST:PORT"
+        )
+        p.add_argument("--token", default=None, help="Galley write token (or env MESH_TOKEN)")
+        p.add_argument("--token-file", default=None)
+
+    val = sub.add_parser("validate", help="validate Istio config offline (exit 1 on errors)")
+    val.add_argument(
+        "-f", "--filename", action="append", required=True, help="file, or - for stdin"
+    )
+    val.add_argument("-n", "--namespace", default="default", help="for documents without one")
+    val.set_defaults(func=_config("cmd_validate"))
+
+    app = sub.add_parser("apply", help="validate and store config through Galley (all or nothing)")
+    app.add_argument(
+        "-f", "--filename", action="append", required=True, help="file, or - for stdin"
+    )
+    app.add_argument("-n", "--namespace", default="default", help="for documents without one")
+    galley(app)
+    app.set_defaults(func=_config("cmd_apply"))
+
+    get = sub.add_parser("get", help="show stored config")
+    get.add_argument("kind", help="VirtualService, vs, destinationrules, ...")
+    get.add_argument("name", nargs="?", default=None)
+    get.add_argument("-n", "--namespace", default="default")
+    get.add_argument("-A", "--all-namespaces", action="store_true")
+    get.add_argument("-o", "--output", choices=["yaml", "json"], default=None)
+    galley(get)
+    get.set_defaults(func=_config("cmd_get"))
+
+    dele = sub.add_parser("delete", help="delete stored config")
+    dele.add_argument("kind")
+    dele.add_argument("name")
+    dele.add_argument("-n", "--namespace", default="default")
+    galley(dele)
+    dele.set_defaults(func=_config("cmd_delete"))
 
     up = sub.add_parser("up", help="run a local mesh (Consul, Pilot) with a demo, until Ctrl-C")
     up.add_argument("--state-dir", default=".mesh", help="logs and state go here")

@@ -74,9 +74,7 @@ async def _checked_one(
 
 
 @router.get("/{group}/{version}/{plural}", dependencies=[Depends(require_reader)])
-async def list_all(
-    group: str, version: str, plural: str, s: StoreDep
-) -> dict[str, Any]:
+async def list_all(group: str, version: str, plural: str, s: StoreDep) -> dict[str, Any]:
     info = _kind(group, version, plural)
     items = await s.list_resources(info.kind)
     return {

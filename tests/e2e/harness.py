@@ -81,6 +81,8 @@ class Mesh:
         self.consul_data = workdir / "consul-data" if persistent_consul else None
         self.pilot_grpc = free_port()
         self.pilot_http = free_port()
+        self.galley_http = free_port()
+        self.token = "test-token-" + str(free_port())
         self.workloads: dict[str, Workload] = {}
         self._base_id = 1000 + (free_port() % 50_000)
 
@@ -114,6 +116,35 @@ class Mesh:
             ],
         )
         self.sup.wait_http("pilot", f"http://127.0.0.1:{self.pilot_http}/ready")
+
+    def start_galley(self) -> None:
+        self.sup.start(
+            "galley",
+            [
+                sys.executable,
+                "-m",
+                "galley",
+                f"--consul-addr={self.consul_addr}",
+                f"--http-addr=127.0.0.1:{self.galley_http}",
+            ],
+            env={"GALLEY_TOKEN": self.token},
+        )
+        self.sup.wait_http("galley", f"http://127.0.0.1:{self.galley_http}/healthz")
+
+    def galley_args(self) -> list[str]:
+        return [f"--galley-addr=127.0.0.1:{self.galley_http}", f"--token={self.token}"]
+
+    def apply(self, text: str) -> subprocess.CompletedProcess[str]:
+        """meshctl apply -f - (asserting success)."""
+        out = subprocess.run(
+            [bin_path("meshctl"), "apply", "-f", "-", *self.galley_args()],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 0, out.stderr + out.stdout
+        return out
 
     def start(self) -> Mesh:
         self.start_consul()
