@@ -11,6 +11,8 @@ from collections.abc import Callable
 import grpc
 
 from pilot.clock import Clock, MonotonicClock
+from pilot.config import ConfigSource
+from pilot.config.consul import ConsulConfigSource
 from pilot.debounce import Batch, Debouncer
 from pilot.http import DebugServer
 from pilot.metrics import Metrics
@@ -47,6 +49,7 @@ class Pilot:
         *,
         clock: Clock | None = None,
         registry_factory: Callable[[OnChange, Metrics], Registry] | None = None,
+        config_factory: Callable[[OnChange, Metrics], ConfigSource] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
@@ -57,13 +60,19 @@ class Pilot:
             self.metrics,
             clock=self.clock.now,
         )
+        host, port = split_addr(settings.consul_addr)
         if registry_factory is None:
-            host, port = split_addr(settings.consul_addr)
 
             def registry_factory(on_change: OnChange, metrics: Metrics) -> Registry:
                 return ConsulRegistry(host, port, on_change, metrics, wait=settings.consul_wait)
 
+        if config_factory is None:
+
+            def config_factory(on_change: OnChange, metrics: Metrics) -> ConfigSource:
+                return ConsulConfigSource(host, port, on_change, metrics, wait=settings.consul_wait)
+
         self.registry = registry_factory(self.debouncer.add, self.metrics)
+        self.config = config_factory(self.debouncer.add, self.metrics)
         self._snapshot: MeshSnapshot | None = None
         self._versions = itertools.count(1)
         self.ready = asyncio.Event()  # the first snapshot is published
@@ -76,8 +85,11 @@ class Pilot:
 
     async def push(self, batch: Batch) -> None:
         """Build a snapshot from the registry and publish what changed."""
+        if not (self.registry.synced.is_set() and self.config.synced.is_set()):
+            return  # the first snapshot waits for both the catalog and the config
         began = time.perf_counter()
-        snapshot = MeshSnapshot.build(next(self._versions), self.registry.instances())
+        config = self.config.resources()
+        snapshot = MeshSnapshot.build(next(self._versions), self.registry.instances(), config)
         change = diff(self._snapshot, snapshot, started=batch.first)
         if change is None:
             return
@@ -95,6 +107,7 @@ class Pilot:
         self.ads.publish(ctx, change)
         self.metrics.snapshots.inc()
         self.metrics.services.set(len(snapshot.services))
+        self.metrics.config_resources.set(len(config))
         self.metrics.endpoints.set(sum(len(s.instances) for s in snapshot.services.values()))
         self.metrics.push_seconds.observe(time.perf_counter() - began)
         self.ready.set()
@@ -126,6 +139,7 @@ class Pilot:
                 started.set()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.registry.run())
+                tg.create_task(self.config.run())
                 tg.create_task(self.debouncer.run(self.push))
         finally:
             await debug.stop()

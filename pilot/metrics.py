@@ -48,6 +48,12 @@ class Metrics:
         self.registry_errors = Counter(
             "pilot_registry_errors", "Failed Consul queries (retried with backoff)", registry=r
         )
+        self.config_invalid = Counter(
+            "pilot_config_invalid", "Stored config values refused on read", registry=r
+        )
+        self.config_resources = Gauge(
+            "pilot_config_resources", "Config resources in force", registry=r
+        )
         self.services = Gauge("pilot_services", "Mesh services in the current snapshot", registry=r)
         self.endpoints = Gauge(
             "pilot_endpoints", "Healthy endpoints in the current snapshot", registry=r

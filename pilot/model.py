@@ -6,12 +6,14 @@ proxy's generators; nothing in it changes after it is built.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from api.catalog import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, Instance
+from api.resources import Resource
+from pilot.config.index import ConfigIndex
 
 __all__ = ["DOMAIN_SUFFIX", "MeshSnapshot", "Proxy", "Service", "ServiceKey"]
 
@@ -22,11 +24,13 @@ DOMAIN_SUFFIX = "svc.cluster.local"
 class ServiceKey:
     name: str
     namespace: str
+    host: str = ""  # set for ServiceEntry hosts; catalog services use the Kubernetes-style FQDN
+    port: int = 0  # set for ServiceEntry ports (one Service per host and port)
 
     @property
     def hostname(self) -> str:
         """The Istio-style FQDN, as VirtualService and DestinationRule name it."""
-        return f"{self.name}.{self.namespace}.{DOMAIN_SUFFIX}"
+        return self.host or f"{self.name}.{self.namespace}.{DOMAIN_SUFFIX}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,9 @@ class Service:
     port: int
     protocol: str
     instances: tuple[Instance, ...]
+    # "EDS": endpoints pushed by Pilot; "DNS": Envoy resolves the instance addresses itself.
+    resolution: str = "EDS"
+    external: bool = False  # declared by a ServiceEntry rather than found in the catalog
 
     @property
     def hostname(self) -> str:
@@ -47,10 +54,14 @@ class MeshSnapshot:
 
     version: int
     services: Mapping[ServiceKey, Service] = field(default_factory=lambda: MappingProxyType({}))
+    config: ConfigIndex = field(default_factory=ConfigIndex)
 
     @classmethod
     def build(
-        cls, version: int, instances_by_service: Mapping[str, tuple[Instance, ...]]
+        cls,
+        version: int,
+        instances_by_service: Mapping[str, tuple[Instance, ...]],
+        config: Sequence[Resource] = (),
     ) -> MeshSnapshot:
         """Group catalog instances into services keyed by (name, namespace).
 
@@ -71,7 +82,62 @@ class MeshSnapshot:
             port = min(ports, key=lambda p: (-ports[p], p))
             protocol = "tcp" if all(i.protocol == "tcp" for i in insts) else "http"
             services[key] = Service(key, port, protocol, tuple(insts))
-        return cls(version=version, services=MappingProxyType(services))
+        index = ConfigIndex.build(config)
+        for svc in service_entry_services(index.of("ServiceEntry")):
+            services.setdefault(svc.key, svc)
+        return cls(version=version, services=MappingProxyType(services), config=index)
+
+
+_HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"})
+
+
+def service_entry_services(entries: Sequence[Resource]) -> list[Service]:
+    """Services declared by ServiceEntries: one per (host, port), wildcard hosts left out.
+
+    STATIC entries carry their endpoints (EDS); DNS entries let Envoy resolve
+    the endpoint addresses, or the host itself when no endpoint is listed.
+    """
+    out: list[Service] = []
+    for r in entries:
+        spec: Any = r.spec
+        resolution = spec.resolution or "NONE"
+        for host in spec.hosts or []:
+            if "*" in host:
+                continue
+            for port in spec.ports or []:
+                protocol = "http" if (port.protocol or "").upper() in _HTTP_PROTOCOLS else "tcp"
+                instances = []
+                endpoints = list(spec.endpoints or [])
+                if not endpoints and resolution in ("DNS", "DNS_ROUND_ROBIN"):
+                    endpoints = [None]
+                for i, ep in enumerate(endpoints):
+                    address = ep.address if ep is not None else host
+                    ep_port = (ep.ports or {}).get(port.name) if ep is not None else None
+                    target = ep_port or port.target_port or port.number
+                    instances.append(
+                        Instance(
+                            id=f"{r.namespace}/{r.name}/{host}/{i}",
+                            service=host,
+                            namespace=r.namespace,
+                            address=address,
+                            port=int(target),
+                            service_port=port.number,
+                            protocol=protocol,
+                            labels=dict(ep.labels or {}) if ep is not None else {},
+                        )
+                    )
+                key = ServiceKey(host, r.namespace, host=host, port=port.number)
+                out.append(
+                    Service(
+                        key,
+                        port.number,
+                        protocol,
+                        tuple(instances),
+                        resolution="DNS" if resolution in ("DNS", "DNS_ROUND_ROBIN") else "EDS",
+                        external=True,
+                    )
+                )
+    return out
 
 
 def _str_field(meta: Mapping[str, Any], key: str, default: str) -> str:

@@ -1,6 +1,8 @@
-"""Cluster builders (CDS)."""
+"""Cluster builders (CDS): per service, its default cluster and one per subset."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, config_source_pb2
@@ -9,6 +11,8 @@ from google.protobuf import duration_pb2
 
 from pilot.model import Service
 from pilot.networking import names
+from pilot.networking.endpoint import load_assignment
+from pilot.networking.traffic_policy import Policy, apply_policy
 
 __all__ = ["inbound_cluster", "outbound_cluster"]
 
@@ -22,18 +26,28 @@ def _ads() -> config_source_pb2.ConfigSource:
     )
 
 
-def outbound_cluster(service: Service) -> cluster_pb2.Cluster:
-    """An EDS cluster for a mesh service; endpoints come over ADS."""
-    name = names.outbound_cluster(service.key, service.port)
-    return cluster_pb2.Cluster(
-        name=name,
-        type=cluster_pb2.Cluster.EDS,
-        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
-            eds_config=_ads(), service_name=name
-        ),
-        connect_timeout=_CONNECT_TIMEOUT,
-        lb_policy=cluster_pb2.Cluster.LEAST_REQUEST,
+def outbound_cluster(
+    service: Service,
+    policy: Policy | None = None,
+    subset: str = "",
+    subset_labels: Mapping[str, str] | None = None,
+) -> cluster_pb2.Cluster:
+    """EDS for catalog and STATIC ServiceEntry services; STRICT_DNS when Envoy must resolve."""
+    name = names.outbound_cluster(service.key, service.port, subset)
+    cluster = cluster_pb2.Cluster(
+        name=name, connect_timeout=_CONNECT_TIMEOUT, lb_policy=cluster_pb2.Cluster.LEAST_REQUEST
     )
+    if service.resolution == "DNS":
+        cluster.type = cluster_pb2.Cluster.STRICT_DNS
+        cluster.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
+        cluster.load_assignment.CopyFrom(load_assignment(service, subset, subset_labels))
+    else:
+        cluster.type = cluster_pb2.Cluster.EDS
+        cluster.eds_cluster_config.eds_config.CopyFrom(_ads())
+        cluster.eds_cluster_config.service_name = name
+    if policy is not None:
+        apply_policy(cluster, policy, sni=service.hostname)
+    return cluster
 
 
 def inbound_cluster(inbound_port: int, app_port: int) -> cluster_pb2.Cluster:

@@ -1,6 +1,8 @@
-"""Endpoint builders (EDS)."""
+"""Endpoint builders (EDS): a service's healthy instances, or a subset's."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -13,12 +15,12 @@ __all__ = ["load_assignment"]
 
 
 def _lb_endpoint(
-    address: str, port: int, labels: dict[str, str]
+    address: str, port: int, labels: Mapping[str, str]
 ) -> endpoint_components_pb2.LbEndpoint:
     metadata = base_pb2.Metadata()
     if labels:
         fields = struct_pb2.Struct()
-        fields.update(labels)
+        fields.update(dict(labels))
         metadata.filter_metadata["istio"].CopyFrom(fields)
     return endpoint_components_pb2.LbEndpoint(
         endpoint=endpoint_components_pb2.Endpoint(
@@ -31,16 +33,21 @@ def _lb_endpoint(
     )
 
 
-def load_assignment(service: Service) -> endpoint_pb2.ClusterLoadAssignment:
-    """The healthy instances of a service (the registry holds passing ones only)."""
+def load_assignment(
+    service: Service, subset: str = "", subset_labels: Mapping[str, str] | None = None
+) -> endpoint_pb2.ClusterLoadAssignment:
+    """Instances whose labels include every subset label (all of them without a subset)."""
+    wanted = dict(subset_labels or {})
+    chosen = [
+        inst
+        for inst in service.instances
+        if all(inst.labels.get(k) == v for k, v in wanted.items())
+    ]
     return endpoint_pb2.ClusterLoadAssignment(
-        cluster_name=names.outbound_cluster(service.key, service.port),
+        cluster_name=names.outbound_cluster(service.key, service.port, subset),
         endpoints=[
             endpoint_components_pb2.LocalityLbEndpoints(
-                lb_endpoints=[
-                    _lb_endpoint(inst.address, inst.port, dict(inst.labels))
-                    for inst in service.instances
-                ]
+                lb_endpoints=[_lb_endpoint(i.address, i.port, i.labels) for i in chosen]
             )
         ],
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from envoy.config.core.v3 import address_pb2, config_source_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -12,6 +14,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf import any_pb2
 
 from pilot.networking import names
+from pilot.networking.http_route import CORS_FILTER, FAULT_FILTER
 
 __all__ = ["inbound_listener", "outbound_listener"]
 
@@ -22,6 +25,15 @@ def _any(message: object) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
+
+
+def _mesh_filters() -> list[hcm_pb2.HttpFilter]:
+    """Fault and CORS run before the router; routes configure them per route."""
+    return [
+        hcm_pb2.HttpFilter(name=FAULT_FILTER, typed_config=_any(fault_pb2.HTTPFault())),
+        hcm_pb2.HttpFilter(name=CORS_FILTER, typed_config=_any(cors_pb2.Cors())),
+        _router(),
+    ]
 
 
 def _router() -> hcm_pb2.HttpFilter:
@@ -58,7 +70,7 @@ def outbound_listener(address: str, port: int, namespace: str) -> listener_pb2.L
                 resource_api_version=config_source_pb2.V3,
             ),
         ),
-        http_filters=[_router()],
+        http_filters=_mesh_filters(),
     )
     return _listener(name, address, port, hcm)
 

@@ -1,15 +1,21 @@
-"""Route builders (RDS): the outbound table that routes by Host."""
+"""Route builders (RDS): the outbound table that routes by Host.
+
+One virtual host per HTTP service; its routes come from the VirtualService
+for that host when there is one, else one default route to the service.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
 from pilot.model import Service
 from pilot.networking import names
+from pilot.networking.http_route import ClusterFor, default_route, http_routes
 
-__all__ = ["domains_for", "outbound_route_config"]
+__all__ = ["domains_for", "hash_policies", "outbound_route_config"]
 
 
 def domains_for(service: Service, proxy_namespace: str) -> list[str]:
@@ -17,11 +23,15 @@ def domains_for(service: Service, proxy_namespace: str) -> list[str]:
 
     Short names (``svc``) resolve only within the proxy's own namespace, as
     Kubernetes DNS would; ``svc.ns`` and the FQDN work from anywhere.
+    ServiceEntry hosts are used exactly as declared.
     """
     key = service.key
-    hosts = [f"{key.name}.{key.namespace}", f"{key.name}.{key.namespace}.svc", key.hostname]
-    if key.namespace == proxy_namespace:
-        hosts.insert(0, key.name)
+    if key.host:
+        hosts = [key.host]
+    else:
+        hosts = [f"{key.name}.{key.namespace}", f"{key.name}.{key.namespace}.svc", key.hostname]
+        if key.namespace == proxy_namespace:
+            hosts.insert(0, key.name)
     domains: list[str] = []
     for host in hosts:
         domains.append(host)
@@ -29,25 +39,63 @@ def domains_for(service: Service, proxy_namespace: str) -> list[str]:
     return domains
 
 
+def hash_policies(load_balancer: Any) -> list[route_components_pb2.RouteAction.HashPolicy]:
+    """DestinationRule consistentHash -> the route's hash policy."""
+    ch = getattr(load_balancer, "consistent_hash", None) if load_balancer is not None else None
+    if ch is None:
+        return []
+    policy = route_components_pb2.RouteAction.HashPolicy()
+    if ch.http_header_name:
+        policy.header.header_name = ch.http_header_name
+    elif ch.http_cookie is not None:
+        policy.cookie.name = ch.http_cookie.name
+        if ch.http_cookie.path:
+            policy.cookie.path = ch.http_cookie.path
+    elif ch.use_source_ip:
+        policy.connection_properties.source_ip = True
+    elif ch.http_query_parameter_name:
+        policy.query_parameter.name = ch.http_query_parameter_name
+    else:
+        return []
+    return [policy]
+
+
 def outbound_route_config(
-    services: Iterable[Service], proxy_namespace: str
+    services: Iterable[Service],
+    proxy_namespace: str,
+    *,
+    proxy_labels: Mapping[str, str] | None = None,
+    virtual_service: Callable[[str], tuple[str, Any] | None] = lambda host: None,
+    cluster_for: Callable[[str], ClusterFor] | None = None,
+    load_balancer: Callable[[Service], Any] = lambda svc: None,
 ) -> route_pb2.RouteConfiguration:
+    """`virtual_service(host)` gives (namespace, spec) of the VS for a host, if any;
+    `cluster_for(namespace)` resolves destination hosts as written in that namespace."""
     vhosts = []
     for service in services:
         if service.protocol != "http":
             continue
-        cluster = names.outbound_cluster(service.key, service.port)
+        found = virtual_service(service.hostname)
+        if found is not None and cluster_for is not None:
+            vs_namespace, spec = found
+            routes = http_routes(
+                spec,
+                cluster_for(vs_namespace),
+                port=service.port,
+                proxy_labels=proxy_labels or {},
+                proxy_namespace=proxy_namespace,
+            )
+        else:
+            routes = [default_route(names.outbound_cluster(service.key, service.port))]
+        hashing = hash_policies(load_balancer(service))
+        for r in routes:
+            if hashing and r.HasField("route"):
+                r.route.hash_policy.extend(hashing)
         vhosts.append(
             route_components_pb2.VirtualHost(
-                name=f"{service.key.hostname}:{service.port}",
+                name=f"{service.hostname}:{service.port}",
                 domains=domains_for(service, proxy_namespace),
-                routes=[
-                    route_components_pb2.Route(
-                        name="default",
-                        match=route_components_pb2.RouteMatch(prefix="/"),
-                        route=route_components_pb2.RouteAction(cluster=cluster),
-                    )
-                ],
+                routes=routes,
             )
         )
     return route_pb2.RouteConfiguration(

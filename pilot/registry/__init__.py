@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
@@ -17,6 +18,8 @@ OnChange = Callable[[str], None]  # called with a short reason whenever instance
 
 
 class Registry(Protocol):
+    synced: asyncio.Event  # set once the first full read is done
+
     def instances(self) -> Mapping[str, tuple[Instance, ...]]:
         """Healthy instances by catalog service name, as last seen."""
 

@@ -14,6 +14,8 @@ __all__ = ["FakeRegistry"]
 class FakeRegistry:
     def __init__(self, on_change: OnChange) -> None:
         self._on_change = on_change
+        self.synced = asyncio.Event()
+        self.synced.set()
         self._instances: dict[str, tuple[Instance, ...]] = {}
 
     def instances(self) -> Mapping[str, tuple[Instance, ...]]:

@@ -1,7 +1,8 @@
 """PushContext: one snapshot's resources, built once and shared by all proxies.
 
-Resources of a service that did not change between snapshots are carried
-over as the same objects, so a push re-serializes only what changed.
+Resources of a service whose instances and DestinationRule did not change
+between snapshots are carried over as the same objects, so a push
+re-serializes only what changed.
 """
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from pilot.config.index import ConfigIndex, fqdn
 from pilot.model import MeshSnapshot, Proxy, Service, ServiceKey
 from pilot.networking import cluster, endpoint, listener, names, route
+from pilot.networking.traffic_policy import merged_policy
 from pilot.xds import typeurls
 from pilot.xds.resource import Resource, make_resource
 
-__all__ = ["Change", "PushContext", "diff"]
+__all__ = ["Change", "PushContext", "cluster_names", "diff"]
 
 T = TypeVar("T")
 
@@ -37,22 +40,85 @@ class Change:
         )
 
 
+def _any_spec(r: Any) -> Any:
+    return r.spec
+
+
+def _subsets(config: ConfigIndex, svc: Service) -> list[Any]:
+    dr = config.destination_rule(svc.hostname, svc.key.namespace)
+    spec: Any = dr.spec if dr is not None else None
+    return list(spec.subsets or []) if spec is not None else []
+
+
+def cluster_names(config: ConfigIndex, svc: Service) -> list[str]:
+    """The service's default cluster and one per DestinationRule subset."""
+    return [names.outbound_cluster(svc.key, svc.port)] + [
+        names.outbound_cluster(svc.key, svc.port, s.name) for s in _subsets(config, svc)
+    ]
+
+
 def diff(old: MeshSnapshot | None, new: MeshSnapshot, started: float = 0.0) -> Change | None:
     """The Change from old to new, or None when nothing a proxy sees changed."""
-    if old is None:
+    if old is None or old.services.keys() != new.services.keys():
         return Change(full=True, started=started)
-    if old.services.keys() != new.services.keys():
+    if old.config.resources != new.config.resources:
         return Change(full=True, started=started)
     changed: set[str] = set()
     for key, svc in new.services.items():
         before = old.services[key]
-        if (before.port, before.protocol) != (svc.port, svc.protocol):
+        if (before.port, before.protocol, before.resolution) != (
+            svc.port,
+            svc.protocol,
+            svc.resolution,
+        ):
             return Change(full=True, started=started)
         if before.instances != svc.instances:
-            changed.add(names.outbound_cluster(key, svc.port))
+            if svc.resolution == "DNS":  # endpoints live in CDS for DNS clusters
+                return Change(full=True, started=started)
+            changed.update(cluster_names(new.config, svc))
     if not changed:
         return None
     return Change(full=False, endpoints=frozenset(changed), started=started)
+
+
+@dataclass(frozen=True, slots=True)
+class _ServiceResources:
+    service: Service
+    rule: tuple[str, Any] | None  # (ref, spec) of the DestinationRule in force
+    clusters: tuple[Resource, ...]
+    assignments: tuple[Resource, ...]
+    load_balancer: Any
+
+
+def _build_service(svc: Service, config: ConfigIndex) -> _ServiceResources:
+    dr = config.destination_rule(svc.hostname, svc.key.namespace)
+    spec: Any = dr.spec if dr is not None else None
+    rule_policy = spec.traffic_policy if spec is not None else None
+    variants: list[tuple[str, dict[str, str], Any]] = [("", {}, None)]
+    variants += (
+        [(s.name, dict(s.labels or {}), s.traffic_policy) for s in (spec.subsets or [])]
+        if spec
+        else []
+    )
+    clusters, assignments = [], []
+    for subset, labels, subset_policy in variants:
+        name = names.outbound_cluster(svc.key, svc.port, subset)
+        policy = merged_policy(rule_policy, svc.port, subset_policy)
+        clusters.append(
+            make_resource(
+                typeurls.CLUSTER, name, cluster.outbound_cluster(svc, policy, subset, labels)
+            )
+        )
+        if svc.resolution != "DNS":
+            assignments.append(
+                make_resource(
+                    typeurls.ENDPOINT, name, endpoint.load_assignment(svc, subset, labels)
+                )
+            )
+    lb = merged_policy(rule_policy, svc.port).load_balancer
+    return _ServiceResources(
+        svc, (dr.ref, spec) if dr is not None else None, tuple(clusters), tuple(assignments), lb
+    )
 
 
 @dataclass(slots=True)
@@ -60,29 +126,39 @@ class PushContext:
     snapshot: MeshSnapshot
     clusters: tuple[Resource, ...]  # outbound clusters, shared by every sidecar
     assignments: dict[str, Resource]  # EDS, by cluster name
-    _by_service: dict[ServiceKey, tuple[Service, Resource, Resource]]
+    _by_service: dict[ServiceKey, _ServiceResources]
+    _by_host: dict[str, list[Service]]
+    _source_labels: bool  # does any VirtualService match on sourceLabels?
     _memo: dict[tuple[object, ...], object] = field(default_factory=dict)
 
     @classmethod
     def build(cls, snapshot: MeshSnapshot, previous: PushContext | None = None) -> PushContext:
         carried = previous._by_service if previous else {}
-        by_service: dict[ServiceKey, tuple[Service, Resource, Resource]] = {}
+        config = snapshot.config
+        by_service: dict[ServiceKey, _ServiceResources] = {}
+        by_host: dict[str, list[Service]] = {}
         for key, svc in snapshot.services.items():
+            by_host.setdefault(svc.hostname, []).append(svc)
+            dr = config.destination_rule(svc.hostname, svc.key.namespace)
+            rule = (dr.ref, dr.spec) if dr is not None else None
             old = carried.get(key)
-            if old is not None and old[0] == svc:
+            if old is not None and old.service == svc and old.rule == rule:
                 by_service[key] = old
-                continue
-            cname = names.outbound_cluster(key, svc.port)
-            by_service[key] = (
-                svc,
-                make_resource(typeurls.CLUSTER, cname, cluster.outbound_cluster(svc)),
-                make_resource(typeurls.ENDPOINT, cname, endpoint.load_assignment(svc)),
-            )
+            else:
+                by_service[key] = _build_service(svc, config)
+        source_labels = any(
+            m is not None and getattr(m, "source_labels", None)
+            for vs in config.of("VirtualService")
+            for rule in (_any_spec(vs).http or [])
+            for m in (rule.match or [])
+        )
         return cls(
             snapshot=snapshot,
-            clusters=tuple(c for _, c, _ in by_service.values()),
-            assignments={e.name: e for _, _, e in by_service.values()},
+            clusters=tuple(c for s in by_service.values() for c in s.clusters),
+            assignments={e.name: e for s in by_service.values() for e in s.assignments},
             _by_service=by_service,
+            _by_host=by_host,
+            _source_labels=source_labels,
         )
 
     def memo(self, key: tuple[object, ...], build: Callable[[], T]) -> T:
@@ -92,6 +168,20 @@ class PushContext:
         except KeyError:
             value = self._memo[key] = build()
             return value
+
+    def cluster_for(self, namespace: str) -> Callable[[str, int | None, str], str]:
+        """Resolve a destination host as written in `namespace` to a cluster name."""
+
+        def resolve(host: str, port: int | None, subset: str) -> str:
+            full = fqdn(host, namespace)
+            candidates = self._by_host.get(full, [])
+            svc = next((s for s in candidates if port in (None, s.port)), None)
+            if svc is not None:
+                return names.outbound_cluster(svc.key, svc.port, subset)
+            # Unknown host: a name Envoy has no cluster for answers 503, as Istio's blackhole.
+            return f"outbound|{port or 80}|{subset}|{full}"
+
+        return resolve
 
     # --- resources that depend on the proxy (memoized by its shape) ---
 
@@ -123,34 +213,50 @@ class PushContext:
 
         return self.memo(("listeners", *proxy.shape), build)
 
-    def route(self, name: str) -> Resource | None:
+    def route(self, name: str, proxy: Proxy) -> Resource | None:
         """RDS by name; the outbound table of namespace ns is ``outbound|http|<ns>``."""
         prefix = names.outbound_route("")
         if not name.startswith(prefix):
             return None
         namespace = name[len(prefix) :]
+        labels = frozenset(proxy.labels.items()) if self._source_labels else frozenset()
+        config = self.snapshot.config
+
+        def virtual_service(host: str) -> tuple[str, Any] | None:
+            found = config.virtual_service(host)
+            return (found[0].namespace, found[1]) if found is not None else None
 
         def build() -> Resource:
-            services = [s for s, _, _ in self._by_service.values()]
-            return make_resource(
-                typeurls.ROUTE, name, route.outbound_route_config(services, namespace)
+            services = [s.service for s in self._by_service.values()]
+            lbs = {s.service.key: s.load_balancer for s in self._by_service.values()}
+            table = route.outbound_route_config(
+                services,
+                namespace,
+                proxy_labels=dict(labels),
+                virtual_service=virtual_service,
+                cluster_for=self.cluster_for,
+                load_balancer=lambda svc: lbs.get(svc.key),
             )
+            return make_resource(typeurls.ROUTE, name, table)
 
-        return self.memo(("route", name), build)
+        return self.memo(("route", name, labels), build)
 
     # --- checks before anything is served ---
 
     def consistent(self, namespaces: Iterable[str] = ()) -> list[str]:
         """Problems that would make Envoy reject or half-apply this config."""
         problems: list[str] = []
-        cluster_names = [c.name for c in self.clusters]
-        for name, count in Counter(cluster_names).items():
+        cluster_names_ = [c.name for c in self.clusters]
+        for name, count in Counter(cluster_names_).items():
             if count > 1:
                 problems.append(f"cluster {name} generated {count} times")
-        for name in cluster_names:
-            if name not in self.assignments:
-                problems.append(f"EDS cluster {name} has no ClusterLoadAssignment")
-        services = [s for s, _, _ in self._by_service.values()]
+        for s in self._by_service.values():
+            if s.service.resolution == "DNS":
+                continue
+            for c in s.clusters:
+                if c.name not in self.assignments:
+                    problems.append(f"EDS cluster {c.name} has no ClusterLoadAssignment")
+        services = [s.service for s in self._by_service.values()]
         for ns in set(namespaces) | {k.namespace for k in self._by_service}:
             seen: Counter[str] = Counter()
             for svc in services:

@@ -19,5 +19,5 @@ class RouteGenerator:
     def generate(
         self, ctx: PushContext, proxy: Proxy, names: frozenset[str], change: Change | None
     ) -> list[Resource]:
-        found = (ctx.route(name) for name in sorted(names))
+        found = (ctx.route(name, proxy) for name in sorted(names))
         return [res for res in found if res is not None]

@@ -17,6 +17,7 @@ from google.rpc import status_pb2
 from pilot.app import Pilot
 from pilot.metrics import Metrics
 from pilot.registry import OnChange
+from pilot.config.fake import FakeConfigSource
 from pilot.registry.fake import FakeRegistry
 from pilot.settings import PilotSettings
 from pilot.xds import typeurls
@@ -45,7 +46,8 @@ async def running() -> AsyncIterator[Running]:
     settings = PilotSettings(
         grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0", debounce_quiet=0.0, debounce_max=0.01
     )
-    pilot = Pilot(settings, registry_factory=factory)
+    pilot = Pilot(settings, registry_factory=factory,
+                  config_factory=lambda on_change, _: FakeConfigSource(on_change))
     started = asyncio.Event()
     task = asyncio.create_task(pilot.run(started))
     await asyncio.wait_for(started.wait(), 10)

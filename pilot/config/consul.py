@@ -1,0 +1,102 @@
+"""Watch Galley's config in Consul KV with one blocking query on the prefix.
+
+Each stored value is validated again as it is read: a value that is not
+valid config (written by hand, or by an older Galley) is logged, counted and
+left out, never sent to Envoy. When Consul is down the last config stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import aiohttp
+import consul
+import consul.aio
+
+from api.resources import Resource
+from api.store import PREFIX, StoredResource, decode
+from pilot.metrics import Metrics
+from pilot.registry import OnChange
+
+__all__ = ["ConsulConfigSource"]
+
+log = logging.getLogger(__name__)
+_ERRORS = (consul.ConsulException, aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError)
+
+
+class ConsulConfigSource:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        on_change: OnChange,
+        metrics: Metrics,
+        *,
+        wait: str = "55s",
+        retry_max: float = 5.0,
+    ) -> None:
+        self._host, self._port = host, port
+        self._on_change = on_change
+        self._metrics = metrics
+        self._wait = wait
+        self._retry_max = retry_max
+        self._resources: tuple[Resource, ...] = ()
+        self._raw: dict[str, int] = {}  # key -> ModifyIndex of what we hold
+        self.synced = asyncio.Event()
+
+    def resources(self) -> Sequence[Resource]:
+        return self._resources
+
+    async def run(self) -> None:
+        client = consul.aio.Consul(host=self._host, port=self._port)
+        index, delay = 0, 0.25
+        try:
+            while True:
+                try:
+                    new_index, items = await client.kv.get(
+                        PREFIX, recurse=True, index=index or None, wait=self._wait
+                    )
+                except _ERRORS as err:
+                    self._metrics.registry_errors.inc()
+                    log.warning(
+                        "consul config watch failed (%s); keeping the last config, "
+                        "retrying in %.1fs",
+                        err or type(err).__name__,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self._retry_max)
+                    continue
+                delay = 0.25
+                idx = int(new_index or 0)
+                if index and idx == index:
+                    continue
+                index = idx if idx >= index else 0
+                self._load(items or [])
+        finally:
+            await client.close()
+
+    def _load(self, items: list[dict[str, object]]) -> None:
+        versions = {str(i["Key"]): int(str(i["ModifyIndex"])) for i in items}
+        if versions == self._raw and self.synced.is_set():
+            return
+        resources = []
+        for item in items:
+            key = str(item["Key"])
+            decoded = decode(key, item.get("Value"), versions[key])  # type: ignore[arg-type]
+            if isinstance(decoded, StoredResource):
+                resources.append(decoded.resource)
+            else:
+                self._metrics.config_invalid.inc()
+                log.error(
+                    "ignoring invalid config at %s: %s",
+                    key,
+                    "; ".join(str(i) for i in decoded.issues),
+                )
+        self._raw = versions
+        self._resources = tuple(sorted(resources, key=lambda r: r.key))
+        first = not self.synced.is_set()
+        self.synced.set()
+        self._on_change("initial config" if first else "config")

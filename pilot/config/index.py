@@ -1,0 +1,112 @@
+"""ConfigIndex: the Istio resources in force, indexed the way generators ask.
+
+Host names are resolved as Istio does: a short name in a resource means that
+name in the resource's own namespace (``reviews`` in ``default`` is
+``reviews.default.svc.cluster.local``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from api.analyze import fqdn
+from api.resources import Resource
+
+__all__ = ["ConfigIndex", "fqdn"]
+
+
+def _spec(r: Resource) -> Any:
+    """The spec, typed loosely: each kind's model is known by its kind name."""
+    return r.spec
+
+
+def _host_matches(pattern: str, host: str) -> bool:
+    return host.endswith(pattern[1:]) if pattern.startswith("*") else pattern == host
+
+
+def _by_age(resources: Sequence[Resource]) -> list[Resource]:
+    """Istio resolves conflicts by creation time; the store's version is our clock."""
+    return sorted(resources, key=lambda r: (int(r.resource_version or 0), r.namespace, r.name))
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIndex:
+    resources: tuple[Resource, ...] = ()
+    _by_kind: Mapping[str, tuple[Resource, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+    @classmethod
+    def build(cls, resources: Sequence[Resource]) -> ConfigIndex:
+        by_kind: dict[str, list[Resource]] = {}
+        for r in _by_age(resources):
+            by_kind.setdefault(r.kind, []).append(r)
+        return cls(tuple(resources), MappingProxyType({k: tuple(v) for k, v in by_kind.items()}))
+
+    def of(self, kind: str) -> tuple[Resource, ...]:
+        return self._by_kind.get(kind, ())
+
+    def destination_rule(self, host: str, proxy_namespace: str) -> Resource | None:
+        """The rule for a host: the proxy's namespace first, then the host's own, then any."""
+        found = [
+            r
+            for r in self.of("DestinationRule")
+            if _spec(r).workload_selector is None
+            and _host_matches(fqdn(_spec(r).host, r.namespace), host)
+        ]
+        if not found:
+            return None
+        host_ns = host.split(".")[1] if host.count(".") >= 2 else ""
+        for ns in (proxy_namespace, host_ns):
+            for r in found:
+                if r.namespace == ns:
+                    return r
+        return found[0]
+
+    def virtual_service(self, host: str, gateway: str = "mesh") -> tuple[Resource, Any] | None:
+        """The oldest VirtualService routing `host` for the mesh or a gateway ('ns/name')."""
+        for r in self.of("VirtualService"):
+            gateways = [_gw(g, r.namespace) for g in (_spec(r).gateways or [])] or ["mesh"]
+            if gateway not in gateways:
+                continue
+            for h in _spec(r).hosts or []:
+                if _host_matches(fqdn(h, r.namespace), host):
+                    return r, _spec(r)
+        return None
+
+    def virtual_services_for_gateway(self, gateway: str) -> list[Resource]:
+        return [
+            r
+            for r in self.of("VirtualService")
+            if gateway in [_gw(g, r.namespace) for g in (_spec(r).gateways or [])]
+        ]
+
+    def gateway(self, ref: str) -> Resource | None:
+        ns, _, name = ref.partition("/")
+        return next((g for g in self.of("Gateway") if (g.namespace, g.name) == (ns, name)), None)
+
+    def sidecar_for(self, namespace: str, labels: Mapping[str, str]) -> Resource | None:
+        """A Sidecar whose selector matches the workload, else the namespace default."""
+        default = None
+        for r in self.of("Sidecar"):
+            if r.namespace != namespace:
+                continue
+            selector = _spec(r).workload_selector
+            if selector is None or not selector.labels:
+                default = default or r
+            elif all(labels.get(k) == v for k, v in selector.labels.items()):
+                return r
+        return default
+
+
+def _gw(ref: str, namespace: str) -> str:
+    """'mesh', 'ns/name', or a bare name meaning the resource's own namespace."""
+    if ref == "mesh" or "/" in ref:
+        return ref
+    if "." in ref:  # the old name.namespace form
+        name, _, ns = ref.partition(".")
+        return f"{ns}/{name}"
+    return f"{namespace}/{ref}"

@@ -1,0 +1,429 @@
+"""VirtualService HTTP rules -> Envoy routes.
+
+Matches (uri, headers, query params, method, authority, scheme, port,
+sourceLabels/sourceNamespace), weighted destinations, rewrite, redirect,
+direct response, retries, timeouts, fault injection, mirroring, header
+manipulation and CORS. A rule with several matches becomes several routes
+with one action (Istio's OR), and rules keep their order (first match wins).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from envoy.config.core.v3 import base_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2
+from envoy.type.v3 import percent_pb2
+from google.protobuf import any_pb2, duration_pb2
+
+from api.checks import duration_seconds
+
+__all__ = ["CORS_FILTER", "FAULT_FILTER", "default_route", "http_routes"]
+
+FAULT_FILTER = "envoy.filters.http.fault"
+CORS_FILTER = "envoy.filters.http.cors"
+# Istio's retry default when a VirtualService sets none.
+DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+_REDIRECT_CODES = {
+    301: rc.RedirectAction.MOVED_PERMANENTLY,
+    302: rc.RedirectAction.FOUND,
+    303: rc.RedirectAction.SEE_OTHER,
+    307: rc.RedirectAction.TEMPORARY_REDIRECT,
+    308: rc.RedirectAction.PERMANENT_REDIRECT,
+}
+
+# (destination host as written, port or None, subset or "") -> Envoy cluster name
+ClusterFor = Callable[[str, int | None, str], str]
+
+
+def _any(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def _duration(text: str | None) -> duration_pb2.Duration | None:
+    seconds = duration_seconds(text) if text else None
+    if seconds is None:
+        return None
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(round(seconds * 1e9))
+    return d
+
+
+def _fraction(percent: float) -> percent_pb2.FractionalPercent:
+    return percent_pb2.FractionalPercent(
+        numerator=round(percent * 10_000), denominator=percent_pb2.FractionalPercent.MILLION
+    )
+
+
+def _regex(pattern: str) -> regex_pb2.RegexMatcher:
+    return regex_pb2.RegexMatcher(regex=pattern)
+
+
+def _string_matcher(m: Any, ignore_case: bool = False) -> string_pb2.StringMatcher:
+    if m.exact is not None:
+        return string_pb2.StringMatcher(exact=m.exact, ignore_case=ignore_case)
+    if m.prefix is not None:
+        return string_pb2.StringMatcher(prefix=m.prefix, ignore_case=ignore_case)
+    return string_pb2.StringMatcher(safe_regex=_regex(m.regex or ".*"))
+
+
+def _header(name: str, m: Any, invert: bool = False) -> rc.HeaderMatcher:
+    matcher = rc.HeaderMatcher(name=name, invert_match=invert)
+    if m is None or (m.exact is None and m.prefix is None and m.regex is None):
+        matcher.present_match = True
+    elif m.regex == "*" and invert:
+        matcher.present_match = True
+    else:
+        matcher.string_match.CopyFrom(_string_matcher(m))
+    return matcher
+
+
+def _route_match(match: Any) -> rc.RouteMatch:
+    out = rc.RouteMatch()
+    uri = match.uri if match is not None else None
+    ignore_case = bool(getattr(match, "ignore_uri_case", False))
+    if uri is None or (uri.exact is None and uri.prefix is None and uri.regex is None):
+        out.prefix = "/"
+    elif uri.exact is not None:
+        out.path = uri.exact
+    elif uri.prefix is not None:
+        out.prefix = uri.prefix
+    else:
+        out.safe_regex.CopyFrom(_regex(uri.regex))
+    if ignore_case:
+        out.case_sensitive.value = False
+    if match is None:
+        return out
+    for name, m in (match.headers or {}).items():
+        out.headers.append(_header(name.lower(), m))
+    for name, m in (getattr(match, "without_headers", None) or {}).items():
+        out.headers.append(_header(name.lower(), m, invert=True))
+    for pseudo, m in (
+        (":method", match.method),
+        (":authority", match.authority),
+        (":scheme", match.scheme),
+    ):
+        if m is not None:
+            out.headers.append(_header(pseudo, m))
+    for name, m in (match.query_params or {}).items():
+        qp = rc.QueryParameterMatcher(name=name)
+        if m is None or (m.exact is None and m.prefix is None and m.regex is None):
+            qp.present_match = True
+        else:
+            qp.string_match.CopyFrom(_string_matcher(m))
+        out.query_parameters.append(qp)
+    return out
+
+
+def _applies(
+    match: Any, proxy_labels: Mapping[str, str], proxy_namespace: str, port: int, gateway: str
+) -> bool:
+    """Matches decided at config time: port, source labels/namespace, gateways."""
+    if match is None:
+        return True
+    if match.port and match.port != port:
+        return False
+    if (
+        gateway == "mesh"
+        and match.source_labels
+        and any(proxy_labels.get(k) != v for k, v in match.source_labels.items())
+    ):
+        return False
+    if getattr(match, "source_namespace", None) and match.source_namespace != proxy_namespace:
+        return False
+    gateways = list(match.gateways or [])
+    return (
+        not gateways
+        or gateway in gateways
+        or (gateway != "mesh" and gateway.split("/")[-1] in gateways)
+    )
+
+
+def _header_options(ops: Any) -> tuple[list[base_pb2.HeaderValueOption], list[str]]:
+    adds: list[base_pb2.HeaderValueOption] = []
+    if ops is None:
+        return adds, []
+    for key, value in (ops.set or {}).items():
+        adds.append(
+            base_pb2.HeaderValueOption(
+                header=base_pb2.HeaderValue(key=key, value=value),
+                append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+            )
+        )
+    for key, value in (ops.add or {}).items():
+        adds.append(
+            base_pb2.HeaderValueOption(
+                header=base_pb2.HeaderValue(key=key, value=value),
+                append_action=base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD,
+            )
+        )
+    return adds, list(ops.remove or [])
+
+
+def _dest_port(dest: Any) -> int | None:
+    return dest.port.number if dest.port is not None and dest.port.number else None
+
+
+def _retry(retries: Any) -> rc.RetryPolicy | None:
+    if retries is None:
+        return rc.RetryPolicy(
+            retry_on=DEFAULT_RETRY_ON,
+            num_retries={"value": 2},
+            retry_host_predicate=[
+                rc.RetryPolicy.RetryHostPredicate(
+                    name="envoy.retry_host_predicates.previous_hosts",
+                    typed_config=_any(_previous_hosts()),
+                )
+            ],
+            host_selection_retry_max_attempts=5,
+        )
+    if not retries.attempts:
+        return None
+    policy = rc.RetryPolicy(
+        num_retries={"value": retries.attempts}, retry_on=retries.retry_on or DEFAULT_RETRY_ON
+    )
+    codes = [int(c) for c in (retries.retry_on or "").split(",") if c.strip().isdigit()]
+    if codes:
+        policy.retriable_status_codes.extend(codes)
+        names = [c for c in policy.retry_on.split(",") if not c.strip().isdigit()]
+        policy.retry_on = ",".join(sorted(set(names) | {"retriable-status-codes"}))
+    if (t := _duration(retries.per_try_timeout)) is not None:
+        policy.per_try_timeout.CopyFrom(t)
+    backoff = getattr(retries, "backoff", None)
+    if (t := _duration(backoff)) is not None:
+        policy.retry_back_off.base_interval.CopyFrom(t)
+    policy.retry_host_predicate.append(
+        rc.RetryPolicy.RetryHostPredicate(
+            name="envoy.retry_host_predicates.previous_hosts", typed_config=_any(_previous_hosts())
+        )
+    )
+    policy.host_selection_retry_max_attempts = 5
+    return policy
+
+
+def _previous_hosts() -> Any:
+    from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
+
+    return previous_hosts_pb2.PreviousHostsPredicate()
+
+
+def _fault(fault: Any) -> fault_pb2.HTTPFault | None:
+    if fault is None:
+        return None
+    out = fault_pb2.HTTPFault()
+    delay = fault.delay
+    if delay is not None and (d := _duration(delay.fixed_delay)) is not None:
+        out.delay.fixed_delay.CopyFrom(d)
+        pct = (
+            delay.percentage.value
+            if delay.percentage is not None
+            else (delay.percent if getattr(delay, "percent", None) is not None else 100.0)
+        )
+        out.delay.percentage.CopyFrom(_fraction(pct))
+    abort = fault.abort
+    if abort is not None and (abort.http_status or abort.grpc_status):
+        if abort.http_status:
+            out.abort.http_status = abort.http_status
+        else:
+            out.abort.grpc_status = _GRPC_CODES.get(str(abort.grpc_status), 2)
+        pct = abort.percentage.value if abort.percentage is not None else 100.0
+        out.abort.percentage.CopyFrom(_fraction(pct))
+    return out if out.ByteSize() else None
+
+
+_GRPC_CODES = {
+    name: i
+    for i, name in enumerate(
+        (
+            "OK",
+            "CANCELLED",
+            "UNKNOWN",
+            "INVALID_ARGUMENT",
+            "DEADLINE_EXCEEDED",
+            "NOT_FOUND",
+            "ALREADY_EXISTS",
+            "PERMISSION_DENIED",
+            "RESOURCE_EXHAUSTED",
+            "FAILED_PRECONDITION",
+            "ABORTED",
+            "OUT_OF_RANGE",
+            "UNIMPLEMENTED",
+            "INTERNAL",
+            "UNAVAILABLE",
+            "DATA_LOSS",
+            "UNAUTHENTICATED",
+        )
+    )
+}
+
+
+def _cors(cors: Any) -> cors_pb2.CorsPolicy | None:
+    if cors is None:
+        return None
+    out = cors_pb2.CorsPolicy()
+    for m in cors.allow_origins or []:
+        out.allow_origin_string_match.append(_string_matcher(m))
+    for origin in getattr(cors, "allow_origin", None) or []:
+        out.allow_origin_string_match.append(string_pb2.StringMatcher(exact=origin))
+    if cors.allow_methods:
+        out.allow_methods = ",".join(cors.allow_methods)
+    if cors.allow_headers:
+        out.allow_headers = ",".join(cors.allow_headers)
+    if cors.expose_headers:
+        out.expose_headers = ",".join(cors.expose_headers)
+    if (d := _duration(cors.max_age)) is not None:
+        out.max_age = str(d.seconds)
+    if cors.allow_credentials is not None:
+        out.allow_credentials.value = cors.allow_credentials
+    return out
+
+
+def _action(rule: Any, cluster_for: ClusterFor, route: rc.Route) -> None:
+    """Fill the route's action from one HTTP rule (route, redirect or direct response)."""
+    if rule.redirect is not None:
+        r = rule.redirect
+        redirect = rc.RedirectAction()
+        if r.uri:
+            redirect.path_redirect = r.uri
+        if r.authority:
+            redirect.host_redirect = r.authority
+        if r.port:
+            redirect.port_redirect = r.port
+        if r.scheme:
+            redirect.scheme_redirect = r.scheme
+        code = r.redirect_code or 301
+        redirect.response_code = _REDIRECT_CODES.get(code, rc.RedirectAction.MOVED_PERMANENTLY)
+        route.redirect.CopyFrom(redirect)
+        return
+    if rule.direct_response is not None:
+        dr = rule.direct_response
+        action = rc.DirectResponseAction(status=dr.status)
+        body = dr.body
+        if body is not None:
+            if body.string is not None:
+                action.body.inline_string = body.string
+            elif body.bytes is not None:
+                import base64
+
+                action.body.inline_bytes = base64.b64decode(body.bytes)
+        route.direct_response.CopyFrom(action)
+        return
+    action = route.route
+    dests = list(rule.route or [])
+    if (
+        len(dests) == 1
+        and not _header_options(
+            getattr(dests[0].headers, "request", None) if dests[0].headers else None
+        )[0]
+    ):
+        d = dests[0].destination
+        action.cluster = cluster_for(d.host, _dest_port(d), d.subset or "")
+    else:
+        total = sum(d.weight or 0 for d in dests)
+        for d in dests:
+            weight = d.weight if total else (100 // len(dests))
+            if total and not weight:
+                continue
+            cw = action.weighted_clusters.clusters.add(
+                name=cluster_for(
+                    d.destination.host, _dest_port(d.destination), d.destination.subset or ""
+                ),
+                weight={"value": weight},
+            )
+            if d.headers is not None:
+                adds, removes = _header_options(d.headers.request)
+                cw.request_headers_to_add.extend(adds)
+                cw.request_headers_to_remove.extend(removes)
+                adds, removes = _header_options(d.headers.response)
+                cw.response_headers_to_add.extend(adds)
+                cw.response_headers_to_remove.extend(removes)
+    timeout = _duration(rule.timeout)
+    action.timeout.CopyFrom(timeout or duration_pb2.Duration(seconds=0))
+    retry = _retry(rule.retries)
+    if retry is not None:
+        action.retry_policy.CopyFrom(retry)
+    rewrite = rule.rewrite
+    if rewrite is not None:
+        if rewrite.uri is not None:
+            action.prefix_rewrite = rewrite.uri
+        regex_rw = getattr(rewrite, "uri_regex_rewrite", None)
+        if regex_rw is not None:
+            action.regex_rewrite.pattern.CopyFrom(_regex(regex_rw.match))
+            action.regex_rewrite.substitution = regex_rw.rewrite
+        if rewrite.authority:
+            action.host_rewrite_literal = rewrite.authority
+    mirrors = []
+    if rule.mirror is not None:
+        pct = (
+            rule.mirror_percentage.value
+            if rule.mirror_percentage is not None
+            else (
+                float(rule.mirror_percent)
+                if getattr(rule, "mirror_percent", None) is not None
+                else 100.0
+            )
+        )
+        mirrors.append((rule.mirror, pct))
+    for m in getattr(rule, "mirrors", None) or []:
+        mirrors.append((m.destination, m.percentage.value if m.percentage is not None else 100.0))
+    for dest, pct in mirrors:
+        policy = action.request_mirror_policies.add(
+            cluster=cluster_for(dest.host, _dest_port(dest), dest.subset or "")
+        )
+        policy.runtime_fraction.default_value.CopyFrom(_fraction(pct))
+
+
+def http_routes(
+    vs_spec: Any,
+    cluster_for: ClusterFor,
+    *,
+    port: int,
+    proxy_labels: Mapping[str, str],
+    proxy_namespace: str,
+    gateway: str = "mesh",
+) -> list[rc.Route]:
+    routes: list[rc.Route] = []
+    for i, rule in enumerate(vs_spec.http or []):
+        matches = [
+            m
+            for m in (rule.match or [None])
+            if _applies(m, proxy_labels, proxy_namespace, port, gateway)
+        ]
+        if not matches:
+            continue
+        template = rc.Route(name=rule.name or f"rule-{i}")
+        _action(rule, cluster_for, template)
+        if rule.headers is not None:
+            adds, removes = _header_options(rule.headers.request)
+            template.request_headers_to_add.extend(adds)
+            template.request_headers_to_remove.extend(removes)
+            adds, removes = _header_options(rule.headers.response)
+            template.response_headers_to_add.extend(adds)
+            template.response_headers_to_remove.extend(removes)
+        if (fault := _fault(rule.fault)) is not None:
+            template.typed_per_filter_config[FAULT_FILTER].CopyFrom(_any(fault))
+        if (cors := _cors(getattr(rule, "cors_policy", None))) is not None:
+            template.typed_per_filter_config[CORS_FILTER].CopyFrom(_any(cors))
+        for m in matches:
+            route = rc.Route()
+            route.CopyFrom(template)
+            route.match.CopyFrom(_route_match(m))
+            routes.append(route)
+    return routes
+
+
+def default_route(cluster: str) -> rc.Route:
+    """Routing with no VirtualService: everything to the service, Istio's default retries."""
+    route = rc.Route(name="default", match=rc.RouteMatch(prefix="/"))
+    route.route.cluster = cluster
+    route.route.timeout.CopyFrom(duration_pb2.Duration(seconds=0))
+    retry = _retry(None)
+    assert retry is not None
+    route.route.retry_policy.CopyFrom(retry)
+    return route

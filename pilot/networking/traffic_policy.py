@@ -1,0 +1,216 @@
+"""DestinationRule traffic policy -> Envoy cluster settings.
+
+Load balancing, connection pool (circuit breakers, HTTP protocol options),
+outlier detection and client TLS. Port-level settings win over the rule's
+for their port, and a subset's policy over both, field block by block, as
+Istio merges them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
+from envoy.config.core.v3 import protocol_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo_pb2
+from envoy.type.v3 import percent_pb2
+from google.protobuf import any_pb2, duration_pb2
+
+from api.checks import duration_seconds
+
+__all__ = ["Policy", "apply_policy", "merged_policy"]
+
+_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_SIMPLE_LB = {
+    "ROUND_ROBIN": cluster_pb2.Cluster.ROUND_ROBIN,
+    "LEAST_REQUEST": cluster_pb2.Cluster.LEAST_REQUEST,
+    "LEAST_CONN": cluster_pb2.Cluster.LEAST_REQUEST,
+    "RANDOM": cluster_pb2.Cluster.RANDOM,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The effective policy blocks for one cluster (None: not set anywhere)."""
+
+    load_balancer: Any = None
+    connection_pool: Any = None
+    outlier_detection: Any = None
+    tls: Any = None
+
+
+def merged_policy(rule_policy: Any, port: int, subset_policy: Any = None) -> Policy:
+    blocks: dict[str, Any] = dict.fromkeys(
+        ("load_balancer", "connection_pool", "outlier_detection", "tls")
+    )
+    for layer in (
+        rule_policy,
+        _port_level(rule_policy, port),
+        subset_policy,
+        _port_level(subset_policy, port),
+    ):
+        if layer is None:
+            continue
+        for name in blocks:
+            value = getattr(layer, name, None)
+            if value is not None:
+                blocks[name] = value
+    return Policy(**blocks)
+
+
+def _port_level(policy: Any, port: int) -> Any:
+    for pls in getattr(policy, "port_level_settings", None) or []:
+        if pls.port is not None and pls.port.number == port:
+            return pls
+    return None
+
+
+def _duration(text: str | None) -> duration_pb2.Duration | None:
+    seconds = duration_seconds(text) if text else None
+    if seconds is None:
+        return None
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(round(seconds * 1e9))
+    return d
+
+
+def _any(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def apply_policy(cluster: cluster_pb2.Cluster, policy: Policy, sni: str) -> None:
+    _load_balancer(cluster, policy.load_balancer)
+    _connection_pool(cluster, policy.connection_pool)
+    _outlier(cluster, policy.outlier_detection)
+    _tls(cluster, policy.tls, sni)
+
+
+def _load_balancer(cluster: cluster_pb2.Cluster, lb: Any) -> None:
+    if lb is None:
+        return
+    if lb.simple in _SIMPLE_LB:
+        cluster.lb_policy = _SIMPLE_LB[lb.simple]
+    ch = getattr(lb, "consistent_hash", None)
+    if ch is not None:
+        maglev = getattr(ch, "maglev", None)
+        if maglev is not None:
+            cluster.lb_policy = cluster_pb2.Cluster.MAGLEV
+            if maglev.table_size:
+                cluster.maglev_lb_config.table_size.value = maglev.table_size
+        else:
+            cluster.lb_policy = cluster_pb2.Cluster.RING_HASH
+            ring = getattr(ch, "ring_hash", None)
+            size = (ring.minimum_ring_size if ring is not None else None) or getattr(
+                ch, "minimum_ring_size", None
+            )
+            if size:
+                cluster.ring_hash_lb_config.minimum_ring_size.value = size
+
+
+def _connection_pool(cluster: cluster_pb2.Cluster, pool: Any) -> None:
+    if pool is None:
+        return
+    thresholds = circuit_breaker_pb2.CircuitBreakers.Thresholds()
+    touched = False
+    tcp, http = getattr(pool, "tcp", None), getattr(pool, "http", None)
+    if tcp is not None:
+        if tcp.max_connections:
+            thresholds.max_connections.value = tcp.max_connections
+            touched = True
+        if (timeout := _duration(tcp.connect_timeout)) is not None:
+            cluster.connect_timeout.CopyFrom(timeout)
+        keepalive = getattr(tcp, "tcp_keepalive", None)
+        if keepalive is not None:
+            ka = cluster.upstream_connection_options.tcp_keepalive
+            if keepalive.probes:
+                ka.keepalive_probes.value = keepalive.probes
+            if (t := _duration(keepalive.time)) is not None:
+                ka.keepalive_time.value = max(1, t.seconds)
+            if (t := _duration(keepalive.interval)) is not None:
+                ka.keepalive_interval.value = max(1, t.seconds)
+    options = None
+    if http is not None:
+        for field, target in (
+            ("http1_max_pending_requests", "max_pending_requests"),
+            ("http2_max_requests", "max_requests"),
+            ("max_retries", "max_retries"),
+        ):
+            value = getattr(http, field, None)
+            if value:
+                getattr(thresholds, target).value = value
+                touched = True
+        common = protocol_pb2.HttpProtocolOptions()
+        if http.max_requests_per_connection:
+            common.max_requests_per_connection.value = http.max_requests_per_connection
+        if (idle := _duration(http.idle_timeout)) is not None:
+            common.idle_timeout.CopyFrom(idle)
+        if common.ByteSize() or http.h2_upgrade_policy == "UPGRADE" or http.use_client_protocol:
+            options = hpo_pb2.HttpProtocolOptions(common_http_protocol_options=common)
+            if http.use_client_protocol:
+                options.use_downstream_protocol_config.SetInParent()
+            elif http.h2_upgrade_policy == "UPGRADE":
+                options.explicit_http_config.http2_protocol_options.SetInParent()
+            else:
+                options.explicit_http_config.http_protocol_options.SetInParent()
+    if touched:
+        cluster.circuit_breakers.thresholds.append(thresholds)
+    if options is not None:
+        cluster.typed_extension_protocol_options[_HTTP_OPTIONS].CopyFrom(_any(options))
+
+
+def _outlier(cluster: cluster_pb2.Cluster, od: Any) -> None:
+    if od is None:
+        return
+    out = outlier_detection_pb2.OutlierDetection()
+    five = getattr(od, "consecutive_5xx_errors", None)
+    if five is None:
+        five = getattr(od, "consecutive_errors", None)
+    if five is not None:
+        out.consecutive_5xx.value = five
+        out.enforcing_consecutive_5xx.value = 100 if five else 0
+    gateway = getattr(od, "consecutive_gateway_errors", None)
+    if gateway:
+        out.consecutive_gateway_failure.value = gateway
+        out.enforcing_consecutive_gateway_failure.value = 100
+    if getattr(od, "split_external_local_origin_errors", False):
+        out.split_external_local_origin_errors = True
+        local = getattr(od, "consecutive_local_origin_failures", None)
+        if local:
+            out.consecutive_local_origin_failure.value = local
+            out.enforcing_consecutive_local_origin_failure.value = 100
+    if (d := _duration(od.interval)) is not None:
+        out.interval.CopyFrom(d)
+    if (d := _duration(od.base_ejection_time)) is not None:
+        out.base_ejection_time.CopyFrom(d)
+    if od.max_ejection_percent is not None:
+        out.max_ejection_percent.value = od.max_ejection_percent
+    cluster.outlier_detection.CopyFrom(out)
+    min_health = getattr(od, "min_health_percent", None)
+    if min_health is not None:
+        cluster.common_lb_config.healthy_panic_threshold.CopyFrom(
+            percent_pb2.Percent(value=min_health)
+        )
+
+
+def _tls(cluster: cluster_pb2.Cluster, tls: Any, sni: str) -> None:
+    """SIMPLE and MUTUAL with files; ISTIO_MUTUAL is mesh mTLS (SDS, from Citadel)."""
+    if tls is None or tls.mode not in ("SIMPLE", "MUTUAL"):
+        return
+    ctx = tls_pb2.UpstreamTlsContext(sni=tls.sni or sni)
+    common = ctx.common_tls_context
+    if tls.ca_certificates:
+        common.validation_context.trusted_ca.filename = tls.ca_certificates
+        for san in tls.subject_alt_names or []:
+            common.validation_context.match_typed_subject_alt_names.add(
+                san_type=common_pb2.SubjectAltNameMatcher.DNS
+            ).matcher.exact = san
+    if tls.mode == "MUTUAL" and tls.client_certificate and tls.private_key:
+        cert = common.tls_certificates.add()
+        cert.certificate_chain.filename = tls.client_certificate
+        cert.private_key.filename = tls.private_key
+    cluster.transport_socket.name = "envoy.transport_sockets.tls"
+    cluster.transport_socket.typed_config.CopyFrom(_any(ctx))
