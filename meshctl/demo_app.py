@@ -7,14 +7,21 @@ GET /            JSON: service, instance, the request's path and headers, and
                  the upstream's answer when --upstream is set (sent through
                  --proxy, i.e. the sidecar, exactly as an app using http_proxy)
 GET /healthz     200, or 503 after POST /health/fail (until POST /health/pass)
+GET /status/N    answers with status N
+GET /flaky       fails (500) every other request: 500, 200, 500, ...
+GET /delay?ms=N  answers after N milliseconds
+GET /_count      how many requests this instance has served (JSON)
+POST /fail/on, /fail/off   every request (but these and /healthz) answers 500 while on
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -25,8 +32,41 @@ __all__ = ["main"]
 def build_app(
     service: str, instance: str, upstream: str | None, proxy: str | None
 ) -> web.Application:
-    state = {"healthy": True}
+    state: dict[str, Any] = {"healthy": True, "failing": False, "flaky": 0, "count": 0}
     app = web.Application()
+
+    @web.middleware
+    async def count(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        internal = request.path in ("/healthz", "/_count") or request.path.startswith(
+            ("/health/", "/fail/")
+        )
+        if not internal:
+            state["count"] += 1
+            if state["failing"]:
+                return web.json_response({"instance": instance, "failing": True}, status=500)
+        return await handler(request)
+
+    app.middlewares.append(count)
+
+    async def status(request: web.Request) -> web.Response:
+        code = int(request.match_info["code"])
+        return web.json_response({"service": service, "instance": instance}, status=code)
+
+    async def flaky(_: web.Request) -> web.Response:
+        state["flaky"] += 1
+        code = 500 if state["flaky"] % 2 else 200
+        return web.json_response({"service": service, "instance": instance}, status=code)
+
+    async def delay(request: web.Request) -> web.Response:
+        await asyncio.sleep(int(request.query.get("ms", "1000")) / 1000)
+        return web.json_response({"service": service, "instance": instance})
+
+    async def counter(_: web.Request) -> web.Response:
+        return web.json_response({"instance": instance, "count": state["count"]})
+
+    async def set_failing(request: web.Request) -> web.Response:
+        state["failing"] = request.match_info["mode"] == "on"
+        return web.Response(text="ok")
 
     async def index(request: web.Request) -> web.Response:
         body: dict[str, object] = {
@@ -62,6 +102,11 @@ def build_app(
 
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/health/{mode:pass|fail}", set_health)
+    app.router.add_post("/fail/{mode:on|off}", set_failing)
+    app.router.add_get("/status/{code:[1-5][0-9][0-9]}", status)
+    app.router.add_get("/flaky", flaky)
+    app.router.add_get("/delay", delay)
+    app.router.add_get("/_count", counter)
     app.router.add_route("*", "/{tail:.*}", index)
     app.cleanup_ctx.append(session_ctx)
     return app
