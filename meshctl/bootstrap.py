@@ -52,12 +52,13 @@ class SidecarBootstrap:
     namespace: str
     node_id: str
     admin_port: int
-    outbound_port: int
+    outbound_port: int | None = None
     inbound_port: int | None = None
     app_port: int | None = None
     service_account: str = "default"
     labels: Mapping[str, str] = field(default_factory=dict)
     instance_ip: str = "127.0.0.1"
+    kind: str = "sidecar"  # or "gateway": listeners come from the Gateways selecting it
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -65,8 +66,10 @@ class SidecarBootstrap:
             "SERVICE_ACCOUNT": self.service_account,
             "LABELS": dict(self.labels),
             "INSTANCE_IP": self.instance_ip,
-            "OUTBOUND_PORT": str(self.outbound_port),
+            "PROXY_KIND": self.kind,
         }
+        if self.outbound_port is not None:
+            meta["OUTBOUND_PORT"] = str(self.outbound_port)
         if self.inbound_port is not None:
             meta["INBOUND_PORT"] = str(self.inbound_port)
         if self.app_port is not None:

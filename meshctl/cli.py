@@ -92,6 +92,15 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
     if (args.inbound_port is None) != (args.app_port is None):
         raise CliError("--inbound-port and --app-port go together")
+    labels = dict(args.label)
+    if args.gateway:
+        if args.inbound_port is not None or args.outbound_port is not None:
+            raise CliError(
+                "a gateway has no --outbound-port/--inbound-port: its Gateways say its ports"
+            )
+        labels.setdefault("istio", args.gateway)
+    elif args.outbound_port is None:
+        raise CliError("--outbound-port is required for a sidecar")
     ports = [p for p in (args.admin_port, args.outbound_port, args.inbound_port) if p is not None]
     if len(set(ports)) != len(ports):
         raise CliError("--admin-port, --outbound-port and --inbound-port must differ")
@@ -106,8 +115,9 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         inbound_port=args.inbound_port,
         app_port=args.app_port,
         service_account=args.service_account,
-        labels=dict(args.label),
+        labels=labels,
         instance_ip=args.address,
+        kind="gateway" if args.gateway else "sidecar",
     )
     text = render_yaml(spec.build())
     if args.output:
@@ -177,7 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--pilot-addr", type=_addr, required=True, metavar="HOST:PORT")
     workload(boot)
     boot.add_argument("--admin-port", type=_port, required=True)
-    boot.add_argument("--outbound-port", type=_port, required=True)
+    boot.add_argument("--outbound-port", type=_port, default=None)
+    boot.add_argument(
+        "--gateway",
+        default=None,
+        metavar="NAME",
+        help="an ingress gateway proxy labelled istio=NAME (Gateways select it by that label)",
+    )
     boot.add_argument("--inbound-port", type=_port, default=None)
     boot.add_argument("--app-port", type=_port, default=None)
     boot.add_argument("--address", default="127.0.0.1", help="the workload's IP")

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pilot.config.index import ConfigIndex, fqdn
 from pilot.model import MeshSnapshot, Proxy, Service, ServiceKey
-from pilot.networking import cluster, endpoint, listener, names, route
+from pilot.networking import cluster, endpoint, gateway, listener, names, route
 from pilot.networking.traffic_policy import merged_policy
 from pilot.xds import typeurls
 from pilot.xds.resource import Resource, make_resource
@@ -197,6 +197,9 @@ class PushContext:
         )
 
     def listeners(self, proxy: Proxy) -> tuple[Resource, ...]:
+        if proxy.kind == "gateway":
+            return self._gateway_listeners(proxy)
+
         def build() -> tuple[Resource, ...]:
             out: list[Resource] = []
             if proxy.outbound_port is not None:
@@ -213,8 +216,39 @@ class PushContext:
 
         return self.memo(("listeners", *proxy.shape), build)
 
+    def _gateway_listeners(self, proxy: Proxy) -> tuple[Resource, ...]:
+        labels = frozenset(proxy.labels.items())
+
+        def build() -> tuple[Resource, ...]:
+            ports = gateway.servers_for(self.snapshot.config, dict(labels))
+            return tuple(
+                make_resource(typeurls.LISTENER, lis.name, lis)
+                for lis in (gateway.gateway_listener(proxy.instance_ip, p) for p in sorted(ports))
+            )
+
+        return self.memo(("gateway-listeners", proxy.instance_ip, labels), build)
+
+    def _gateway_route(self, name: str, proxy: Proxy) -> Resource | None:
+        port_text = name.removeprefix("http.")
+        if not port_text.isdigit():
+            return None
+        labels = frozenset(proxy.labels.items())
+
+        def build() -> Resource | None:
+            servers = gateway.servers_for(self.snapshot.config, dict(labels)).get(
+                int(port_text), []
+            )
+            table = gateway.gateway_route_config(
+                int(port_text), servers, self.snapshot.config, self.cluster_for
+            )
+            return make_resource(typeurls.ROUTE, name, table)
+
+        return self.memo(("gateway-route", name, labels), build)
+
     def route(self, name: str, proxy: Proxy) -> Resource | None:
         """RDS by name; the outbound table of namespace ns is ``outbound|http|<ns>``."""
+        if proxy.kind == "gateway":
+            return self._gateway_route(name, proxy)
         prefix = names.outbound_route("")
         if not name.startswith(prefix):
             return None

@@ -1,0 +1,142 @@
+"""Ingress gateway builders: Gateway servers -> listeners, bound VirtualServices -> routes.
+
+A gateway proxy runs the Gateways whose selector matches its labels (as
+Istio's ingress gateway deployment does). Each HTTP server port becomes a
+listener with route table ``http.<port>``; the VirtualServices that name the
+Gateway (``ns/name``, or ``name`` in their own namespace) and whose hosts fit
+the server's hosts become its virtual hosts. One host is routed by one
+VirtualService: a later one claiming the same host is left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from envoy.config.core.v3 import address_pb2, config_source_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+
+from api.resources import Resource
+from pilot.config.index import ConfigIndex
+from pilot.networking.http_route import ClusterFor, http_routes
+from pilot.networking.listener import _any, _mesh_filters
+
+__all__ = ["GatewayServer", "gateway_listener", "gateway_route_config", "route_name", "servers_for"]
+
+HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
+GatewayServer = tuple[str, Any]  # ("ns/name", server)
+
+
+def route_name(port: int) -> str:
+    return f"http.{port}"
+
+
+def servers_for(config: ConfigIndex, labels: Mapping[str, str]) -> dict[int, list[GatewayServer]]:
+    """Plain-HTTP servers of every Gateway selecting this proxy, by port."""
+    out: dict[int, list[GatewayServer]] = {}
+    for gw in config.of("Gateway"):
+        spec: Any = gw.spec
+        selector = dict(spec.selector or {})
+        if not selector or any(labels.get(k) != v for k, v in selector.items()):
+            continue
+        for server in spec.servers or []:
+            if (server.port.protocol or "").upper() in HTTP_PROTOCOLS and server.tls is None:
+                out.setdefault(server.port.number, []).append((f"{gw.namespace}/{gw.name}", server))
+    return out
+
+
+def gateway_listener(address: str, port: int) -> listener_pb2.Listener:
+    hcm = hcm_pb2.HttpConnectionManager(
+        stat_prefix=f"gateway_{port}",
+        rds=hcm_pb2.Rds(
+            route_config_name=route_name(port),
+            config_source=config_source_pb2.ConfigSource(
+                ads=config_source_pb2.AggregatedConfigSource(),
+                resource_api_version=config_source_pb2.V3,
+            ),
+        ),
+        http_filters=_mesh_filters(),
+        use_remote_address={"value": True},
+    )
+    return listener_pb2.Listener(
+        name=f"gateway_{address}_{port}",
+        address=address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(address=address, port_value=port)
+        ),
+        filter_chains=[
+            listener_components_pb2.FilterChain(
+                filters=[
+                    listener_components_pb2.Filter(
+                        name="envoy.filters.network.http_connection_manager", typed_config=_any(hcm)
+                    )
+                ]
+            )
+        ],
+    )
+
+
+def _server_host_matches(server_host: str, vs_host: str, vs_namespace: str) -> bool:
+    ns, slash, host = server_host.partition("/")
+    if not slash:
+        ns, host = "*", server_host
+    if ns not in ("*", ".") and ns != vs_namespace:
+        return False
+    if host == "*" or vs_host == "*":
+        return True
+    if host.startswith("*"):
+        return vs_host.endswith(host[1:])
+    return host == vs_host
+
+
+def gateway_route_config(
+    port: int,
+    servers: list[GatewayServer],
+    config: ConfigIndex,
+    cluster_for: Callable[[str], ClusterFor],
+) -> route_pb2.RouteConfiguration:
+    claimed: set[str] = set()
+    vhosts: list[route_components_pb2.VirtualHost] = []
+    for gateway_ref, server in servers:
+        for vs in config.virtual_services_for_gateway(gateway_ref):
+            vhosts.extend(_vhosts(vs, gateway_ref, server, port, claimed, cluster_for))
+    return route_pb2.RouteConfiguration(
+        name=route_name(port), virtual_hosts=vhosts, validate_clusters={"value": False}
+    )
+
+
+def _vhosts(
+    vs: Resource,
+    gateway_ref: str,
+    server: Any,
+    port: int,
+    claimed: set[str],
+    cluster_for: Callable[[str], ClusterFor],
+) -> list[route_components_pb2.VirtualHost]:
+    spec: Any = vs.spec
+    domains: list[str] = []
+    for host in spec.hosts or []:
+        if not any(_server_host_matches(h, host, vs.namespace) for h in server.hosts or []):
+            continue
+        for d in [host] if host == "*" else [host, f"{host}:{port}"]:
+            if d not in claimed:
+                claimed.add(d)
+                domains.append(d)
+    if not domains:
+        return []
+    routes = http_routes(
+        spec,
+        cluster_for(vs.namespace),
+        port=port,
+        proxy_labels={},
+        proxy_namespace=vs.namespace,
+        gateway=gateway_ref,
+    )
+    return [
+        route_components_pb2.VirtualHost(
+            name=f"{vs.namespace}/{vs.name}:{port}", domains=domains, routes=routes
+        )
+    ]
