@@ -9,6 +9,7 @@ with one action (Istio's OR), and rules keep their order (first match wins).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -379,6 +380,15 @@ def _action(rule: Any, cluster_for: ClusterFor, route: rc.Route) -> None:
         policy.runtime_fraction.default_value.CopyFrom(_fraction(pct))
 
 
+def _slash_rewrite(route: rc.Route) -> None:
+    """`prefix: /front` with `rewrite: /` must give /page for /front/page, not //page."""
+    prefix = route.match.prefix
+    if route.HasField("route") and route.route.prefix_rewrite == "/" and prefix not in ("", "/"):
+        route.route.ClearField("prefix_rewrite")
+        route.route.regex_rewrite.pattern.regex = "^" + re.escape(prefix.rstrip("/")) + "/*"
+        route.route.regex_rewrite.substitution = "/"
+
+
 def http_routes(
     vs_spec: Any,
     cluster_for: ClusterFor,
@@ -414,6 +424,7 @@ def http_routes(
             route = rc.Route()
             route.CopyFrom(template)
             route.match.CopyFrom(_route_match(m))
+            _slash_rewrite(route)
             routes.append(route)
     return routes
 

@@ -192,6 +192,14 @@ class Mesh:
             args += [f"--check-http=http://127.0.0.1:{w.app_port}/healthz", "--check-interval=1s"]
         out = self.meshctl(*args)
         assert out.returncode == 0, out.stderr
+        if check:  # Consul marks a new check critical until it first passes
+            eventually(
+                lambda: any(
+                    e["Service"]["ID"] == w.instance
+                    for e in self.consul().health.service(w.service, passing=True)[1]
+                ),
+                what=f"{w.instance} passing in consul",
+            )
 
     def deregister(self, w: Workload) -> None:
         out = self.meshctl("deregister", f"--consul-addr={self.consul_addr}", f"--id={w.instance}")
@@ -270,6 +278,44 @@ class Mesh:
             self.start_sidecar(w)
         if register:
             self.register(w)
+        return w
+
+    def gateway(self, name: str, namespace: str = "istio-system") -> Workload:
+        """An ingress gateway proxy labelled istio=<name>; Gateways choose its ports."""
+        w = Workload(f"{name}", f"{name}-1", namespace, {"istio": name})
+        self.workloads[w.instance] = w
+        config = self.workdir / f"envoy-{w.instance}.yaml"
+        out = self.meshctl(
+            "bootstrap",
+            f"--pilot-addr=127.0.0.1:{self.pilot_grpc}",
+            f"--service={name}",
+            f"--namespace={namespace}",
+            f"--id={w.instance}",
+            f"--admin-port={w.admin_port}",
+            f"--gateway={name}",
+            f"--output={config}",
+        )
+        assert out.returncode == 0, out.stderr
+        self._base_id += 1
+        self.sup.start(
+            f"envoy-{w.instance}",
+            [
+                self.envoy,
+                "-c",
+                str(config),
+                "--base-id",
+                str(self._base_id),
+                "--concurrency",
+                "1",
+                "--log-level",
+                "info",
+                "--drain-time-s",
+                "1",
+            ],
+        )
+        self.sup.wait_http(
+            f"envoy-{w.instance}", f"http://127.0.0.1:{w.admin_port}/ready", timeout=30
+        )
         return w
 
     def client(self, name: str, namespace: str = "default") -> Workload:

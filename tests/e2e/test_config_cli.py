@@ -71,8 +71,10 @@ def test_validate_offline(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "stdin:2 (PeerAuthentication/shop/broken): spec.mtls.mode: must be one of" in out.stderr
     assert "stdin:2 (PeerAuthentication/shop/broken): spec.mtls.strict: unknown field" in out.stderr
-    assert "stdin:3 (PeerAuthentication/shop/global-ports): spec.portLevelMtls: port-level mTLS " \
+    assert (
+        "stdin:3 (PeerAuthentication/shop/global-ports): spec.portLevelMtls: port-level mTLS "
         "needs a workload selector" in out.stderr
+    )
     assert "spec.portLevelMtls.70000: port '70000' must be a number in 1..65535" in out.stderr
     assert "4 error(s)" in out.stderr
 
