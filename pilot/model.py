@@ -200,6 +200,7 @@ class Proxy:
         return (
             self.kind,
             self.namespace,
+            frozenset(self.labels.items()),
             self.outbound_port,
             self.inbound_port,
             self.app_port,

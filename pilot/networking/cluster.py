@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -15,6 +16,8 @@ from pilot.networking.endpoint import load_assignment
 from pilot.networking.traffic_policy import Policy, apply_policy
 
 __all__ = ["inbound_cluster", "outbound_cluster"]
+
+log = logging.getLogger(__name__)
 
 _CONNECT_TIMEOUT = duration_pb2.Duration(seconds=10)
 
@@ -45,8 +48,17 @@ def outbound_cluster(
         cluster.type = cluster_pb2.Cluster.EDS
         cluster.eds_cluster_config.eds_config.CopyFrom(_ads())
         cluster.eds_cluster_config.service_name = name
-    if policy is not None:
-        apply_policy(cluster, policy, sni=service.hostname)
+    if policy is not None and not apply_policy(cluster, policy, sni=service.hostname):
+        log.warning(
+            "cluster %s: its TLS settings name files or secrets this proxy cannot use; "
+            "sending it with no endpoints rather than in plaintext",
+            name,
+        )
+        unusable = cluster_pb2.Cluster(
+            name=name, type=cluster_pb2.Cluster.STATIC, connect_timeout=_CONNECT_TIMEOUT
+        )
+        unusable.load_assignment.cluster_name = name
+        return unusable
     return cluster
 
 

@@ -8,6 +8,7 @@ Istio merges them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,11 +83,12 @@ def _any(message: Any) -> any_pb2.Any:
     return packed
 
 
-def apply_policy(cluster: cluster_pb2.Cluster, policy: Policy, sni: str) -> None:
+def apply_policy(cluster: cluster_pb2.Cluster, policy: Policy, sni: str) -> bool:
+    """False when the policy's TLS cannot be honoured here (see `_tls`)."""
     _load_balancer(cluster, policy.load_balancer)
     _connection_pool(cluster, policy.connection_pool)
     _outlier(cluster, policy.outlier_detection)
-    _tls(cluster, policy.tls, sni)
+    return _tls(cluster, policy.tls, sni)
 
 
 def _load_balancer(cluster: cluster_pb2.Cluster, lb: Any) -> None:
@@ -196,10 +198,19 @@ def _outlier(cluster: cluster_pb2.Cluster, od: Any) -> None:
         )
 
 
-def _tls(cluster: cluster_pb2.Cluster, tls: Any, sni: str) -> None:
-    """SIMPLE and MUTUAL with files; ISTIO_MUTUAL is mesh mTLS (SDS, from Citadel)."""
+def _tls(cluster: cluster_pb2.Cluster, tls: Any, sni: str) -> bool:
+    """SIMPLE and MUTUAL with files; ISTIO_MUTUAL is mesh mTLS (SDS, from Citadel).
+
+    Envoy refuses a whole CDS update when one cluster names a certificate file
+    it cannot read, so a policy whose files are missing (or that needs a
+    Kubernetes secret, credentialName) is reported as not honourable: the
+    caller then sends a cluster with no endpoints, never a plaintext one.
+    """
     if tls is None or tls.mode not in ("SIMPLE", "MUTUAL"):
-        return
+        return True
+    files = [f for f in (tls.ca_certificates, tls.client_certificate, tls.private_key) if f]
+    if getattr(tls, "credential_name", None) or any(not os.path.isfile(f) for f in files):
+        return False
     ctx = tls_pb2.UpstreamTlsContext(sni=tls.sni or sni)
     common = ctx.common_tls_context
     if tls.ca_certificates:
@@ -214,3 +225,4 @@ def _tls(cluster: cluster_pb2.Cluster, tls: Any, sni: str) -> None:
         cert.private_key.filename = tls.private_key
     cluster.transport_socket.name = "envoy.transport_sockets.tls"
     cluster.transport_socket.typed_config.CopyFrom(_any(ctx))
+    return True

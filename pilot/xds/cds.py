@@ -20,4 +20,5 @@ class ClusterGenerator:
         self, ctx: PushContext, proxy: Proxy, names: frozenset[str], change: Change | None
     ) -> list[Resource]:
         inbound = ctx.inbound_cluster(proxy)
-        return [*ctx.clusters, inbound] if inbound else list(ctx.clusters)
+        clusters = ctx.clusters_for(proxy)
+        return [*clusters, inbound] if inbound else list(clusters)

@@ -183,6 +183,53 @@ class PushContext:
 
         return resolve
 
+    # --- what a proxy may see: its Sidecar resource's egress hosts ---
+
+    def scope(self, proxy: Proxy) -> tuple[str, Any] | None:
+        """(ref, egress host patterns) of the Sidecar that narrows this proxy, if any."""
+        if proxy.kind != "sidecar":
+            return None
+        sidecar = self.snapshot.config.sidecar_for(proxy.namespace, proxy.labels)
+        if sidecar is None:
+            return None
+        spec: Any = sidecar.spec
+        hosts = tuple(h for eg in (spec.egress or []) for h in (eg.hosts or []))
+        return (sidecar.ref, hosts) if hosts else None
+
+    def _visible(self, svc: Service, proxy_namespace: str, hosts: tuple[str, ...]) -> bool:
+        for pattern in hosts:
+            ns, _, host = pattern.partition("/")
+            if ns.startswith("~"):
+                continue
+            if ns == ".":
+                ns = proxy_namespace
+            if ns != "*" and ns != svc.key.namespace:
+                continue
+            name = svc.hostname
+            if host == "*" or host == name or (host.startswith("*.") and name.endswith(host[1:])):
+                return True
+        return False
+
+    def _scoped(self, proxy: Proxy) -> tuple[object, list[_ServiceResources]]:
+        scope = self.scope(proxy)
+        if scope is None:
+            return None, list(self._by_service.values())
+        key = (scope[0], proxy.namespace)
+        return key, self.memo(
+            ("scoped", key),
+            lambda: [
+                s
+                for s in self._by_service.values()
+                if self._visible(s.service, proxy.namespace, scope[1])
+            ],
+        )
+
+    def clusters_for(self, proxy: Proxy) -> tuple[Resource, ...]:
+        key, services = self._scoped(proxy)
+        if key is None:
+            return self.clusters
+        return self.memo(("clusters", key), lambda: tuple(c for s in services for c in s.clusters))
+
     # --- resources that depend on the proxy (memoized by its shape) ---
 
     def inbound_cluster(self, proxy: Proxy) -> Resource | None:
@@ -255,14 +302,15 @@ class PushContext:
         namespace = name[len(prefix) :]
         labels = frozenset(proxy.labels.items()) if self._source_labels else frozenset()
         config = self.snapshot.config
+        scope_key, scoped = self._scoped(proxy)
 
         def virtual_service(host: str) -> tuple[str, Any] | None:
             found = config.virtual_service(host)
             return (found[0].namespace, found[1]) if found is not None else None
 
         def build() -> Resource:
-            services = [s.service for s in self._by_service.values()]
-            lbs = {s.service.key: s.load_balancer for s in self._by_service.values()}
+            services = [s.service for s in scoped]
+            lbs = {s.service.key: s.load_balancer for s in scoped}
             table = route.outbound_route_config(
                 services,
                 namespace,
@@ -273,7 +321,7 @@ class PushContext:
             )
             return make_resource(typeurls.ROUTE, name, table)
 
-        return self.memo(("route", name, labels), build)
+        return self.memo(("route", name, labels, scope_key), build)
 
     # --- checks before anything is served ---
 

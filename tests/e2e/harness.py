@@ -171,9 +171,15 @@ class Mesh:
 
     # --- workloads ---
 
-    def meshctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def meshctl(
+        self, *args: str, stdin_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [bin_path("meshctl"), *args], capture_output=True, text=True, timeout=30
+            [bin_path("meshctl"), *args],
+            input=stdin_text,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
 
     def register(self, w: Workload, check: bool = True) -> None:

@@ -387,3 +387,66 @@ def test_no_nacks_for_accepted_config(mesh: Mesh) -> None:
         assert all(
             line.rsplit(": ", 1)[1] == "0" for line in rejected.splitlines() if ": " in line
         ), (w.instance, rejected)
+
+
+def test_service_entry_static_and_dns(mesh: Mesh, client: Workload) -> None:
+    # Two apps outside the mesh: no sidecar, not in the catalog.
+    static = mesh.add("outside-static", "outside-static-1", register=False, sidecar=False)
+    dns = mesh.add("outside-dns", "outside-dns-1", register=False, sidecar=False)
+    mesh.apply(f"""
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: static-api}}
+spec:
+  hosts: [api.static.example]
+  location: MESH_EXTERNAL
+  ports:
+  - {{number: 80, name: http, protocol: HTTP}}
+  resolution: STATIC
+  endpoints:
+  - address: 127.0.0.1
+    ports: {{http: {static.app_port}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: dns-api}}
+spec:
+  hosts: [localhost]
+  location: MESH_EXTERNAL
+  ports:
+  - {{number: {dns.app_port}, name: http, protocol: HTTP}}
+  resolution: DNS
+""")
+    reply = eventually(
+        lambda: (r := mesh.request(client.outbound_port, "api.static.example")).status == 200 and r,
+        what="STATIC ServiceEntry reachable",
+    )
+    assert reply.instance == "outside-static-1"
+    reply = eventually(
+        lambda: (
+            (r := mesh.request(client.outbound_port, f"localhost:{dns.app_port}")).status == 200
+            and r
+        ),
+        what="DNS ServiceEntry reachable",
+    )
+    assert reply.instance == "outside-dns-1"
+    assert "STRICT_DNS" in clusters_dump(client)
+
+
+def test_sidecar_resource_narrows_what_a_proxy_sees(mesh: Mesh) -> None:
+    mesh.add("inside", "inside-1", namespace="scoped")
+    mesh.add("elsewhere", "elsewhere-1")
+    scoped = mesh.client("scoped-client", namespace="scoped")
+    eventually(lambda: mesh.request(scoped.outbound_port, "elsewhere.default").status == 200)
+    mesh.apply("""
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: scoped}
+spec:
+  egress:
+  - hosts: ["./*"]
+""")
+    eventually(lambda: "elsewhere.default" not in clusters_dump(scoped), what="CDS narrowed")
+    assert mesh.request(scoped.outbound_port, "inside").instance == "inside-1"
+    assert mesh.request(scoped.outbound_port, "elsewhere.default").status == 404
+    assert "inside.scoped.svc.cluster.local" in clusters_dump(scoped)
