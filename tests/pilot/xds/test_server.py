@@ -46,8 +46,11 @@ async def running() -> AsyncIterator[Running]:
     settings = PilotSettings(
         grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0", debounce_quiet=0.0, debounce_max=0.01
     )
-    pilot = Pilot(settings, registry_factory=factory,
-                  config_factory=lambda on_change, _: FakeConfigSource(on_change))
+    pilot = Pilot(
+        settings,
+        registry_factory=factory,
+        config_factory=lambda on_change, _: FakeConfigSource(on_change),
+    )
     started = asyncio.Event()
     task = asyncio.create_task(pilot.run(started))
     await asyncio.wait_for(started.wait(), 10)

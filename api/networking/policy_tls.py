@@ -1,0 +1,110 @@
+"""Server-side TLS options (Gateway servers, Sidecar ingress listeners)."""
+
+from __future__ import annotations
+
+from api.issues import Issues
+from api.networking.policy import ServerTLSSettings
+
+__all__ = ["CIPHER_SUITES", "check_server_tls"]
+
+# Cipher suites Envoy's BoringSSL accepts, plus its equal-preference groups.
+CIPHER_SUITES = frozenset(
+    {
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "ECDHE-PSK-CHACHA20-POLY1305",
+        "ECDHE-ECDSA-AES128-SHA",
+        "ECDHE-RSA-AES128-SHA",
+        "ECDHE-PSK-AES128-CBC-SHA",
+        "ECDHE-ECDSA-AES256-SHA",
+        "ECDHE-RSA-AES256-SHA",
+        "ECDHE-PSK-AES256-CBC-SHA",
+        "AES128-GCM-SHA256",
+        "AES256-GCM-SHA384",
+        "AES128-SHA",
+        "PSK-AES128-CBC-SHA",
+        "AES256-SHA",
+        "PSK-AES256-CBC-SHA",
+        "DES-CBC3-SHA",
+        "[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-ECDSA-CHACHA20-POLY1305]",
+        "[ECDHE-RSA-AES128-GCM-SHA256|ECDHE-RSA-CHACHA20-POLY1305]",
+    }
+)
+_NEEDS_CERTS = ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL")
+
+
+def check_server_tls(tls: ServerTLSSettings | None, issues: Issues) -> None:
+    """Issues rooted at the tls block."""
+    if tls is None:
+        return
+    mode = tls.mode or "PASSTHROUGH"
+    cert_fields = (
+        ("serverCertificate", tls.server_certificate),
+        ("privateKey", tls.private_key),
+        ("caCertificates", tls.ca_certificates),
+        ("tlsCertificates", tls.tls_certificates),
+        ("credentialName", tls.credential_name),
+        ("credentialNames", tls.credential_names),
+    )
+    if mode == "ISTIO_MUTUAL":
+        for name, value in cert_fields:
+            if value:
+                issues.error("must not be set in ISTIO_MUTUAL mode", name)
+        return
+    if mode in ("PASSTHROUGH", "AUTO_PASSTHROUGH") and any(v for _, v in cert_fields):
+        issues.warn(f"{mode} mode does not use certificates; they will be ignored")
+    sources = [
+        name
+        for name, used in (
+            ("serverCertificate/privateKey", tls.server_certificate or tls.private_key),
+            ("credentialName", tls.credential_name),
+            ("credentialNames", tls.credential_names),
+            ("tlsCertificates", tls.tls_certificates),
+        )
+        if used
+    ]
+    if len(sources) > 1:
+        issues.error(f"only one certificate source may be set, not {' and '.join(sources)}")
+    if mode in _NEEDS_CERTS and not tls.credential_name and not tls.credential_names:
+        mutual = mode != "SIMPLE"
+        if tls.tls_certificates:
+            if len(tls.tls_certificates) > 2:
+                issues.warn("more than 2 tlsCertificates: only one RSA and one ECDSA are used")
+            for i, cert in enumerate(tls.tls_certificates):
+                if not cert.server_certificate:
+                    issues.error(
+                        f"required in {mode} mode", "tlsCertificates", i, "serverCertificate"
+                    )
+                if not cert.private_key:
+                    issues.error(f"required in {mode} mode", "tlsCertificates", i, "privateKey")
+                if mutual and not (cert.ca_certificates or tls.ca_certificates):
+                    issues.error(f"required in {mode} mode", "tlsCertificates", i, "caCertificates")
+        else:
+            if not tls.server_certificate:
+                issues.error(f"required in {mode} mode", "serverCertificate")
+            if not tls.private_key:
+                issues.error(f"required in {mode} mode", "privateKey")
+            if mutual and not tls.ca_certificates:
+                issues.error(f"required in {mode} mode", "caCertificates")
+    if tls.ca_crl:
+        if tls.credential_name or tls.credential_names:
+            issues.error("caCrl cannot be combined with credentialName(s)", "caCrl")
+        if mode == "SIMPLE":
+            issues.error("caCrl is not supported in SIMPLE mode", "caCrl")
+    seen: set[str] = set()
+    for i, suite in enumerate(tls.cipher_suites or []):
+        if suite not in CIPHER_SUITES:
+            issues.warn(f"unknown cipher suite {suite!r} is ignored", "cipherSuites", i)
+        elif suite in seen:
+            issues.warn(f"duplicate cipher suite {suite!r} is ignored", "cipherSuites", i)
+        seen.add(suite)
+    if tls.min_protocol_version in ("TLSV1_0", "TLSV1_1") and not tls.cipher_suites:
+        issues.warn(
+            f"minProtocolVersion {tls.min_protocol_version} without cipherSuites allows "
+            "insecure ciphers",
+            "minProtocolVersion",
+        )
