@@ -24,6 +24,7 @@ __all__ = [
     "header_name",
     "header_value",
     "ip_or_cidr",
+    "is_ip",
     "labels",
     "namespace_host",
     "partial_wildcard",
@@ -243,7 +244,7 @@ def namespace_host(value: str, *, sidecar: bool) -> str | None:
     if not ns or not host:
         return f"{value!r}: namespace and host must both be set"
     bare_ns = ns[1:] if sidecar and ns.startswith("~") else ns
-    if bare_ns not in ("*", ".") and dns_label(bare_ns):
+    if not (sidecar and ns == "~") and bare_ns not in ("*", ".") and dns_label(bare_ns):
         return f"{value!r}: invalid namespace {ns!r}"
     if host != "*" and "." not in host:
         return f"{value!r}: short names are not allowed, use a fully qualified host"

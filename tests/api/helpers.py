@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from api.resources import Checked, check_document
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "istio"
+
+
+def corpus_documents(kind: str) -> list[tuple[str, dict[str, Any]]]:
+    """(file:index, document) for every corpus document of a kind."""
+    found = []
+    for path in sorted(CORPUS.rglob("*.yaml")) if CORPUS.exists() else []:
+        for i, doc in enumerate(yaml.safe_load_all(path.read_text())):
+            if doc and doc.get("kind") == kind:
+                found.append((f"{path.name}:{i}", doc))
+    return found
 
 
 def check(

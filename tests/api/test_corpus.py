@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from api.resources import check_document
+from tests.api.helpers import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "istio"
 FILES = sorted(CORPUS.rglob("*.yaml")) if CORPUS.exists() else []
 
 

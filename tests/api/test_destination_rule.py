@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from api.resources import check_document
-from tests.api.helpers import check, errors, warnings
+from tests.api.helpers import CORPUS, check, corpus_documents, errors, warnings
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "istio"
 HOST = "ratings.prod.svc.cluster.local"
-
-
-def corpus_documents(kind: str) -> list[tuple[str, dict[str, Any]]]:
-    found = []
-    for path in sorted(CORPUS.rglob("*.yaml")) if CORPUS.exists() else []:
-        for i, doc in enumerate(yaml.safe_load_all(path.read_text())):
-            if doc and doc.get("kind") == kind:
-                found.append((f"{path.name}:{i}", doc))
-    return found
 
 
 def tp(policy: Any) -> dict[str, Any]:

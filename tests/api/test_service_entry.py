@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 from api.resources import check_document, check_text
-from tests.api.helpers import check, errors, warnings
-from tests.api.test_destination_rule import CORPUS, corpus_documents
+from tests.api.helpers import CORPUS, check, corpus_documents, errors, warnings
 
 HOSTS = ["api.example.com"]
 HTTP = {"number": 80, "name": "http", "protocol": "HTTP"}

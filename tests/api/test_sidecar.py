@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 from api.resources import check_document
-from tests.api.helpers import check, errors, warnings
-from tests.api.test_destination_rule import CORPUS, corpus_documents
+from tests.api.helpers import CORPUS, check, corpus_documents, errors, warnings
 
 HTTP_PORT = {"number": 9080, "name": "http", "protocol": "HTTP"}
 HTTPS_PORT = {"number": 9443, "name": "https", "protocol": "HTTPS"}
