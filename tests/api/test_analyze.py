@@ -1,0 +1,82 @@
+"""Cross-resource analysis: the warnings `istioctl analyze` would give."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.analyze import analyze, fqdn
+from api.resources import Resource
+from tests.api.helpers import check
+
+
+def res(kind: str, name: str, spec: dict[str, Any], namespace: str = "default") -> Resource:
+    result = check(kind, spec, name=name, namespace=namespace)
+    assert result.resource is not None and result.ok, result.issues
+    return result.resource
+
+
+VS = {
+    "hosts": ["reviews"],
+    "http": [{"route": [{"destination": {"host": "reviews", "subset": "v2"}}]}],
+}
+DR = {"host": "reviews", "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}
+SERVICES = {"reviews.default.svc.cluster.local"}
+
+
+def messages(found: dict[str, list[Any]], ref: str) -> list[str]:
+    return [str(i) for i in found.get(ref, [])]
+
+
+def test_fqdn_resolution() -> None:
+    assert fqdn("reviews", "shop") == "reviews.shop.svc.cluster.local"
+    assert fqdn("reviews.prod", "shop") == "reviews.prod.svc.cluster.local"
+    assert fqdn("api.example.com", "shop") == "api.example.com"
+
+
+def test_subset_no_rule_defines_is_a_warning() -> None:
+    found = analyze([res("VirtualService", "r", VS), res("DestinationRule", "r", DR)], SERVICES)
+    assert messages(found, "VirtualService/default/r") == [
+        "spec.http[0].route[0].destination.subset: subset 'v2' is not defined by any "
+        "DestinationRule for reviews.default.svc.cluster.local"
+    ]
+
+
+def test_unknown_host_is_a_warning_unless_a_service_entry_declares_it() -> None:
+    vs = {
+        "hosts": ["api.example.com"],
+        "http": [{"route": [{"destination": {"host": "api.example.com"}}]}],
+    }
+    found = analyze([res("VirtualService", "ext", vs)], SERVICES)
+    assert len(messages(found, "VirtualService/default/ext")) == 2
+    se = {
+        "hosts": ["api.example.com"],
+        "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+        "resolution": "DNS",
+    }
+    found = analyze([res("VirtualService", "ext", vs), res("ServiceEntry", "ext", se)], SERVICES)
+    assert messages(found, "VirtualService/default/ext") == []
+
+
+def test_two_virtual_services_for_one_host() -> None:
+    plain = {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}
+    found = analyze(
+        [res("VirtualService", "a", plain), res("VirtualService", "b", plain)], SERVICES
+    )
+    assert any(
+        "also routed by VirtualService/default/b" in m
+        for m in messages(found, "VirtualService/default/a")
+    )
+    assert any(
+        "also routed by VirtualService/default/a" in m
+        for m in messages(found, "VirtualService/default/b")
+    )
+
+
+def test_clean_config_has_no_warnings() -> None:
+    vs = {
+        "hosts": ["reviews"],
+        "http": [{"route": [{"destination": {"host": "reviews", "subset": "v1"}}]}],
+    }
+    assert (
+        analyze([res("VirtualService", "r", vs), res("DestinationRule", "r", DR)], SERVICES) == {}
+    )
