@@ -243,6 +243,13 @@ def check_document(doc: Any, where: str, default_namespace: str = "default") -> 
     except ValidationError as err:
         report_pydantic(err, issues.at("spec"))
         return Checked(where, None, issues.items)
+    if "istio.io/dry-run" in annotations and info.kind != "AuthorizationPolicy":
+        issues.error(
+            "the dry-run annotation is only supported on AuthorizationPolicy",
+            "metadata",
+            "annotations",
+            "istio.io/dry-run",
+        )
     meta = {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations}
     info.validate(spec, meta, issues.at("spec"))
     resource = Resource(

@@ -108,6 +108,7 @@ class ConsulPorts:
             f"-dns-port={self.dns}",
             f"-serf-lan-port={self.serf_lan}",
             f"-server-port={self.server}",
+            "-grpc-tls-port=-1",  # else every agent wants 8503 and a second one cannot start
             "-serf-wan-port=-1",
             "-log-level=warn",
             # Pilot keeps one blocking query per service open: lift the per-client cap.

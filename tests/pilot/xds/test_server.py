@@ -15,9 +15,9 @@ from google.protobuf import struct_pb2
 from google.rpc import status_pb2
 
 from pilot.app import Pilot
+from pilot.config.fake import FakeConfigSource
 from pilot.metrics import Metrics
 from pilot.registry import OnChange
-from pilot.config.fake import FakeConfigSource
 from pilot.registry.fake import FakeRegistry
 from pilot.settings import PilotSettings
 from pilot.xds import typeurls
