@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import re2
 
 __all__ = [
+    "GRPC_STATUS_NAMES",
     "HTTP_LIKE",
     "PROTOCOLS",
     "TCP_LIKE",
@@ -35,6 +36,26 @@ __all__ = [
     "workload_selector",
 ]
 
+# gRPC status code names, in code order (the index is the code).
+GRPC_STATUS_NAMES = (
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+)
 PROTOCOLS = frozenset(
     {
         "TCP",

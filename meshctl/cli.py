@@ -14,6 +14,7 @@ import consul
 import requests
 
 from api.catalog import CatalogError, registration_payload
+from meshctl.registration import register
 
 __all__ = ["main"]
 
@@ -58,17 +59,8 @@ def cmd_register(args: argparse.Namespace) -> int:
         )
     except CatalogError as err:
         raise CliError(str(err)) from err
-    client = consul.Consul(host=args.consul_addr[0], port=args.consul_addr[1])
     try:
-        client.agent.service.register(
-            body["Name"],
-            service_id=body["ID"],
-            address=body["Address"],
-            port=body["Port"],
-            tags=body["Tags"],
-            meta=body["Meta"],
-            check=body.get("Check"),
-        )
+        register(args.consul_addr[0], args.consul_addr[1], body)
     except (consul.ConsulException, requests.RequestException) as err:
         raise CliError(f"consul at {args.consul_addr[0]}:{args.consul_addr[1]}: {err}") from err
     print(

@@ -20,6 +20,7 @@ import consul
 from api.catalog import registration_payload
 from meshctl.bootstrap import SidecarBootstrap, render_yaml
 from meshctl.procs import ConsulPorts, StartError, Supervisor, bin_path, free_port
+from meshctl.registration import register
 
 __all__ = ["DemoWorkload", "Mesh", "run_up"]
 
@@ -142,16 +143,7 @@ class Mesh:
             labels=w.labels,
             check_http=f"http://127.0.0.1:{w.app_port}/healthz",
         )
-        client = consul.Consul(host="127.0.0.1", port=self.consul_ports.http)
-        client.agent.service.register(
-            body["Name"],
-            service_id=body["ID"],
-            address=body["Address"],
-            port=body["Port"],
-            tags=body["Tags"],
-            meta=body["Meta"],
-            check=body["Check"],
-        )
+        register("127.0.0.1", self.consul_ports.http, body)
 
     def stop(self) -> None:
         self.sup.stop_all()

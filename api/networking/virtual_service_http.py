@@ -37,27 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["check_http_route"]
 
 _KIB = 1024
-GRPC_CODES = frozenset(
-    {
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    }
-)
+GRPC_CODES = frozenset(checks.GRPC_STATUS_NAMES)
 RETRY_ON = frozenset(
     {
         "5xx",

@@ -11,19 +11,17 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-import aiohttp
-import consul
 import consul.aio
 
 from api.resources import Resource
 from api.store import PREFIX, StoredResource, decode
 from pilot.metrics import Metrics
 from pilot.registry import OnChange
+from pilot.registry.consul import CONSUL_ERRORS
 
 __all__ = ["ConsulConfigSource"]
 
 log = logging.getLogger(__name__)
-_ERRORS = (consul.ConsulException, aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError)
 
 
 class ConsulConfigSource:
@@ -58,7 +56,7 @@ class ConsulConfigSource:
                     new_index, items = await client.kv.get(
                         PREFIX, recurse=True, index=index or None, wait=self._wait
                     )
-                except _ERRORS as err:
+                except CONSUL_ERRORS as err:
                     self._metrics.registry_errors.inc()
                     log.warning(
                         "consul config watch failed (%s); keeping the last config, "

@@ -23,7 +23,8 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from api.resources import Resource
 from pilot.config.index import ConfigIndex
 from pilot.networking.http_route import ClusterFor, http_routes
-from pilot.networking.listener import _any, _mesh_filters
+from pilot.networking.listener import mesh_filters
+from pilot.networking.protos import pack
 
 __all__ = ["GatewayServer", "gateway_listener", "gateway_route_config", "route_name", "servers_for"]
 
@@ -59,7 +60,7 @@ def gateway_listener(address: str, port: int) -> listener_pb2.Listener:
                 resource_api_version=config_source_pb2.V3,
             ),
         ),
-        http_filters=_mesh_filters(),
+        http_filters=mesh_filters(),
         use_remote_address={"value": True},
     )
     return listener_pb2.Listener(
@@ -71,7 +72,7 @@ def gateway_listener(address: str, port: int) -> listener_pb2.Listener:
             listener_components_pb2.FilterChain(
                 filters=[
                     listener_components_pb2.Filter(
-                        name="envoy.filters.network.http_connection_manager", typed_config=_any(hcm)
+                        name="envoy.filters.network.http_connection_manager", typed_config=pack(hcm)
                     )
                 ]
             )

@@ -18,10 +18,10 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
-from envoy.type.v3 import percent_pb2
-from google.protobuf import any_pb2, duration_pb2
+from google.protobuf import duration_pb2
 
-from api.checks import duration_seconds
+from api.checks import GRPC_STATUS_NAMES
+from pilot.networking.protos import duration, fraction, pack
 
 __all__ = ["CORS_FILTER", "FAULT_FILTER", "default_route", "http_routes"]
 
@@ -39,27 +39,6 @@ _REDIRECT_CODES = {
 
 # (destination host as written, port or None, subset or "") -> Envoy cluster name
 ClusterFor = Callable[[str, int | None, str], str]
-
-
-def _any(message: Any) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    return packed
-
-
-def _duration(text: str | None) -> duration_pb2.Duration | None:
-    seconds = duration_seconds(text) if text else None
-    if seconds is None:
-        return None
-    d = duration_pb2.Duration()
-    d.FromNanoseconds(round(seconds * 1e9))
-    return d
-
-
-def _fraction(percent: float) -> percent_pb2.FractionalPercent:
-    return percent_pb2.FractionalPercent(
-        numerator=round(percent * 10_000), denominator=percent_pb2.FractionalPercent.MILLION
-    )
 
 
 def _regex(pattern: str) -> regex_pb2.RegexMatcher:
@@ -179,7 +158,7 @@ def _retry(retries: Any) -> rc.RetryPolicy | None:
             retry_host_predicate=[
                 rc.RetryPolicy.RetryHostPredicate(
                     name="envoy.retry_host_predicates.previous_hosts",
-                    typed_config=_any(_previous_hosts()),
+                    typed_config=pack(_previous_hosts()),
                 )
             ],
             host_selection_retry_max_attempts=5,
@@ -194,14 +173,14 @@ def _retry(retries: Any) -> rc.RetryPolicy | None:
         policy.retriable_status_codes.extend(codes)
         names = [c for c in policy.retry_on.split(",") if not c.strip().isdigit()]
         policy.retry_on = ",".join(sorted(set(names) | {"retriable-status-codes"}))
-    if (t := _duration(retries.per_try_timeout)) is not None:
+    if (t := duration(retries.per_try_timeout)) is not None:
         policy.per_try_timeout.CopyFrom(t)
     backoff = getattr(retries, "backoff", None)
-    if (t := _duration(backoff)) is not None:
+    if (t := duration(backoff)) is not None:
         policy.retry_back_off.base_interval.CopyFrom(t)
     policy.retry_host_predicate.append(
         rc.RetryPolicy.RetryHostPredicate(
-            name="envoy.retry_host_predicates.previous_hosts", typed_config=_any(_previous_hosts())
+            name="envoy.retry_host_predicates.previous_hosts", typed_config=pack(_previous_hosts())
         )
     )
     policy.host_selection_retry_max_attempts = 5
@@ -219,14 +198,14 @@ def _fault(fault: Any) -> fault_pb2.HTTPFault | None:
         return None
     out = fault_pb2.HTTPFault()
     delay = fault.delay
-    if delay is not None and (d := _duration(delay.fixed_delay)) is not None:
+    if delay is not None and (d := duration(delay.fixed_delay)) is not None:
         out.delay.fixed_delay.CopyFrom(d)
         pct = (
             delay.percentage.value
             if delay.percentage is not None
             else (delay.percent if getattr(delay, "percent", None) is not None else 100.0)
         )
-        out.delay.percentage.CopyFrom(_fraction(pct))
+        out.delay.percentage.CopyFrom(fraction(pct))
     abort = fault.abort
     if abort is not None and (abort.http_status or abort.grpc_status):
         if abort.http_status:
@@ -234,34 +213,11 @@ def _fault(fault: Any) -> fault_pb2.HTTPFault | None:
         else:
             out.abort.grpc_status = _GRPC_CODES.get(str(abort.grpc_status), 2)
         pct = abort.percentage.value if abort.percentage is not None else 100.0
-        out.abort.percentage.CopyFrom(_fraction(pct))
+        out.abort.percentage.CopyFrom(fraction(pct))
     return out if out.ByteSize() else None
 
 
-_GRPC_CODES = {
-    name: i
-    for i, name in enumerate(
-        (
-            "OK",
-            "CANCELLED",
-            "UNKNOWN",
-            "INVALID_ARGUMENT",
-            "DEADLINE_EXCEEDED",
-            "NOT_FOUND",
-            "ALREADY_EXISTS",
-            "PERMISSION_DENIED",
-            "RESOURCE_EXHAUSTED",
-            "FAILED_PRECONDITION",
-            "ABORTED",
-            "OUT_OF_RANGE",
-            "UNIMPLEMENTED",
-            "INTERNAL",
-            "UNAVAILABLE",
-            "DATA_LOSS",
-            "UNAUTHENTICATED",
-        )
-    )
-}
+_GRPC_CODES = {name: code for code, name in enumerate(GRPC_STATUS_NAMES)}
 
 
 def _cors(cors: Any) -> cors_pb2.CorsPolicy | None:
@@ -278,7 +234,7 @@ def _cors(cors: Any) -> cors_pb2.CorsPolicy | None:
         out.allow_headers = ",".join(cors.allow_headers)
     if cors.expose_headers:
         out.expose_headers = ",".join(cors.expose_headers)
-    if (d := _duration(cors.max_age)) is not None:
+    if (d := duration(cors.max_age)) is not None:
         out.max_age = str(d.seconds)
     if cors.allow_credentials is not None:
         out.allow_credentials.value = cors.allow_credentials
@@ -344,7 +300,7 @@ def _action(rule: Any, cluster_for: ClusterFor, route: rc.Route) -> None:
                 adds, removes = _header_options(d.headers.response)
                 cw.response_headers_to_add.extend(adds)
                 cw.response_headers_to_remove.extend(removes)
-    timeout = _duration(rule.timeout)
+    timeout = duration(rule.timeout)
     action.timeout.CopyFrom(timeout or duration_pb2.Duration(seconds=0))
     retry = _retry(rule.retries)
     if retry is not None:
@@ -377,7 +333,7 @@ def _action(rule: Any, cluster_for: ClusterFor, route: rc.Route) -> None:
         policy = action.request_mirror_policies.add(
             cluster=cluster_for(dest.host, _dest_port(dest), dest.subset or "")
         )
-        policy.runtime_fraction.default_value.CopyFrom(_fraction(pct))
+        policy.runtime_fraction.default_value.CopyFrom(fraction(pct))
 
 
 def _slash_rewrite(route: rc.Route) -> None:
@@ -417,9 +373,9 @@ def http_routes(
             template.response_headers_to_add.extend(adds)
             template.response_headers_to_remove.extend(removes)
         if (fault := _fault(rule.fault)) is not None:
-            template.typed_per_filter_config[FAULT_FILTER].CopyFrom(_any(fault))
+            template.typed_per_filter_config[FAULT_FILTER].CopyFrom(pack(fault))
         if (cors := _cors(getattr(rule, "cors_policy", None))) is not None:
-            template.typed_per_filter_config[CORS_FILTER].CopyFrom(_any(cors))
+            template.typed_per_filter_config[CORS_FILTER].CopyFrom(pack(cors))
         for m in matches:
             route = rc.Route()
             route.CopyFrom(template)

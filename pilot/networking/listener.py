@@ -11,34 +11,28 @@ from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
-from google.protobuf import any_pb2
 
 from pilot.networking import names
 from pilot.networking.http_route import CORS_FILTER, FAULT_FILTER
+from pilot.networking.protos import pack
 
 __all__ = ["inbound_listener", "outbound_listener"]
 
 _HCM = "envoy.filters.network.http_connection_manager"
 
 
-def _any(message: object) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    return packed
-
-
-def _mesh_filters() -> list[hcm_pb2.HttpFilter]:
+def mesh_filters() -> list[hcm_pb2.HttpFilter]:
     """Fault and CORS run before the router; routes configure them per route."""
     return [
-        hcm_pb2.HttpFilter(name=FAULT_FILTER, typed_config=_any(fault_pb2.HTTPFault())),
-        hcm_pb2.HttpFilter(name=CORS_FILTER, typed_config=_any(cors_pb2.Cors())),
+        hcm_pb2.HttpFilter(name=FAULT_FILTER, typed_config=pack(fault_pb2.HTTPFault())),
+        hcm_pb2.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors())),
         _router(),
     ]
 
 
 def _router() -> hcm_pb2.HttpFilter:
     return hcm_pb2.HttpFilter(
-        name="envoy.filters.http.router", typed_config=_any(router_pb2.Router())
+        name="envoy.filters.http.router", typed_config=pack(router_pb2.Router())
     )
 
 
@@ -52,7 +46,7 @@ def _listener(
         ),
         filter_chains=[
             listener_components_pb2.FilterChain(
-                filters=[listener_components_pb2.Filter(name=_HCM, typed_config=_any(hcm))]
+                filters=[listener_components_pb2.Filter(name=_HCM, typed_config=pack(hcm))]
             )
         ],
     )
@@ -70,7 +64,7 @@ def outbound_listener(address: str, port: int, namespace: str) -> listener_pb2.L
                 resource_api_version=config_source_pb2.V3,
             ),
         ),
-        http_filters=_mesh_filters(),
+        http_filters=mesh_filters(),
     )
     return _listener(name, address, port, hcm)
 

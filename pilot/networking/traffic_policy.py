@@ -17,9 +17,8 @@ from envoy.config.core.v3 import protocol_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo_pb2
 from envoy.type.v3 import percent_pb2
-from google.protobuf import any_pb2, duration_pb2
 
-from api.checks import duration_seconds
+from pilot.networking.protos import duration, pack
 
 __all__ = ["Policy", "apply_policy", "merged_policy"]
 
@@ -68,21 +67,6 @@ def _port_level(policy: Any, port: int) -> Any:
     return None
 
 
-def _duration(text: str | None) -> duration_pb2.Duration | None:
-    seconds = duration_seconds(text) if text else None
-    if seconds is None:
-        return None
-    d = duration_pb2.Duration()
-    d.FromNanoseconds(round(seconds * 1e9))
-    return d
-
-
-def _any(message: Any) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    return packed
-
-
 def apply_policy(cluster: cluster_pb2.Cluster, policy: Policy, sni: str) -> bool:
     """False when the policy's TLS cannot be honoured here (see `_tls`)."""
     _load_balancer(cluster, policy.load_balancer)
@@ -123,16 +107,16 @@ def _connection_pool(cluster: cluster_pb2.Cluster, pool: Any) -> None:
         if tcp.max_connections:
             thresholds.max_connections.value = tcp.max_connections
             touched = True
-        if (timeout := _duration(tcp.connect_timeout)) is not None:
+        if (timeout := duration(tcp.connect_timeout)) is not None:
             cluster.connect_timeout.CopyFrom(timeout)
         keepalive = getattr(tcp, "tcp_keepalive", None)
         if keepalive is not None:
             ka = cluster.upstream_connection_options.tcp_keepalive
             if keepalive.probes:
                 ka.keepalive_probes.value = keepalive.probes
-            if (t := _duration(keepalive.time)) is not None:
+            if (t := duration(keepalive.time)) is not None:
                 ka.keepalive_time.value = max(1, t.seconds)
-            if (t := _duration(keepalive.interval)) is not None:
+            if (t := duration(keepalive.interval)) is not None:
                 ka.keepalive_interval.value = max(1, t.seconds)
     options = None
     if http is not None:
@@ -148,7 +132,7 @@ def _connection_pool(cluster: cluster_pb2.Cluster, pool: Any) -> None:
         common = protocol_pb2.HttpProtocolOptions()
         if http.max_requests_per_connection:
             common.max_requests_per_connection.value = http.max_requests_per_connection
-        if (idle := _duration(http.idle_timeout)) is not None:
+        if (idle := duration(http.idle_timeout)) is not None:
             common.idle_timeout.CopyFrom(idle)
         if common.ByteSize() or http.h2_upgrade_policy == "UPGRADE" or http.use_client_protocol:
             options = hpo_pb2.HttpProtocolOptions(common_http_protocol_options=common)
@@ -161,7 +145,7 @@ def _connection_pool(cluster: cluster_pb2.Cluster, pool: Any) -> None:
     if touched:
         cluster.circuit_breakers.thresholds.append(thresholds)
     if options is not None:
-        cluster.typed_extension_protocol_options[_HTTP_OPTIONS].CopyFrom(_any(options))
+        cluster.typed_extension_protocol_options[_HTTP_OPTIONS].CopyFrom(pack(options))
 
 
 def _outlier(cluster: cluster_pb2.Cluster, od: Any) -> None:
@@ -184,9 +168,9 @@ def _outlier(cluster: cluster_pb2.Cluster, od: Any) -> None:
         if local:
             out.consecutive_local_origin_failure.value = local
             out.enforcing_consecutive_local_origin_failure.value = 100
-    if (d := _duration(od.interval)) is not None:
+    if (d := duration(od.interval)) is not None:
         out.interval.CopyFrom(d)
-    if (d := _duration(od.base_ejection_time)) is not None:
+    if (d := duration(od.base_ejection_time)) is not None:
         out.base_ejection_time.CopyFrom(d)
     if od.max_ejection_percent is not None:
         out.max_ejection_percent.value = od.max_ejection_percent
@@ -224,5 +208,5 @@ def _tls(cluster: cluster_pb2.Cluster, tls: Any, sni: str) -> bool:
         cert.certificate_chain.filename = tls.client_certificate
         cert.private_key.filename = tls.private_key
     cluster.transport_socket.name = "envoy.transport_sockets.tls"
-    cluster.transport_socket.typed_config.CopyFrom(_any(ctx))
+    cluster.transport_socket.typed_config.CopyFrom(pack(ctx))
     return True

@@ -22,13 +22,19 @@ from api.catalog import Instance, instance_from_health_entry
 from pilot.metrics import Metrics
 from pilot.registry import OnChange
 
-__all__ = ["ConsulRegistry"]
+__all__ = ["CONSUL_ERRORS", "ConsulRegistry"]
 
 log = logging.getLogger(__name__)
 
 _IGNORED_SERVICES = frozenset({"consul"})
 # What a dead, restarting or overloaded Consul looks like from here.
-_ERRORS = (consul.ConsulException, aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError)
+CONSUL_ERRORS = (
+    consul.ConsulException,
+    aiohttp.ClientError,
+    OSError,
+    asyncio.TimeoutError,
+    ValueError,
+)
 
 
 def _next_index(old: int, new: Any) -> int:
@@ -94,7 +100,7 @@ class ConsulRegistry:
                 new_index, services = await client.catalog.services(
                     index=index or None, wait=self._wait
                 )
-            except _ERRORS as err:
+            except CONSUL_ERRORS as err:
                 delay = await self._backoff(delay, "service list", err)
                 continue
             delay = 0.25
@@ -133,7 +139,7 @@ class ConsulRegistry:
             new_index, entries = await client.health.service(
                 name, index=index or None, wait=self._wait, passing=True
             )
-        except _ERRORS as err:
+        except CONSUL_ERRORS as err:
             self._metrics.registry_errors.inc()
             log.warning("consul health query for %s failed: %s", name, err or type(err).__name__)
             return index, None

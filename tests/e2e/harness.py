@@ -228,6 +228,27 @@ class Mesh:
         self.sup.start(f"app-{w.instance}", argv)
         self.sup.wait_http(f"app-{w.instance}", f"http://127.0.0.1:{w.app_port}/healthz")
 
+    def _run_envoy(self, w: Workload, config: Path) -> None:
+        self._base_id += 1
+        name = f"envoy-{w.instance}"
+        self.sup.start(
+            name,
+            [
+                self.envoy,
+                "-c",
+                str(config),
+                "--base-id",
+                str(self._base_id),
+                "--concurrency",
+                "1",
+                "--log-level",
+                "info",
+                "--drain-time-s",
+                "1",
+            ],
+        )
+        self.sup.wait_http(name, f"http://127.0.0.1:{w.admin_port}/ready", timeout=30)
+
     def start_sidecar(self, w: Workload, inbound: bool = True) -> None:
         args = [
             "bootstrap",
@@ -244,26 +265,7 @@ class Mesh:
         config = self.workdir / f"envoy-{w.instance}.yaml"
         out = self.meshctl(*args, f"--output={config}")
         assert out.returncode == 0, out.stderr
-        self._base_id += 1
-        self.sup.start(
-            f"envoy-{w.instance}",
-            [
-                self.envoy,
-                "-c",
-                str(config),
-                "--base-id",
-                str(self._base_id),
-                "--concurrency",
-                "1",
-                "--log-level",
-                "info",
-                "--drain-time-s",
-                "1",
-            ],
-        )
-        self.sup.wait_http(
-            f"envoy-{w.instance}", f"http://127.0.0.1:{w.admin_port}/ready", timeout=30
-        )
+        self._run_envoy(w, config)
 
     def add(
         self,
@@ -302,26 +304,7 @@ class Mesh:
             f"--output={config}",
         )
         assert out.returncode == 0, out.stderr
-        self._base_id += 1
-        self.sup.start(
-            f"envoy-{w.instance}",
-            [
-                self.envoy,
-                "-c",
-                str(config),
-                "--base-id",
-                str(self._base_id),
-                "--concurrency",
-                "1",
-                "--log-level",
-                "info",
-                "--drain-time-s",
-                "1",
-            ],
-        )
-        self.sup.wait_http(
-            f"envoy-{w.instance}", f"http://127.0.0.1:{w.admin_port}/ready", timeout=30
-        )
+        self._run_envoy(w, config)
         return w
 
     def client(self, name: str, namespace: str = "default") -> Workload:
