@@ -19,12 +19,9 @@ SUFFIX = "svc.cluster.local"
 
 
 def fqdn(host: str, namespace: str) -> str:
-    """Istio's resolution of a short name in a namespace."""
-    if "." not in host:
+    """Istio's resolution of a host in a namespace: only a name without dots is short."""
+    if "." not in host and host != "*":
         return f"{host}.{namespace}.{SUFFIX}"
-    if host.count(".") == 1 and not host.endswith("."):
-        name, ns = host.split(".")
-        return f"{name}.{ns}.{SUFFIX}"
     return host.rstrip(".")
 
 

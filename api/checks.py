@@ -85,6 +85,7 @@ _PSEUDO_HEADERS = frozenset({":method", ":scheme", ":authority", ":path", ":stat
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _MAX_REGEX = 1024
+ENVOY_MAX_REGEX_PROGRAM = 100  # Envoy's default re2.max_program_size.error_level
 
 
 def port(value: int) -> str | None:
@@ -189,9 +190,13 @@ def regex(value: str) -> str | None:
     if len(value) > _MAX_REGEX:
         return f"regex is longer than {_MAX_REGEX} characters"
     try:
-        re2.compile(value)
+        program = re2.compile(value).programsize
     except re2.error as err:
         return f"invalid RE2 regex {value!r}: {err}"
+    if program > ENVOY_MAX_REGEX_PROGRAM:
+        # Envoy refuses such config outright; catch it here rather than as a NACK.
+        return (f"regex {value!r} is too complex for Envoy (RE2 program size {program}, "
+                f"limit {ENVOY_MAX_REGEX_PROGRAM})")
     return None
 
 

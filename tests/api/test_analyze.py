@@ -29,7 +29,8 @@ def messages(found: dict[str, list[Any]], ref: str) -> list[str]:
 
 def test_fqdn_resolution() -> None:
     assert fqdn("reviews", "shop") == "reviews.shop.svc.cluster.local"
-    assert fqdn("reviews.prod", "shop") == "reviews.prod.svc.cluster.local"
+    assert fqdn("reviews.prod.svc.cluster.local", "shop") == "reviews.prod.svc.cluster.local"
+    assert fqdn("reviews.prod", "shop") == "reviews.prod"  # dots mean "as written"
     assert fqdn("api.example.com", "shop") == "api.example.com"
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from meshctl.procs import free_port
 from tests.e2e.harness import Mesh, Workload, eventually
+from tests.e2e.tls_server import HttpsServer, make_pki
 
 pytestmark = pytest.mark.e2e
 
@@ -450,3 +451,59 @@ spec:
     assert mesh.request(scoped.outbound_port, "inside").instance == "inside-1"
     assert mesh.request(scoped.outbound_port, "elsewhere.default").status == 404
     assert "inside.scoped.svc.cluster.local" in clusters_dump(scoped)
+
+
+def test_destination_rule_tls_origination(mesh: Mesh, client: Workload, tmp_path: Path) -> None:
+    """MUTUAL TLS from files: the sidecar originates TLS with the client cert; a
+    rule naming files that don't exist is sent as an empty cluster, not NACKed."""
+    files = make_pki(tmp_path, "secure.example")
+    with HttpsServer(files, mutual=True) as server:
+        mesh.apply(f"""
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: secure}}
+spec:
+  hosts: [secure.example]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1, ports: {{http: {server.port}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: secure}}
+spec:
+  host: secure.example
+  trafficPolicy:
+    tls:
+      mode: MUTUAL
+      caCertificates: {files["ca"]}
+      clientCertificate: {files["client"]}
+      privateKey: {files["client_key"]}
+      sni: secure.example
+""")
+        last: list[object] = []
+
+        def originated() -> object:
+            r = mesh.request(client.outbound_port, "secure.example")
+            last[:] = [r.status, r.body]
+            return r.status == 200 and r
+
+        try:
+            reply = eventually(originated, what="TLS origination works")
+        except AssertionError as err:
+            raise AssertionError(f"{err}; last reply: {last}") from None
+        assert isinstance(reply.body, dict) and reply.body["client"] == "mesh-client"
+        mesh.apply("""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: secure}
+spec:
+  host: secure.example
+  trafficPolicy:
+    tls: {mode: SIMPLE, caCertificates: /nonexistent/ca.pem}
+""")
+        eventually(
+            lambda: mesh.request(client.outbound_port, "secure.example").status == 503,
+            what="unusable TLS gives 503",
+        )
+        assert mesh.pilot_metric("pilot_xds_nacks_total") == 0

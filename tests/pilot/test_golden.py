@@ -57,7 +57,7 @@ spec:
     - destination: {host: reviews, subset: v2}
   - retries: {attempts: 3, retryOn: "5xx,503", perTryTimeout: 1s}
     timeout: 4s
-    mirror: {host: ratings.backend}
+    mirror: {host: ratings.backend.svc.cluster.local}
     mirrorPercentage: {value: 25}
     route:
     - destination: {host: reviews, subset: v1}
