@@ -7,6 +7,7 @@ sidecar for your curl. Logs go to <state-dir>/logs/.
 
 from __future__ import annotations
 
+import secrets
 import signal
 import sys
 import tempfile
@@ -57,6 +58,8 @@ class Mesh:
         self.consul_ports = ConsulPorts(http=_port_or_free(8500))
         self.pilot_grpc = _port_or_free(15010)
         self.pilot_http = _port_or_free(15014)
+        self.galley_http = _port_or_free(15080)
+        self.token_file = state_dir / "galley-token"
         self._base_ids = iter(range(100, 10_000))
 
     @property
@@ -82,6 +85,20 @@ class Mesh:
             ],
         )
         self.sup.wait_http("pilot", f"http://127.0.0.1:{self.pilot_http}/healthz")
+        self.token_file.write_text(secrets.token_urlsafe(32))
+        self.token_file.chmod(0o600)
+        self.sup.start(
+            "galley",
+            [
+                sys.executable,
+                "-m",
+                "galley",
+                f"--consul-addr={self.consul_addr}",
+                f"--http-addr=127.0.0.1:{self.galley_http}",
+                f"--token-file={self.token_file}",
+            ],
+        )
+        self.sup.wait_http("galley", f"http://127.0.0.1:{self.galley_http}/healthz")
 
     def start_sidecar(self, w: DemoWorkload, namespace: str = "default") -> None:
         spec = SidecarBootstrap(
@@ -189,6 +206,11 @@ def run_up(state_dir: str, demo: bool = True) -> int:
             f"debug http://127.0.0.1:{mesh.pilot_http}/debug/syncz",
             flush=True,
         )
+        print(
+            f"  galley  ready  REST http://127.0.0.1:{mesh.galley_http}/docs, "
+            f"write token in {mesh.token_file}",
+            flush=True,
+        )
         client_outbound = _port_or_free(15001)
         if demo:
             for w in demo_workloads():
@@ -213,6 +235,11 @@ def run_up(state_dir: str, demo: bool = True) -> int:
             print("\nThrough the mesh (client sidecar -> frontend -> backend v1/v2):")
             print(f"  curl -x http://127.0.0.1:{client_outbound} http://frontend/")
             print(f"  curl -H 'Host: backend' http://127.0.0.1:{client_outbound}/")
+        print("\nChange routing (Istio YAML, validated by Galley, pushed by Pilot):")
+        print(
+            f"  meshctl apply -f my-virtualservice.yaml --galley-addr 127.0.0.1:{mesh.galley_http} "
+            f"--token-file {mesh.token_file}"
+        )
         print("\nCtrl-C stops everything.", flush=True)
         while not stop["now"]:
             for proc in list(mesh.sup.procs.values()):

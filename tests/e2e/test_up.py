@@ -54,6 +54,34 @@ def test_meshctl_up_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
         eventually(front_page, timeout=20, what="the demo's curl works")
         backends = {Mesh.request(port, "backend").instance for _ in range(20)}
         assert backends == {"backend-v1", "backend-v2"}
+        # The printed apply command changes routing: everything to v2.
+        apply = re.search(r"meshctl apply -f \S+ (--galley-addr \S+) (--token-file \S+)", text)
+        assert apply is not None, text
+        rule = (
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: backend}\n"
+            "spec: {host: backend, subsets: [{name: v2, labels: {version: v2}}]}\n---\n"
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: backend}\n"
+            "spec: {hosts: [backend], http: [{route: [{destination: {host: backend, subset: v2}}]}]}\n"
+        )
+        out = subprocess.run(
+            [
+                bin_path("meshctl"),
+                "apply",
+                "-f",
+                "-",
+                *apply.group(1).split(),
+                *apply.group(2).split(),
+            ],
+            input=rule,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 0, out.stderr
+        eventually(
+            lambda: {Mesh.request(port, "backend").instance for _ in range(10)} == {"backend-v2"},
+            what="routing changed by the applied VirtualService",
+        )
     finally:
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(30)
