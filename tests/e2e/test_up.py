@@ -61,7 +61,8 @@ def test_meshctl_up_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
             "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: backend}\n"
             "spec: {host: backend, subsets: [{name: v2, labels: {version: v2}}]}\n---\n"
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: backend}\n"
-            "spec: {hosts: [backend], http: [{route: [{destination: {host: backend, subset: v2}}]}]}\n"
+            "spec: {hosts: [backend],\n"
+            "       http: [{route: [{destination: {host: backend, subset: v2}}]}]}\n"
         )
         out = subprocess.run(
             [
