@@ -195,8 +195,10 @@ def regex(value: str) -> str | None:
         return f"invalid RE2 regex {value!r}: {err}"
     if program > ENVOY_MAX_REGEX_PROGRAM:
         # Envoy refuses such config outright; catch it here rather than as a NACK.
-        return (f"regex {value!r} is too complex for Envoy (RE2 program size {program}, "
-                f"limit {ENVOY_MAX_REGEX_PROGRAM})")
+        return (
+            f"regex {value!r} is too complex for Envoy (RE2 program size {program}, "
+            f"limit {ENVOY_MAX_REGEX_PROGRAM})"
+        )
     return None
 
 

@@ -25,9 +25,10 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
+from api import xds_ack as ack
 from pilot.metrics import Metrics
 from pilot.model import Proxy
-from pilot.xds import ack, typeurls
+from pilot.xds import typeurls
 from pilot.xds.context import Change, PushContext
 from pilot.xds.generator import Generator
 from pilot.xds.resource import encode_response, set_version

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from api.xds_ack import Reason, Request, Watch, decide
 from pilot.xds import typeurls
-from pilot.xds.ack import Reason, Request, Watch, decide
 
 EDS = typeurls.ENDPOINT
 A, AB = frozenset({"a"}), frozenset({"a", "b"})

@@ -2,7 +2,8 @@
 
 `decide(watch, request)` says whether a DiscoveryRequest needs a response and
 returns the stream's new watch state for that type; it does no I/O, so every
-case is a unit test (tests/pilot/xds/test_ack.py).
+case is a unit test (tests/pilot/xds/test_ack.py); shared by
+Pilot (ADS) and Citadel (SDS).
 """
 
 from __future__ import annotations

@@ -1,0 +1,71 @@
+"""Citadel wired together: CA + token signer -> SDS over gRPC, HTTP for tokens and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from pathlib import Path
+
+import grpc
+
+from citadel.ca import CertificateAuthority
+from citadel.http import CitadelHttp
+from citadel.metrics import CitadelMetrics
+from citadel.sds import IdentityCache, SdsServer
+from citadel.settings import CitadelSettings
+from citadel.tokens import TokenSigner
+
+__all__ = ["Citadel"]
+
+log = logging.getLogger(__name__)
+
+
+def _split(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class Citadel:
+    def __init__(self, settings: CitadelSettings) -> None:
+        self.settings = settings
+        state = Path(settings.state_dir)
+        if settings.plugged_ca_dir:
+            self.ca = CertificateAuthority.plugged_in(
+                Path(settings.plugged_ca_dir), settings.trust_domain
+            )
+        else:
+            self.ca = CertificateAuthority.load_or_create(state, settings.trust_domain)
+        self.signer = TokenSigner.load_or_create(state / "token-key.pem")
+        self.metrics = CitadelMetrics()
+        self.cache = IdentityCache(
+            self.ca, datetime.timedelta(seconds=settings.workload_ttl_seconds), self.metrics
+        )
+        self.sds = SdsServer(self.cache, self.signer, self.metrics)
+        self.grpc_port = 0
+        self.http_port = 0
+
+    async def run(self, started: asyncio.Event | None = None) -> None:
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server.add_generic_rpc_handlers((self.sds.rpc_handlers(),))
+        host, port = _split(self.settings.sds_addr)
+        self.grpc_port = server.add_insecure_port(f"{host}:{port}")
+        if self.grpc_port == 0:
+            raise OSError(f"cannot listen for SDS on {self.settings.sds_addr}")
+        http = CitadelHttp(self.ca, self.signer, self.metrics, self.settings.admin_credential)
+        await server.start()
+        try:
+            self.http_port = await http.start(*_split(self.settings.http_addr))
+            log.info(
+                "citadel (trust domain %s) serving SDS on %s:%d, HTTP on %d",
+                self.ca.trust_domain,
+                host,
+                self.grpc_port,
+                self.http_port,
+            )
+            if started is not None:
+                started.set()
+            await self.cache.run()
+        finally:
+            await http.stop()
+            await server.stop(grace=1.0)

@@ -1,0 +1,24 @@
+"""Citadel's Prometheus metrics, on a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+__all__ = ["CitadelMetrics"]
+
+
+class CitadelMetrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.issued = Counter("citadel_certs_issued", "Workload certificates issued", registry=r)
+        self.rotations = Counter(
+            "citadel_cert_rotations", "Certificates rotated before expiry", registry=r
+        )
+        self.pushes = Counter("citadel_sds_pushes", "SDS responses sent", registry=r)
+        self.nacks = Counter("citadel_sds_nacks", "SDS responses Envoy rejected", registry=r)
+        self.streams = Gauge("citadel_sds_streams", "Open SDS streams", registry=r)
+        self.auth_failures = Counter(
+            "citadel_auth_failures", "Callers refused", ["reason"], registry=r
+        )
+        self.tokens = Counter("citadel_tokens_minted", "Workload tokens minted", registry=r)
+        self.csr_signed = Counter("citadel_csr_signed", "CSRs signed", registry=r)

@@ -1,0 +1,30 @@
+"""Citadel's settings: one object, from flags or CITADEL_* environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["CitadelSettings"]
+
+
+class CitadelSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CITADEL_", extra="forbid")
+
+    state_dir: str = Field(".mesh/citadel", description="Where the root CA and token key are kept")
+    plugged_ca_dir: str | None = Field(
+        None, description="Use this CA (ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem)"
+    )
+    trust_domain: str = Field("cluster.local", description="SPIFFE trust domain")
+    workload_ttl_seconds: int = Field(86_400, ge=2, description="Workload certificate lifetime")
+    sds_addr: str = Field("127.0.0.1:15012", description="SDS (and CSR API) gRPC listen address")
+    http_addr: str = Field("127.0.0.1:15016", description="HTTP: /metrics, /healthz, /v1/tokens")
+    admin_token: SecretStr | None = Field(None, description="Credential that may mint tokens")
+    admin_token_file: str | None = Field(None, description="Read the admin credential from a file")
+    log_level: str = Field("INFO", description="Python logging level")
+
+    def admin_credential(self) -> str | None:
+        if self.admin_token_file:
+            with open(self.admin_token_file) as f:
+                return f.read().strip() or None
+        return self.admin_token.get_secret_value() if self.admin_token else None
