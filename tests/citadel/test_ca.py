@@ -117,7 +117,7 @@ def test_tokens_bind_identity_and_expire(tmp_path: Path) -> None:
     assert (claims.namespace, claims.service_account) == ("shop", "reviews")
     with pytest.raises(TokenError, match="expired"):
         signer.verify(token, now=claims.expires_at + 1)
-    head, body, sig = token.split(".")
+    head, _body, sig = token.split(".")
     forged = TokenSigner.load_or_create(tmp_path / "other.pem").mint("shop", "admin", 60)
     with pytest.raises(TokenError, match="signature"):
         signer.verify(f"{head}.{forged.split('.')[1]}.{sig}")
