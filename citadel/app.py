@@ -43,7 +43,20 @@ class Citadel:
         )
         self.sds = SdsServer(self.cache, self.signer, self.metrics)
         self.grpc_port = 0
+        self.tls_port = 0
         self.http_port = 0
+
+    def _server_credentials(self, host: str) -> grpc.ServerCredentials:
+        """Citadel's own serving cert, from its own CA, reissued at every start."""
+        ips = [ip for ip in {"127.0.0.1", host} if ip.replace(".", "").isdigit()]
+        cert = self.ca.issue_server(
+            self.settings.control_plane_namespace,
+            "citadel",
+            ["citadel", "localhost"],
+            ips,
+            datetime.timedelta(days=30),
+        )
+        return grpc.ssl_server_credentials([(cert.key_pem, cert.cert_chain_pem)])
 
     async def run(self, started: asyncio.Event | None = None) -> None:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
@@ -52,6 +65,13 @@ class Citadel:
         self.grpc_port = server.add_insecure_port(f"{host}:{port}")
         if self.grpc_port == 0:
             raise OSError(f"cannot listen for SDS on {self.settings.sds_addr}")
+        if self.settings.sds_tls_addr:
+            tls_host, tls_port = _split(self.settings.sds_tls_addr)
+            self.tls_port = server.add_secure_port(
+                f"{tls_host}:{tls_port}", self._server_credentials(tls_host)
+            )
+            if self.tls_port == 0:
+                raise OSError(f"cannot listen for SDS over TLS on {self.settings.sds_tls_addr}")
         http = CitadelHttp(self.ca, self.signer, self.metrics, self.settings.admin_credential)
         await server.start()
         try:

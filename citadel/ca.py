@@ -12,6 +12,7 @@ given the same files issue under one root.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -191,6 +192,34 @@ class CertificateAuthority:
             issued.serial,
         )
 
+    def issue_server(
+        self,
+        namespace: str,
+        service_account: str,
+        dns_names: list[str],
+        ips: list[str],
+        ttl: datetime.timedelta,
+    ) -> IssuedCert:
+        """A control-plane serving cert: the SPIFFE identity plus DNS and IP SANs."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        identity = spiffe_id(self.trust_domain, namespace, service_account)
+        extra: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
+        extra += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+        issued = self._sign(identity, key.public_key(), ttl, extra)
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return IssuedCert(
+            identity,
+            issued.cert_chain_pem,
+            key_pem,
+            issued.not_before,
+            issued.not_after,
+            issued.serial,
+        )
+
     def sign_csr(
         self, csr_pem: bytes, namespace: str, service_account: str, ttl: datetime.timedelta
     ) -> IssuedCert:
@@ -210,7 +239,11 @@ class CertificateAuthority:
         return self._sign(spiffe_id(self.trust_domain, namespace, service_account), public_key, ttl)
 
     def _sign(
-        self, identity: str, public_key: ec.EllipticCurvePublicKey, ttl: datetime.timedelta
+        self,
+        identity: str,
+        public_key: ec.EllipticCurvePublicKey,
+        ttl: datetime.timedelta,
+        extra_sans: list[x509.GeneralName] | None = None,
     ) -> IssuedCert:
         now = datetime.datetime.now(datetime.UTC)
         not_before = now - datetime.timedelta(minutes=1)  # tolerate small clock skew
@@ -227,7 +260,9 @@ class CertificateAuthority:
             .not_valid_before(not_before)
             .not_valid_after(not_after)
             .add_extension(
-                x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity)]),
+                x509.SubjectAlternativeName(
+                    [x509.UniformResourceIdentifier(identity), *(extra_sans or [])]
+                ),
                 critical=True,
             )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)

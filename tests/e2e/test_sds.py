@@ -17,6 +17,7 @@ from cryptography import x509
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, grpc_service_pb2
+from envoy.config.grpc_credential.v3 import file_based_metadata_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
@@ -46,25 +47,57 @@ def _addr(port: int) -> address_pb2.Address:
     )
 
 
+def sds_source(
+    citadel: CitadelProc, token: str, token_file: Path | None
+) -> config_source_pb2.ConfigSource:
+    """SDS with the token in initial metadata (plaintext port), or read from a file by
+    Envoy's file-based call credentials over TLS to Citadel (so the token can rotate)."""
+    api = config_source_pb2.ApiConfigSource(
+        api_type=config_source_pb2.ApiConfigSource.GRPC, transport_api_version=config_source_pb2.V3
+    )
+    if token_file is None:
+        api.grpc_services.append(
+            grpc_service_pb2.GrpcService(
+                envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name="sds-grpc"),
+                initial_metadata=[
+                    base_pb2.HeaderValue(key="authorization", value=f"Bearer {token}")
+                ],
+            )
+        )
+    else:
+        root = citadel.state / "root-cert.pem"
+        google = grpc_service_pb2.GrpcService.GoogleGrpc(
+            target_uri=f"127.0.0.1:{citadel.tls}",
+            stat_prefix="sds",
+            credentials_factory_name="envoy.grpc_credentials.file_based_metadata",
+        )
+        google.channel_credentials.ssl_credentials.root_certs.filename = str(root)
+        plugin = google.call_credentials.add().from_plugin
+        plugin.name = "envoy.grpc_credentials.file_based_metadata"
+        plugin.typed_config.CopyFrom(
+            _any(
+                file_based_metadata_pb2.FileBasedMetadataConfig(
+                    secret_data=base_pb2.DataSource(filename=str(token_file)),
+                    header_key="authorization",
+                    header_prefix="Bearer ",
+                )
+            )
+        )
+        api.grpc_services.append(grpc_service_pb2.GrpcService(google_grpc=google))
+    return config_source_pb2.ConfigSource(
+        resource_api_version=config_source_pb2.V3, api_config_source=api
+    )
+
+
 def tls_listener_bootstrap(
-    admin: int, listener: int, citadel: int, token: str, namespace: str, sa: str
+    admin: int,
+    listener: int,
+    sds: config_source_pb2.ConfigSource,
+    citadel_port: int,
+    namespace: str,
+    sa: str,
 ) -> str:
     """A stock Envoy with one TLS listener whose cert and trust come from Citadel over SDS."""
-    sds = config_source_pb2.ConfigSource(
-        resource_api_version=config_source_pb2.V3,
-        api_config_source=config_source_pb2.ApiConfigSource(
-            api_type=config_source_pb2.ApiConfigSource.GRPC,
-            transport_api_version=config_source_pb2.V3,
-            grpc_services=[
-                grpc_service_pb2.GrpcService(
-                    envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name="sds-grpc"),
-                    initial_metadata=[
-                        base_pb2.HeaderValue(key="authorization", value=f"Bearer {token}")
-                    ],
-                )
-            ],
-        ),
-    )
     tls = tls_pb2.DownstreamTlsContext(
         common_tls_context=tls_pb2.CommonTlsContext(
             tls_certificate_sds_secret_configs=[
@@ -135,7 +168,7 @@ def tls_listener_bootstrap(
                                             "address": {
                                                 "socket_address": {
                                                     "address": "127.0.0.1",
-                                                    "port_value": citadel,
+                                                    "port_value": citadel_port,
                                                 }
                                             }
                                         }
@@ -154,7 +187,7 @@ def tls_listener_bootstrap(
 class CitadelProc:
     def __init__(self, sup: Supervisor, state: Path, ttl: int) -> None:
         self.sup, self.state, self.ttl = sup, state, ttl
-        self.grpc, self.http = free_port(), free_port()
+        self.grpc, self.http, self.tls = free_port(), free_port(), free_port()
 
     def start(self) -> None:
         self.sup.start(
@@ -165,6 +198,7 @@ class CitadelProc:
                 "citadel",
                 f"--state-dir={self.state}",
                 f"--sds-addr=127.0.0.1:{self.grpc}",
+                f"--sds-tls-addr=127.0.0.1:{self.tls}",
                 f"--http-addr=127.0.0.1:{self.http}",
                 f"--workload-ttl-seconds={self.ttl}",
             ],
@@ -248,17 +282,24 @@ def uri_sans(cert: x509.Certificate) -> list[str]:
     ).value.get_values_for_type(x509.UniformResourceIdentifier)
 
 
+@pytest.mark.parametrize("proof", ["initial-metadata", "token-file"])
 def test_envoy_gets_rotating_spiffe_certs_over_sds(
-    env: tuple[Supervisor, CitadelProc, Path],
+    env: tuple[Supervisor, CitadelProc, Path], proof: str
 ) -> None:
     sup, citadel, tmp = env
     admin, port = free_port(), free_port()
     token = citadel.token("shop", "reviews")
+    token_file = None
+    if proof == "token-file":
+        token_file = tmp / "token"
+        token_file.write_text(token)
+        token_file.chmod(0o600)
+    sds = sds_source(citadel, token, token_file)
     start_envoy(
         sup,
         tmp,
         "envoy",
-        tls_listener_bootstrap(admin, port, citadel.grpc, token, "shop", "reviews"),
+        tls_listener_bootstrap(admin, port, sds, citadel.grpc, "shop", "reviews"),
         admin,
     )
     root = citadel.root_pem()
@@ -295,7 +336,9 @@ def test_callers_without_proof_get_nothing(env: tuple[Supervisor, CitadelProc, P
         sup,
         tmp,
         "impostor",
-        tls_listener_bootstrap(admin1, port1, citadel.grpc, other, "shop", "reviews"),
+        tls_listener_bootstrap(
+            admin1, port1, sds_source(citadel, other, None), citadel.grpc, "shop", "reviews"
+        ),
         admin1,
     )
     # A forged token.
@@ -304,7 +347,9 @@ def test_callers_without_proof_get_nothing(env: tuple[Supervisor, CitadelProc, P
         sup,
         tmp,
         "forger",
-        tls_listener_bootstrap(admin2, port2, citadel.grpc, "v1.e30.AAAA", "shop", "reviews"),
+        tls_listener_bootstrap(
+            admin2, port2, sds_source(citadel, "v1.e30.AAAA", None), citadel.grpc, "shop", "reviews"
+        ),
         admin2,
     )
     eventually(
