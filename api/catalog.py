@@ -12,6 +12,8 @@ Meta keys with a meaning of their own:
 - ``service_port``     the logical port clients address (default 80); the
                        registered port is the sidecar's inbound port
 - ``protocol``         ``http`` (default) or ``tcp``
+- ``tls_mode``         ``istio`` when the instance's sidecar has a mesh identity
+                       (it then accepts mutual TLS; clients use it automatically)
 
 Every other meta key, and every ``key=value`` tag, is a workload label
 (``version=v1`` and the like), which DestinationRule subsets select on.
@@ -38,7 +40,9 @@ __all__ = [
 DEFAULT_NAMESPACE = "default"
 DEFAULT_SERVICE_ACCOUNT = "default"
 DEFAULT_SERVICE_PORT = 80
-RESERVED_META = frozenset({"namespace", "service_account", "service_port", "protocol"})
+RESERVED_META = frozenset(
+    {"namespace", "service_account", "service_port", "protocol", "tls_mode"}
+)
 
 # Consul's own rule for meta keys; label keys must fit it to travel as meta.
 _META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -63,6 +67,7 @@ class Instance:
     service_account: str = DEFAULT_SERVICE_ACCOUNT
     protocol: str = "http"
     labels: Mapping[str, str] = field(default_factory=dict)
+    tls_mode: str = "disabled"  # "istio": the sidecar terminates mesh mTLS
 
     def sort_key(self) -> tuple[str, int, str]:
         return (self.address, self.port, self.id)
@@ -116,6 +121,7 @@ def instance_from_health_entry(entry: Mapping[str, Any]) -> Instance | None:
         service_account=meta.get("service_account") or DEFAULT_SERVICE_ACCOUNT,
         protocol=protocol if protocol in ("http", "tcp") else "http",
         labels=_labels_from(tags, meta),
+        tls_mode="istio" if meta.get("tls_mode") == "istio" else "disabled",
     )
 
 
@@ -131,6 +137,7 @@ def registration_payload(
     labels: Mapping[str, str] | None = None,
     check_http: str | None = None,
     check_interval: str = "1s",
+    mtls: bool = False,
 ) -> dict[str, Any]:
     """The body of ``PUT /v1/agent/service/register`` for one mesh workload."""
     if not _DNS_LABEL.match(service):
@@ -155,6 +162,8 @@ def registration_payload(
         "service_port": str(service_port),
         **labels,
     }
+    if mtls:
+        meta["tls_mode"] = "istio"
     body: dict[str, Any] = {
         "ID": instance_id,
         "Name": service,

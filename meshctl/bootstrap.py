@@ -59,6 +59,11 @@ class SidecarBootstrap:
     labels: Mapping[str, str] = field(default_factory=dict)
     instance_ip: str = "127.0.0.1"
     kind: str = "sidecar"  # or "gateway": listeners come from the Gateways selecting it
+    # Mesh identity over SDS: Citadel's TLS address, the workload token file and the
+    # root bundle to trust Citadel with. Paths only: no secret goes through Pilot.
+    citadel_addr: str | None = None
+    token_file: str | None = None
+    root_cert_file: str | None = None
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -70,6 +75,10 @@ class SidecarBootstrap:
         }
         if self.outbound_port is not None:
             meta["OUTBOUND_PORT"] = str(self.outbound_port)
+        if self.citadel_addr and self.token_file and self.root_cert_file:
+            meta["SDS_ADDR"] = self.citadel_addr
+            meta["SDS_TOKEN_FILE"] = self.token_file
+            meta["SDS_ROOT_CERT"] = self.root_cert_file
         if self.inbound_port is not None:
             meta["INBOUND_PORT"] = str(self.inbound_port)
         if self.app_port is not None:

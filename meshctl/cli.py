@@ -6,6 +6,7 @@ Errors are one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -56,6 +57,7 @@ def cmd_register(args: argparse.Namespace) -> int:
             labels=dict(args.label),
             check_http=args.check_http,
             check_interval=args.check_interval,
+            mtls=args.mtls,
         )
     except CatalogError as err:
         raise CliError(str(err)) from err
@@ -110,7 +112,14 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         labels=labels,
         instance_ip=args.address,
         kind="gateway" if args.gateway else "sidecar",
+        citadel_addr=args.citadel_addr,
+        token_file=os.path.abspath(args.token_file) if args.token_file else None,
+        root_cert_file=os.path.abspath(args.root_cert) if args.root_cert else None,
     )
+    if bool(args.citadel_addr) != bool(args.token_file) or bool(args.token_file) != bool(
+        args.root_cert
+    ):
+        raise CliError("--citadel-addr, --token-file and --root-cert go together (mesh identity)")
     text = render_yaml(spec.build())
     if args.output:
         with open(args.output, "w") as f:
@@ -166,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--service-port", type=_port, default=80, help="logical port clients use")
     reg.add_argument("--check-http", default=None, metavar="URL", help="HTTP health check URL")
     reg.add_argument("--check-interval", default="1s")
+    reg.add_argument("--mtls", action="store_true",
+                     help="the sidecar has a mesh identity: clients use mutual TLS to it")
     reg.set_defaults(func=cmd_register)
 
     dereg = sub.add_parser("deregister", help="remove a workload instance from the catalog")
@@ -189,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--inbound-port", type=_port, default=None)
     boot.add_argument("--app-port", type=_port, default=None)
     boot.add_argument("--address", default="127.0.0.1", help="the workload's IP")
+    boot.add_argument(
+        "--citadel-addr",
+        default=None,
+        metavar="HOST:PORT",
+        help="Citadel's SDS over TLS: gives the sidecar its mesh identity",
+    )
+    boot.add_argument("--token-file", default=None, help="workload token (from meshctl token)")
+    boot.add_argument("--root-cert", default=None, help="Citadel's root bundle (meshctl root)")
     boot.add_argument("-o", "--output", default=None, help="write to a file instead of stdout")
     boot.set_defaults(func=cmd_bootstrap)
 

@@ -16,7 +16,7 @@ from pilot.config.consul import ConsulConfigSource
 from pilot.debounce import Batch, Debouncer
 from pilot.http import DebugServer
 from pilot.metrics import Metrics
-from pilot.model import MeshSnapshot
+from pilot.model import MeshConfig, MeshSnapshot
 from pilot.registry import OnChange, Registry
 from pilot.registry.consul import ConsulRegistry
 from pilot.settings import PilotSettings, split_addr
@@ -74,6 +74,7 @@ class Pilot:
         self.registry = registry_factory(self.debouncer.add, self.metrics)
         self.config = config_factory(self.debouncer.add, self.metrics)
         self._snapshot: MeshSnapshot | None = None
+        self._mesh = MeshConfig(settings.trust_domain, settings.root_namespace)
         self._versions = itertools.count(1)
         self.ready = asyncio.Event()  # the first snapshot is published
         self.grpc_port = 0
@@ -89,7 +90,9 @@ class Pilot:
             return  # the first snapshot waits for both the catalog and the config
         began = time.perf_counter()
         config = self.config.resources()
-        snapshot = MeshSnapshot.build(next(self._versions), self.registry.instances(), config)
+        snapshot = MeshSnapshot.build(
+            next(self._versions), self.registry.instances(), config, self._mesh
+        )
         change = diff(self._snapshot, snapshot, started=batch.first)
         if change is None:
             return

@@ -15,7 +15,7 @@ from api.catalog import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, Instance
 from api.resources import Resource
 from pilot.config.index import ConfigIndex
 
-__all__ = ["DOMAIN_SUFFIX", "MeshSnapshot", "Proxy", "Service", "ServiceKey"]
+__all__ = ["DOMAIN_SUFFIX", "MeshConfig", "MeshSnapshot", "Proxy", "Service", "ServiceKey"]
 
 DOMAIN_SUFFIX = "svc.cluster.local"
 
@@ -49,12 +49,21 @@ class Service:
 
 
 @dataclass(frozen=True, slots=True)
+class MeshConfig:
+    """Mesh-wide settings generators need."""
+
+    trust_domain: str = "cluster.local"
+    root_namespace: str = "istio-system"  # where mesh-wide policies live
+
+
+@dataclass(frozen=True, slots=True)
 class MeshSnapshot:
     """Everything generators may read, indexed for them, immutable."""
 
     version: int
     services: Mapping[ServiceKey, Service] = field(default_factory=lambda: MappingProxyType({}))
     config: ConfigIndex = field(default_factory=ConfigIndex)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
 
     @classmethod
     def build(
@@ -62,6 +71,7 @@ class MeshSnapshot:
         version: int,
         instances_by_service: Mapping[str, tuple[Instance, ...]],
         config: Sequence[Resource] = (),
+        mesh: MeshConfig | None = None,
     ) -> MeshSnapshot:
         """Group catalog instances into services keyed by (name, namespace).
 
@@ -85,7 +95,12 @@ class MeshSnapshot:
         index = ConfigIndex.build(config)
         for svc in service_entry_services(index.of("ServiceEntry")):
             services.setdefault(svc.key, svc)
-        return cls(version=version, services=MappingProxyType(services), config=index)
+        return cls(
+            version=version,
+            services=MappingProxyType(services),
+            config=index,
+            mesh=mesh or MeshConfig(),
+        )
 
 
 _HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"})
@@ -145,6 +160,13 @@ def _str_field(meta: Mapping[str, Any], key: str, default: str) -> str:
     return value if isinstance(value, str) and value else default
 
 
+def _sds_field(meta: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    values = (meta.get("SDS_ADDR"), meta.get("SDS_TOKEN_FILE"), meta.get("SDS_ROOT_CERT"))
+    if all(isinstance(v, str) and v for v in values):
+        return values  # type: ignore[return-value]
+    return None
+
+
 def _port_field(meta: Mapping[str, Any], key: str) -> int | None:
     value = meta.get(key)
     try:
@@ -172,6 +194,8 @@ class Proxy:
     app_port: int | None = None
     instance_ip: str = "127.0.0.1"
     kind: str = "sidecar"
+    # Where this proxy gets its mesh identity (None: no mTLS possible for it).
+    sds: tuple[str, str, str] | None = None  # (Citadel address, token file, root cert file)
 
     @classmethod
     def from_node(cls, node_id: str, cluster: str, metadata: Mapping[str, Any]) -> Proxy:
@@ -192,6 +216,7 @@ class Proxy:
             app_port=_port_field(metadata, "APP_PORT"),
             instance_ip=_str_field(metadata, "INSTANCE_IP", "127.0.0.1"),
             kind=_str_field(metadata, "PROXY_KIND", "sidecar"),
+            sds=_sds_field(metadata),
         )
 
     @property
@@ -205,4 +230,5 @@ class Proxy:
             self.inbound_port,
             self.app_port,
             self.instance_ip,
+            self.sds,
         )

@@ -30,6 +30,10 @@ class PilotSettings(BaseSettings):
     debounce_max: float = Field(
         1.0, gt=0, description="Longest a change waits for a push, however busy the catalog"
     )
+    trust_domain: str = Field("cluster.local", description="SPIFFE trust domain of the mesh")
+    root_namespace: str = Field(
+        "istio-system", description="Namespace whose policies apply mesh-wide"
+    )
     consul_wait: str = Field("55s", description="Blocking-query wait time sent to Consul")
     log_level: str = Field("INFO", description="Python logging level")
 

@@ -15,9 +15,11 @@ __all__ = ["load_assignment"]
 
 
 def _lb_endpoint(
-    address: str, port: int, labels: Mapping[str, str]
+    address: str, port: int, labels: Mapping[str, str], tls_mode: str = "disabled"
 ) -> endpoint_components_pb2.LbEndpoint:
     metadata = base_pb2.Metadata()
+    if tls_mode == "istio":  # picked up by the cluster's transport_socket_matches (auto mTLS)
+        metadata.filter_metadata["envoy.transport_socket_match"].update({"tlsMode": "istio"})
     if labels:
         fields = struct_pb2.Struct()
         fields.update(dict(labels))
@@ -47,7 +49,7 @@ def load_assignment(
         cluster_name=names.outbound_cluster(service.key, service.port, subset),
         endpoints=[
             endpoint_components_pb2.LocalityLbEndpoints(
-                lb_endpoints=[_lb_endpoint(i.address, i.port, i.labels) for i in chosen]
+                lb_endpoints=[_lb_endpoint(i.address, i.port, i.labels, i.tls_mode) for i in chosen]
             )
         ],
     )

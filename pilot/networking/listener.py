@@ -8,9 +8,12 @@ from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+from google.protobuf import duration_pb2
 
 from pilot.networking import names
 from pilot.networking.http_route import CORS_FILTER, FAULT_FILTER
@@ -69,8 +72,20 @@ def outbound_listener(address: str, port: int, namespace: str) -> listener_pb2.L
     return _listener(name, address, port, hcm)
 
 
-def inbound_listener(address: str, port: int) -> listener_pb2.Listener:
-    """Where mesh traffic for this workload arrives; forwarded to the app."""
+def inbound_listener(
+    address: str,
+    port: int,
+    mode: str = "DISABLE",
+    tls: tls_pb2.DownstreamTlsContext | None = None,
+    http_filters: list[hcm_pb2.HttpFilter] | None = None,
+) -> listener_pb2.Listener:
+    """Where mesh traffic for this workload arrives; forwarded to the app.
+
+    STRICT: mutual TLS only. PERMISSIVE: TLS inspector, mutual TLS or
+    plaintext. DISABLE: plaintext. Over mTLS the app gets the caller's SPIFFE
+    identity in x-forwarded-client-cert; from plaintext callers that header is
+    dropped, never trusted. `http_filters` (authn/authz) run before the router.
+    """
     name = names.inbound_listener(address, port)
     route_config = route_pb2.RouteConfiguration(
         name=f"inbound|{port}",
@@ -82,13 +97,58 @@ def inbound_listener(address: str, port: int) -> listener_pb2.Listener:
                     route_components_pb2.Route(
                         name="default",
                         match=route_components_pb2.RouteMatch(prefix="/"),
-                        route=route_components_pb2.RouteAction(cluster=names.inbound_cluster(port)),
+                        route=route_components_pb2.RouteAction(
+                            cluster=names.inbound_cluster(port),
+                            timeout=duration_pb2.Duration(seconds=0),
+                        ),
                     )
                 ],
             )
         ],
     )
-    hcm = hcm_pb2.HttpConnectionManager(
-        stat_prefix=name, route_config=route_config, http_filters=[_router()]
+    filters = [*(http_filters or []), _router()]
+
+    def chain(secure: bool) -> listener_components_pb2.FilterChain:
+        hcm = hcm_pb2.HttpConnectionManager(
+            stat_prefix=name,
+            route_config=route_config,
+            http_filters=filters,
+            forward_client_cert_details=(
+                hcm_pb2.HttpConnectionManager.SANITIZE_SET
+                if secure
+                else hcm_pb2.HttpConnectionManager.SANITIZE
+            ),
+        )
+        if secure:
+            hcm.set_current_client_cert_details.uri = True
+        out = listener_components_pb2.FilterChain(
+            filters=[listener_components_pb2.Filter(name=_HCM, typed_config=pack(hcm))]
+        )
+        if secure:
+            out.transport_socket.name = "envoy.transport_sockets.tls"
+            out.transport_socket.typed_config.CopyFrom(pack(tls))
+        return out
+
+    listener = listener_pb2.Listener(
+        name=name,
+        address=address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(address=address, port_value=port)
+        ),
     )
-    return _listener(name, address, port, hcm)
+    if tls is None or mode == "DISABLE":
+        listener.filter_chains.append(chain(secure=False))
+    elif mode == "STRICT":
+        listener.filter_chains.append(chain(secure=True))
+    else:  # PERMISSIVE
+        listener.listener_filters.append(
+            listener_components_pb2.ListenerFilter(
+                name="envoy.filters.listener.tls_inspector",
+                typed_config=pack(tls_inspector_pb2.TlsInspector()),
+            )
+        )
+        secure = chain(secure=True)
+        secure.filter_chain_match.transport_protocol = "tls"
+        plain = chain(secure=False)
+        plain.filter_chain_match.transport_protocol = "raw_buffer"
+        listener.filter_chains.extend([secure, plain])
+    return listener

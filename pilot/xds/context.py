@@ -7,14 +7,19 @@ re-serializes only what changed.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
+
 from pilot.config.index import ConfigIndex, fqdn
 from pilot.model import MeshSnapshot, Proxy, Service, ServiceKey
-from pilot.networking import cluster, endpoint, gateway, listener, names, route
+from pilot.networking import cluster, endpoint, gateway, listener, mtls, names, route
+from pilot.networking.protos import pack
 from pilot.networking.traffic_policy import merged_policy
 from pilot.xds import typeurls
 from pilot.xds.resource import Resource, make_resource
@@ -22,6 +27,7 @@ from pilot.xds.resource import Resource, make_resource
 __all__ = ["Change", "PushContext", "cluster_names", "diff"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,10 @@ def cluster_names(config: ConfigIndex, svc: Service) -> list[str]:
     ]
 
 
+def _identities(svc: Service) -> frozenset[tuple[str, str]]:
+    return frozenset((i.namespace, i.service_account) for i in svc.instances)
+
+
 def diff(old: MeshSnapshot | None, new: MeshSnapshot, started: float = 0.0) -> Change | None:
     """The Change from old to new, or None when nothing a proxy sees changed."""
     if old is None or old.services.keys() != new.services.keys():
@@ -75,6 +85,8 @@ def diff(old: MeshSnapshot | None, new: MeshSnapshot, started: float = 0.0) -> C
         if before.instances != svc.instances:
             if svc.resolution == "DNS":  # endpoints live in CDS for DNS clusters
                 return Change(full=True, started=started)
+            if _identities(before) != _identities(svc):  # SAN matchers live in CDS
+                return Change(full=True, started=started)
             changed.update(cluster_names(new.config, svc))
     if not changed:
         return None
@@ -88,6 +100,7 @@ class _ServiceResources:
     clusters: tuple[Resource, ...]
     assignments: tuple[Resource, ...]
     load_balancer: Any
+    tls_modes: tuple[str | None, ...] = ()  # the DestinationRule's TLS mode, per cluster
 
 
 def _build_service(svc: Service, config: ConfigIndex) -> _ServiceResources:
@@ -100,10 +113,11 @@ def _build_service(svc: Service, config: ConfigIndex) -> _ServiceResources:
         if spec
         else []
     )
-    clusters, assignments = [], []
+    clusters, assignments, tls_modes = [], [], []
     for subset, labels, subset_policy in variants:
         name = names.outbound_cluster(svc.key, svc.port, subset)
         policy = merged_policy(rule_policy, svc.port, subset_policy)
+        tls_modes.append(policy.tls.mode if policy.tls is not None else None)
         clusters.append(
             make_resource(
                 typeurls.CLUSTER, name, cluster.outbound_cluster(svc, policy, subset, labels)
@@ -226,9 +240,46 @@ class PushContext:
 
     def clusters_for(self, proxy: Proxy) -> tuple[Resource, ...]:
         key, services = self._scoped(proxy)
-        if key is None:
-            return self.clusters
-        return self.memo(("clusters", key), lambda: tuple(c for s in services for c in s.clusters))
+        sds = proxy.sds
+        if sds is None:
+            if key is None:
+                return self.clusters
+            return self.memo(
+                ("clusters", key), lambda: tuple(c for s in services for c in s.clusters)
+            )
+        return self.memo(
+            ("clusters", key, sds),
+            lambda: tuple(
+                self._mesh_tls(s, i, sds) for s in services for i in range(len(s.clusters))
+            ),
+        )
+
+    def _mesh_tls(self, s: _ServiceResources, index: int, sds: tuple[str, str, str]) -> Resource:
+        """A cluster as an mTLS-capable proxy gets it: ISTIO_MUTUAL when the rule says so,
+        automatic mTLS to instances that terminate it, unchanged otherwise."""
+        base = s.clusters[index]
+        mode = s.tls_modes[index] if index < len(s.tls_modes) else None
+        svc = s.service
+        if svc.external or mode in ("DISABLE", "SIMPLE", "MUTUAL"):
+            return base
+        td = self.snapshot.mesh.trust_domain
+        identities = [mtls.spiffe_uri(td, ns, sa) for ns, sa in sorted(_identities(svc))]
+        subset = base.name.split("|")[2]
+        sni = f"outbound_.{svc.port}_.{subset}_.{svc.hostname}"
+        tls = mtls.upstream_tls(sds, identities, sni)
+        cluster = cluster_pb2.Cluster.FromString(base.value_bytes)
+        if mode == "ISTIO_MUTUAL":
+            cluster.transport_socket.name = "envoy.transport_sockets.tls"
+            cluster.transport_socket.typed_config.CopyFrom(pack(tls))
+        else:
+            match = cluster.transport_socket_matches.add(name="tlsMode-istio")
+            match.match.update(mtls.ISTIO_TLS_MATCH)
+            match.transport_socket.name = "envoy.transport_sockets.tls"
+            match.transport_socket.typed_config.CopyFrom(pack(tls))
+            plain = cluster.transport_socket_matches.add(name="tlsMode-disabled")
+            plain.transport_socket.name = "envoy.transport_sockets.raw_buffer"
+            plain.transport_socket.typed_config.CopyFrom(pack(raw_buffer_pb2.RawBuffer()))
+        return make_resource(typeurls.CLUSTER, base.name, cluster)
 
     # --- resources that depend on the proxy (memoized by its shape) ---
 
@@ -257,11 +308,36 @@ class PushContext:
                 and proxy.app_port is not None
                 and proxy.inbound_port != proxy.outbound_port
             ):
-                lis = listener.inbound_listener("0.0.0.0", proxy.inbound_port)
-                out.append(make_resource(typeurls.LISTENER, lis.name, lis))
+                mesh = self.snapshot.mesh
+                mode = mtls.peer_auth_mode(
+                    self.snapshot.config,
+                    proxy.namespace,
+                    proxy.labels,
+                    proxy.app_port,
+                    mesh.root_namespace,
+                )
+                tls = mtls.downstream_tls(proxy.sds, mesh.trust_domain) if proxy.sds else None
+                if mode == "STRICT" and tls is None:
+                    # No identity to terminate mTLS with: refuse rather than accept plaintext.
+                    log.warning(
+                        "proxy %s: STRICT mTLS but no mesh identity; no inbound listener", proxy.id
+                    )
+                else:
+                    lis = listener.inbound_listener("0.0.0.0", proxy.inbound_port, mode, tls)
+                    out.append(make_resource(typeurls.LISTENER, lis.name, lis))
             return tuple(out)
 
-        return self.memo(("listeners", *proxy.shape), build)
+        return self.memo(("listeners", *proxy.shape, self._policy_key(proxy)), build)
+
+    def _policy_key(self, proxy: Proxy) -> object:
+        """What inbound policy depends on beyond the proxy's shape: its labels' PA match."""
+        return mtls.peer_auth_mode(
+            self.snapshot.config,
+            proxy.namespace,
+            proxy.labels,
+            proxy.app_port,
+            self.snapshot.mesh.root_namespace,
+        )
 
     def _gateway_listeners(self, proxy: Proxy) -> tuple[Resource, ...]:
         labels = frozenset(proxy.labels.items())

@@ -53,6 +53,8 @@ class Workload:
     inbound_port: int = field(default_factory=free_port)
     outbound_port: int = field(default_factory=free_port)
     admin_port: int = field(default_factory=free_port)
+    service_account: str = "default"
+    identity_sa: str | None = None  # the identity its token proves (None: no mesh identity)
 
     def admin(self, path: str) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as resp:
@@ -82,6 +84,12 @@ class Mesh:
         self.pilot_grpc = free_port()
         self.pilot_http = free_port()
         self.galley_http = free_port()
+        self.citadel_grpc, self.citadel_tls, self.citadel_http = (
+            free_port(),
+            free_port(),
+            free_port(),
+        )
+        self.citadel_state = workdir / "citadel"
         self.token = "test-token-" + str(free_port())
         self.workloads: dict[str, Workload] = {}
         self._base_id = 1000 + (free_port() % 50_000)
@@ -130,6 +138,41 @@ class Mesh:
             env={"GALLEY_TOKEN": self.token},
         )
         self.sup.wait_http("galley", f"http://127.0.0.1:{self.galley_http}/healthz")
+
+    def start_citadel(self) -> None:
+        self.sup.start(
+            "citadel",
+            [
+                sys.executable,
+                "-m",
+                "citadel",
+                f"--state-dir={self.citadel_state}",
+                f"--sds-addr=127.0.0.1:{self.citadel_grpc}",
+                f"--sds-tls-addr=127.0.0.1:{self.citadel_tls}",
+                f"--http-addr=127.0.0.1:{self.citadel_http}",
+            ],
+            env={"CITADEL_ADMIN_TOKEN": self.token},
+        )
+        self.sup.wait_http("citadel", f"http://127.0.0.1:{self.citadel_http}/healthz")
+
+    def token_file(self, namespace: str, service_account: str) -> Path:
+        """A workload token minted by Citadel with the admin credential, written 0600."""
+        path = self.workdir / f"token-{namespace}-{service_account}"
+        if not path.exists():
+            body = json.dumps({"namespace": namespace, "serviceAccount": service_account}).encode()
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{self.citadel_http}/v1/tokens",
+                data=body,
+                method="POST",
+                headers={
+                    "Authorization": f"Bearer {self.token}",
+                    "Content-Type": "application/json",
+                },
+            )
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                path.write_text(json.loads(resp.read())["token"])
+            path.chmod(0o600)
+        return path
 
     def galley_args(self) -> list[str]:
         return [f"--galley-addr=127.0.0.1:{self.galley_http}", f"--token={self.token}"]
@@ -192,8 +235,11 @@ class Mesh:
             "--address=127.0.0.1",
             f"--port={w.inbound_port}",
             "--service-port=9080",
+            f"--service-account={w.service_account}",
         ]
         args += [f"--label={k}={v}" for k, v in w.labels.items()]
+        if w.identity_sa is not None:
+            args.append("--mtls")
         if check:
             args += [f"--check-http=http://127.0.0.1:{w.app_port}/healthz", "--check-interval=1s"]
         out = self.meshctl(*args)
@@ -262,6 +308,13 @@ class Mesh:
         if inbound:
             args += [f"--inbound-port={w.inbound_port}", f"--app-port={w.app_port}"]
         args += [f"--label={k}={v}" for k, v in w.labels.items()]
+        if w.identity_sa is not None:
+            args += [
+                f"--service-account={w.identity_sa}",
+                f"--citadel-addr=127.0.0.1:{self.citadel_tls}",
+                f"--token-file={self.token_file(w.namespace, w.identity_sa)}",
+                f"--root-cert={self.citadel_state / 'root-cert.pem'}",
+            ]
         config = self.workdir / f"envoy-{w.instance}.yaml"
         out = self.meshctl(*args, f"--output={config}")
         assert out.returncode == 0, out.stderr
@@ -277,9 +330,20 @@ class Mesh:
         upstream: str | None = None,
         register: bool = True,
         sidecar: bool = True,
+        service_account: str | None = None,
+        identity: str | None = None,
     ) -> Workload:
-        """An app with its sidecar, registered in the catalog."""
-        w = Workload(service, instance, namespace, {"version": version})
+        """An app with its sidecar, registered in the catalog. With a service account the
+        sidecar gets a mesh identity from Citadel (its token proves `identity`, by default
+        that same service account)."""
+        w = Workload(
+            service,
+            instance,
+            namespace,
+            {"version": version},
+            service_account=service_account or "default",
+            identity_sa=(identity or service_account) if service_account else None,
+        )
         self.workloads[instance] = w
         self.start_app(w, upstream)
         if sidecar:
@@ -307,9 +371,18 @@ class Mesh:
         self._run_envoy(w, config)
         return w
 
-    def client(self, name: str, namespace: str = "default") -> Workload:
+    def client(
+        self, name: str, namespace: str = "default", service_account: str | None = None
+    ) -> Workload:
         """A sidecar with no app behind it: where tests send requests from."""
-        w = Workload(name, name, namespace, {})
+        w = Workload(
+            name,
+            name,
+            namespace,
+            {},
+            service_account=service_account or "default",
+            identity_sa=service_account,
+        )
         self.workloads[name] = w
         self.start_sidecar(w, inbound=False)
         return w

@@ -1,0 +1,151 @@
+"""Mutual TLS between sidecars with identities from Citadel, checked on the wire."""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from citadel.ca import CertificateAuthority
+from tests.e2e.harness import Mesh, eventually
+from tests.e2e.tls_server import make_pki
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def mesh(envoy_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    m = Mesh(Path(tmp_path_factory.mktemp("mtls")), envoy=envoy_bin)
+    try:
+        m.start_consul()
+        m.start_citadel()
+        m.start_galley()
+        m.start_pilot()
+        yield m
+    finally:
+        m.stop()
+
+
+def tls_handshake(
+    port: int, root: bytes, cert: Path | None = None, key: Path | None = None
+) -> x509.Certificate:
+    """Connect straight to a sidecar's inbound port; return the server's certificate."""
+    ctx = ssl.create_default_context(cadata=root.decode())
+    ctx.check_hostname = False
+    if cert is not None and key is not None:
+        ctx.load_cert_chain(cert, key)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        ctx.wrap_socket(raw) as tls,
+    ):
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = tls.recv(1024)
+        assert reply.startswith(b"HTTP/1.1 200"), reply
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def plaintext_works(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return s.recv(1024).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def header(body: object, name: str) -> str:
+    headers = body.get("headers", {}) if isinstance(body, dict) else {}
+    return next((v for k, v in headers.items() if k.lower() == name), "")
+
+
+def uri_sans(cert: x509.Certificate) -> list[str]:
+    ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    return ext.value.get_values_for_type(x509.UniformResourceIdentifier)
+
+
+def client_cert(mesh: Mesh, tmp: Path, sa: str) -> tuple[Path, Path]:
+    """A cert from the mesh CA for a test identity (the test reads Citadel's key file)."""
+    ca = CertificateAuthority.load_or_create(mesh.citadel_state, "cluster.local")
+    issued = ca.issue("default", sa, datetime.timedelta(hours=1))
+    cert, key = tmp / f"{sa}.pem", tmp / f"{sa}.key"
+    cert.write_bytes(issued.cert_chain_pem)
+    key.write_bytes(issued.key_pem)
+    return cert, key
+
+
+def strict(mesh: Mesh, name: str) -> None:
+    mesh.apply(f"""
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: {name}, namespace: default}}
+spec:
+  mtls: {{mode: STRICT}}
+""")
+
+
+def test_strict_mtls_between_sidecars(mesh: Mesh, tmp_path: Path) -> None:
+    server = mesh.add("secure", "secure-1", service_account="secure-sa")
+    client = mesh.client("client", service_account="client-sa")
+    eventually(lambda: mesh.request(client.outbound_port, "secure").status == 200)
+    strict(mesh, "default")
+    eventually(lambda: not plaintext_works(server.inbound_port), what="plaintext refused")
+    # Traffic between the sidecars flows, over mTLS, and the app sees the caller.
+    reply = eventually(
+        lambda: (r := mesh.request(client.outbound_port, "secure")).status == 200 and r
+    )
+    xfcc = header(reply.body, "x-forwarded-client-cert")
+    assert "URI=spiffe://cluster.local/ns/default/sa/client-sa" in xfcc, xfcc
+    stats = client.admin("/stats?filter=outbound.*secure.*ssl.handshake")
+    assert any(int(line.rsplit(": ", 1)[1]) > 0 for line in stats.splitlines()), stats
+    # On the wire: the server presents its SPIFFE identity, chained to the mesh root.
+    root = (mesh.citadel_state / "root-cert.pem").read_bytes()
+    cert, key = client_cert(mesh, tmp_path, "tester")
+    presented = tls_handshake(server.inbound_port, root, cert, key)
+    assert uri_sans(presented) == ["spiffe://cluster.local/ns/default/sa/secure-sa"]
+    presented.verify_directly_issued_by(x509.load_pem_x509_certificate(root))
+    # Without a client certificate, or with one from another CA: refused.
+    with pytest.raises((ssl.SSLError, OSError, AssertionError)):
+        tls_handshake(server.inbound_port, root)
+    foreign = make_pki(tmp_path, "elsewhere")
+    with pytest.raises((ssl.SSLError, OSError, AssertionError)):
+        tls_handshake(server.inbound_port, root, foreign["client"], foreign["client_key"])
+    assert mesh.pilot_metric("pilot_xds_nacks_total") == 0
+
+
+def test_permissive_accepts_both(mesh: Mesh) -> None:
+    server = mesh.add("open", "open-1", service_account="open-sa")
+    client = mesh.client("client-open", service_account="client-sa")
+    mesh.apply("""
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: open-permissive, namespace: default}
+spec:
+  selector: {matchLabels: {version: v1}}
+  mtls: {mode: PERMISSIVE}
+""")
+    eventually(lambda: plaintext_works(server.inbound_port), what="plaintext accepted")
+    reply = eventually(
+        lambda: (r := mesh.request(client.outbound_port, "open")).status == 200 and r
+    )
+    assert "spiffe://cluster.local/ns/default/sa/client-sa" in header(
+        reply.body, "x-forwarded-client-cert"
+    )
+
+
+def test_server_with_the_wrong_identity_is_refused(mesh: Mesh) -> None:
+    # The catalog says the instance runs as expected-sa; its sidecar holds impostor-sa.
+    mesh.add("guarded", "guarded-1", service_account="expected-sa", identity="impostor-sa")
+    client = mesh.client("client-guarded", service_account="client-sa")
+    eventually(
+        lambda: mesh.request(client.outbound_port, "guarded").status == 503,
+        what="SAN mismatch refused",
+    )
+    stats = client.admin("/stats?filter=guarded.*ssl.fail_verify_san")
+    assert any(int(line.rsplit(": ", 1)[1]) > 0 for line in stats.splitlines()), stats
