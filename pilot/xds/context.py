@@ -18,7 +18,17 @@ from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
 
 from pilot.config.index import ConfigIndex, fqdn
 from pilot.model import MeshSnapshot, Proxy, Service, ServiceKey
-from pilot.networking import cluster, endpoint, gateway, listener, mtls, names, route
+from pilot.networking import (
+    authz,
+    cluster,
+    endpoint,
+    gateway,
+    jwt,
+    listener,
+    mtls,
+    names,
+    route,
+)
 from pilot.networking.protos import pack
 from pilot.networking.traffic_policy import merged_policy
 from pilot.xds import typeurls
@@ -323,11 +333,25 @@ class PushContext:
                         "proxy %s: STRICT mTLS but no mesh identity; no inbound listener", proxy.id
                     )
                 else:
-                    lis = listener.inbound_listener("0.0.0.0", proxy.inbound_port, mode, tls)
+                    lis = listener.inbound_listener(
+                        "0.0.0.0", proxy.inbound_port, mode, tls, self._inbound_filters(proxy)
+                    )
                     out.append(make_resource(typeurls.LISTENER, lis.name, lis))
             return tuple(out)
 
         return self.memo(("listeners", *proxy.shape, self._policy_key(proxy)), build)
+
+    def _inbound_filters(self, proxy: Proxy) -> list[Any]:
+        """Request authentication, then authorization, for this workload."""
+        config, root = self.snapshot.config, self.snapshot.mesh.root_namespace
+        policies = authz.applicable_policies(config, proxy.namespace, proxy.labels, root)
+        authns = jwt.applicable_authentications(config, proxy.namespace, proxy.labels, root)
+        filters: list[Any] = []
+        jwt_filter = jwt.jwt_filter(authns, authz.requires_token(policies)) if authns else None
+        if jwt_filter is not None:
+            filters.append(jwt_filter)
+        filters.extend(authz.rbac_filters(policies))
+        return filters
 
     def _policy_key(self, proxy: Proxy) -> object:
         """What inbound policy depends on beyond the proxy's shape: its labels' PA match."""

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
+import json
 import socket
 import ssl
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from citadel.ca import CertificateAuthority
 from tests.e2e.harness import Mesh, eventually
@@ -149,3 +156,112 @@ def test_server_with_the_wrong_identity_is_refused(mesh: Mesh) -> None:
     )
     stats = client.admin("/stats?filter=guarded.*ssl.fail_verify_san")
     assert any(int(line.rsplit(": ", 1)[1]) > 0 for line in stats.splitlines()), stats
+
+
+def get(client_port: int, host: str, path: str = "/", headers: dict[str, str] | None = None) -> int:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{client_port}{path}", headers={"Host": host, **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+def test_authorization_policy_allow_deny(mesh: Mesh) -> None:
+    mesh.add("orders", "orders-1", version="v7", service_account="orders-sa")
+    frontend = mesh.client("frontend", service_account="frontend")
+    other = mesh.client("other", service_account="other")
+    eventually(lambda: get(frontend.outbound_port, "orders") == 200)
+    mesh.apply("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: orders-allow, namespace: default}
+spec:
+  selector: {matchLabels: {version: v7}}
+  action: ALLOW
+  rules:
+  - from:
+    - source: {principals: ["cluster.local/ns/default/sa/frontend"]}
+    to:
+    - operation: {methods: [GET]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: orders-deny-admin, namespace: default}
+spec:
+  selector: {matchLabels: {version: v7}}
+  action: DENY
+  rules:
+  - to:
+    - operation: {paths: ["/admin*"]}
+""")
+    eventually(lambda: get(other.outbound_port, "orders") == 403, what="other identity denied")
+    assert get(frontend.outbound_port, "orders") == 200
+    assert get(frontend.outbound_port, "orders", "/admin/users") == 403  # DENY wins over ALLOW
+    assert get(other.outbound_port, "orders", "/admin/users") == 403
+    assert mesh.pilot_metric("pilot_xds_nacks_total") == 0
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _jwt(key: rsa.RSAPrivateKey, claims: dict[str, object]) -> str:
+    head = _b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "k1"}).encode())
+    body = _b64(json.dumps(claims).encode())
+    sig = key.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{head}.{body}.{_b64(sig)}"
+
+
+def test_request_authentication_with_required_token(mesh: Mesh) -> None:
+    mesh.add("billing", "billing-1", version="v8", service_account="billing-sa")
+    caller = mesh.client("billing-caller", service_account="frontend")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    numbers = key.public_key().public_numbers()
+    jwks = json.dumps(
+        {
+            "keys": [
+                {
+                    "kty": "RSA",
+                    "kid": "k1",
+                    "alg": "RS256",
+                    "use": "sig",
+                    "n": _b64(numbers.n.to_bytes(256, "big")),
+                    "e": _b64(numbers.e.to_bytes(3, "big")),
+                }
+            ]
+        }
+    )
+    mesh.apply(f"""
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: billing-jwt, namespace: default}}
+spec:
+  selector: {{matchLabels: {{version: v8}}}}
+  jwtRules:
+  - issuer: test-issuer
+    jwks: '{jwks}'
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: billing-needs-jwt, namespace: default}}
+spec:
+  selector: {{matchLabels: {{version: v8}}}}
+  rules:
+  - from:
+    - source: {{requestPrincipals: ["test-issuer/*"]}}
+""")
+    now = int(time.time())
+    good = _jwt(key, {"iss": "test-issuer", "sub": "alice", "iat": now, "exp": now + 600})
+    forged = _jwt(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        {"iss": "test-issuer", "sub": "mallory", "iat": now, "exp": now + 600},
+    )
+    eventually(lambda: get(caller.outbound_port, "billing") == 401, what="no token: 401")
+    assert (
+        get(caller.outbound_port, "billing", headers={"Authorization": f"Bearer {forged}"}) == 401
+    )
+    assert get(caller.outbound_port, "billing", headers={"Authorization": f"Bearer {good}"}) == 200
+    assert mesh.pilot_metric("pilot_xds_nacks_total") == 0
