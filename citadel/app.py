@@ -10,11 +10,13 @@ from pathlib import Path
 import grpc
 
 from citadel.ca import CertificateAuthority
+from citadel.csr import CertificateService
 from citadel.http import CitadelHttp
 from citadel.metrics import CitadelMetrics
 from citadel.sds import IdentityCache, SdsServer
 from citadel.settings import CitadelSettings
 from citadel.tokens import TokenSigner
+from protos import citadel_ca_pb2_grpc
 
 __all__ = ["Citadel"]
 
@@ -61,6 +63,15 @@ class Citadel:
     async def run(self, started: asyncio.Event | None = None) -> None:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         server.add_generic_rpc_handlers((self.sds.rpc_handlers(),))
+        citadel_ca_pb2_grpc.add_CertificateServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            CertificateService(
+                self.ca,
+                self.signer,
+                self.metrics,
+                datetime.timedelta(seconds=self.settings.workload_ttl_seconds),
+            ),
+            server,
+        )
         host, port = _split(self.settings.sds_addr)
         self.grpc_port = server.add_insecure_port(f"{host}:{port}")
         if self.grpc_port == 0:

@@ -6,6 +6,7 @@ Errors are one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -129,6 +130,134 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _citadel_http(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    token: str | None = None,
+) -> bytes:
+    import urllib.error
+    import urllib.request
+
+    host, port = args.citadel_http
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(
+        f"http://{host}:{port}{path}", data=body, method=method, headers=headers
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return bytes(resp.read())
+    except urllib.error.HTTPError as err:
+        detail = err.read().decode(errors="replace")[:200]
+        raise CliError(f"citadel answered {err.code}: {detail}") from err
+    except OSError as err:
+        raise CliError(f"citadel at {host}:{port}: {getattr(err, 'reason', err)}") from err
+
+
+def _write_private(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o600)
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Mint a workload token with the admin credential (never printed when -o is given)."""
+    try:
+        with open(args.admin_token_file) as f:
+            admin = f.read().strip()
+    except OSError as err:
+        raise CliError(f"cannot read the admin credential: {err}") from err
+    body = json.dumps(
+        {
+            "namespace": args.namespace,
+            "serviceAccount": args.service_account,
+            "ttlSeconds": args.ttl,
+        }
+    ).encode()
+    token = json.loads(_citadel_http(args, "POST", "/v1/tokens", body, admin))["token"]
+    if args.output:
+        _write_private(args.output, token.encode())
+        print(f"token for {args.namespace}/{args.service_account} written to {args.output} (0600)")
+    else:
+        print(token)
+    return 0
+
+
+def cmd_root(args: argparse.Namespace) -> int:
+    """Fetch the mesh's trust bundle (public)."""
+    pem = _citadel_http(args, "GET", "/v1/roots")
+    if args.output:
+        with open(args.output, "wb") as f:
+            f.write(pem)
+    else:
+        sys.stdout.write(pem.decode())
+    return 0
+
+
+def cmd_cert(args: argparse.Namespace) -> int:
+    """Get a workload certificate through Citadel's CSR API; the key never leaves here."""
+    import grpc
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from protos import citadel_ca_pb2, citadel_ca_pb2_grpc
+
+    try:
+        with open(args.token_file) as f:
+            token = f.read().strip()
+    except OSError as err:
+        raise CliError(f"cannot read the token file: {err}") from err
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+    )
+    target = f"{args.citadel_addr[0]}:{args.citadel_addr[1]}"
+    if args.tls_root:
+        with open(args.tls_root, "rb") as f:
+            channel = grpc.secure_channel(
+                target,
+                grpc.ssl_channel_credentials(f.read()),
+                options=[("grpc.ssl_target_name_override", "citadel")],
+            )
+    else:
+        channel = grpc.insecure_channel(target)
+    try:
+        stub = citadel_ca_pb2_grpc.CertificateServiceStub(channel)  # type: ignore[no-untyped-call]
+        reply = stub.CreateCertificate(
+            citadel_ca_pb2.CreateCertificateRequest(
+                csr=csr.public_bytes(serialization.Encoding.PEM).decode(), validity_seconds=args.ttl
+            ),
+            metadata=[("authorization", f"Bearer {token}")],
+            timeout=10,
+        )
+    except grpc.RpcError as err:
+        raise CliError(f"citadel at {target}: {err.code().name}: {err.details()}") from err
+    finally:
+        channel.close()
+    os.makedirs(args.out_dir, exist_ok=True)
+    _write_private(
+        os.path.join(args.out_dir, "key.pem"),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    with open(os.path.join(args.out_dir, "cert-chain.pem"), "w") as f:
+        f.write("".join(reply.cert_chain))
+    with open(os.path.join(args.out_dir, "root-cert.pem"), "w") as f:
+        f.write(reply.root_cert)
+    print(f"{reply.identity}: cert-chain.pem, key.pem (0600), root-cert.pem in {args.out_dir}")
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from meshctl.up import run_up
 
@@ -175,8 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--service-port", type=_port, default=80, help="logical port clients use")
     reg.add_argument("--check-http", default=None, metavar="URL", help="HTTP health check URL")
     reg.add_argument("--check-interval", default="1s")
-    reg.add_argument("--mtls", action="store_true",
-                     help="the sidecar has a mesh identity: clients use mutual TLS to it")
+    reg.add_argument(
+        "--mtls",
+        action="store_true",
+        help="the sidecar has a mesh identity: clients use mutual TLS to it",
+    )
     reg.set_defaults(func=cmd_register)
 
     dereg = sub.add_parser("deregister", help="remove a workload instance from the catalog")
@@ -248,6 +380,39 @@ def build_parser() -> argparse.ArgumentParser:
     dele.add_argument("-n", "--namespace", default="default")
     galley(dele)
     dele.set_defaults(func=_config("cmd_delete"))
+
+    def citadel(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--citadel-http",
+            type=_addr,
+            default=("127.0.0.1", 15016),
+            metavar="HOST:PORT",
+            help="Citadel's HTTP address",
+        )
+
+    tok = sub.add_parser("token", help="mint a workload token (needs Citadel's admin credential)")
+    citadel(tok)
+    tok.add_argument("--admin-token-file", required=True)
+    tok.add_argument("--namespace", "-n", default="default")
+    tok.add_argument("--service-account", required=True)
+    tok.add_argument("--ttl", type=int, default=86_400, help="seconds")
+    tok.add_argument("-o", "--output", default=None, help="write it to this file (0600)")
+    tok.set_defaults(func=cmd_token)
+
+    root = sub.add_parser("root", help="fetch the mesh's root certificate bundle")
+    citadel(root)
+    root.add_argument("-o", "--output", default=None)
+    root.set_defaults(func=cmd_root)
+
+    cert = sub.add_parser("cert", help="get cert/key/root files for a workload without Envoy")
+    cert.add_argument(
+        "--citadel-addr", type=_addr, default=("127.0.0.1", 15012), metavar="HOST:PORT"
+    )
+    cert.add_argument("--token-file", required=True)
+    cert.add_argument("--tls-root", default=None, help="use Citadel's TLS port, trusting this root")
+    cert.add_argument("--ttl", type=int, default=0, help="seconds (0: Citadel's maximum)")
+    cert.add_argument("--out-dir", required=True)
+    cert.set_defaults(func=cmd_cert)
 
     up = sub.add_parser("up", help="run a local mesh (Consul, Pilot) with a demo, until Ctrl-C")
     up.add_argument("--state-dir", default=".mesh", help="logs and state go here")

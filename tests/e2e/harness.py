@@ -8,6 +8,7 @@ real `meshctl register`. `stop()` ends every process, whatever happened.
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 import time
@@ -139,7 +140,7 @@ class Mesh:
         )
         self.sup.wait_http("galley", f"http://127.0.0.1:{self.galley_http}/healthz")
 
-    def start_citadel(self) -> None:
+    def start_citadel(self, ttl_seconds: int = 86_400) -> None:
         self.sup.start(
             "citadel",
             [
@@ -150,28 +151,29 @@ class Mesh:
                 f"--sds-addr=127.0.0.1:{self.citadel_grpc}",
                 f"--sds-tls-addr=127.0.0.1:{self.citadel_tls}",
                 f"--http-addr=127.0.0.1:{self.citadel_http}",
+                f"--workload-ttl-seconds={ttl_seconds}",
             ],
             env={"CITADEL_ADMIN_TOKEN": self.token},
         )
         self.sup.wait_http("citadel", f"http://127.0.0.1:{self.citadel_http}/healthz")
 
     def token_file(self, namespace: str, service_account: str) -> Path:
-        """A workload token minted by Citadel with the admin credential, written 0600."""
+        """A workload token minted with `meshctl token` (the admin credential), written 0600."""
         path = self.workdir / f"token-{namespace}-{service_account}"
         if not path.exists():
-            body = json.dumps({"namespace": namespace, "serviceAccount": service_account}).encode()
-            req = urllib.request.Request(
-                f"http://127.0.0.1:{self.citadel_http}/v1/tokens",
-                data=body,
-                method="POST",
-                headers={
-                    "Authorization": f"Bearer {self.token}",
-                    "Content-Type": "application/json",
-                },
+            admin = self.workdir / "admin-token"
+            admin.write_text(self.token)
+            admin.chmod(0o600)
+            out = self.meshctl(
+                "token",
+                f"--citadel-http=127.0.0.1:{self.citadel_http}",
+                f"--admin-token-file={admin}",
+                f"--namespace={namespace}",
+                f"--service-account={service_account}",
+                f"--output={path}",
             )
-            with urllib.request.urlopen(req, timeout=5) as resp:
-                path.write_text(json.loads(resp.read())["token"])
-            path.chmod(0o600)
+            assert out.returncode == 0, out.stderr
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
         return path
 
     def galley_args(self) -> list[str]:

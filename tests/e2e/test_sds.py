@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import stat
+import subprocess
 import sys
 import time
 import urllib.request
@@ -364,3 +366,51 @@ def test_callers_without_proof_get_nothing(env: tuple[Supervisor, CitadelProc, P
         with urllib.request.urlopen(f"http://127.0.0.1:{admin}/certs", timeout=5) as resp:
             certs = json.loads(resp.read())["certificates"]
         assert all(not c.get("cert_chain") for c in certs), certs
+
+
+def test_meshctl_cert_gets_files_for_the_proven_identity(
+    env: tuple[Supervisor, CitadelProc, Path],
+) -> None:
+    _, citadel, tmp = env
+    token_file = tmp / "token"
+    token_file.write_text(citadel.token("batch", "reporter"))
+    root = citadel.state / "root-cert.pem"
+    for extra in (
+        [f"--citadel-addr=127.0.0.1:{citadel.grpc}"],
+        [f"--citadel-addr=127.0.0.1:{citadel.tls}", f"--tls-root={root}"],
+    ):
+        out_dir = tmp / f"certs-{len(extra)}"
+        out = subprocess.run(
+            [
+                bin_path("meshctl"),
+                "cert",
+                f"--token-file={token_file}",
+                f"--out-dir={out_dir}",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 0, out.stderr
+        assert stat.S_IMODE((out_dir / "key.pem").stat().st_mode) == 0o600
+        leaf = x509.load_pem_x509_certificates((out_dir / "cert-chain.pem").read_bytes())[0]
+        assert uri_sans(leaf) == ["spiffe://cluster.local/ns/batch/sa/reporter"]
+        leaf.verify_directly_issued_by(
+            x509.load_pem_x509_certificate((out_dir / "root-cert.pem").read_bytes())
+        )
+    token_file.write_text("v1.e30.AAAA")
+    out = subprocess.run(
+        [
+            bin_path("meshctl"),
+            "cert",
+            f"--token-file={token_file}",
+            f"--out-dir={tmp / 'nope'}",
+            f"--citadel-addr=127.0.0.1:{citadel.grpc}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 1 and "PERMISSION_DENIED" in out.stderr
+    assert out.stderr.count("\n") == 1
