@@ -22,6 +22,7 @@ from envoy.config.core.v3 import (
     protocol_pb2,
 )
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import any_pb2, duration_pb2, json_format, struct_pb2
 
@@ -64,6 +65,8 @@ class SidecarBootstrap:
     citadel_addr: str | None = None
     token_file: str | None = None
     root_cert_file: str | None = None
+    # xDS over TLS: verify Pilot's certificate against the mesh root and its SPIFFE identity.
+    pilot_identity: str | None = None
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -75,7 +78,7 @@ class SidecarBootstrap:
         }
         if self.outbound_port is not None:
             meta["OUTBOUND_PORT"] = str(self.outbound_port)
-        if self.citadel_addr and self.token_file and self.root_cert_file:
+        if self.citadel_addr and self.token_file and self.root_cert_file:  # all three, or none
             meta["SDS_ADDR"] = self.citadel_addr
             meta["SDS_TOKEN_FILE"] = self.token_file
             meta["SDS_ROOT_CERT"] = self.root_cert_file
@@ -119,6 +122,17 @@ class SidecarBootstrap:
                 ],
             ),
         )
+        if self.pilot_identity and self.root_cert_file:
+            tls = tls_pb2.UpstreamTlsContext(sni="pilot")
+            validation = tls.common_tls_context.validation_context
+            validation.trusted_ca.filename = self.root_cert_file
+            validation.match_typed_subject_alt_names.add(
+                san_type=common_pb2.SubjectAltNameMatcher.URI
+            ).matcher.exact = self.pilot_identity
+            tls_any = any_pb2.Any()
+            tls_any.Pack(tls)
+            xds_cluster.transport_socket.name = "envoy.transport_sockets.tls"
+            xds_cluster.transport_socket.typed_config.CopyFrom(tls_any)
         ads = config_source_pb2.ConfigSource(
             ads=config_source_pb2.AggregatedConfigSource(),
             resource_api_version=config_source_pb2.V3,

@@ -116,10 +116,11 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         citadel_addr=args.citadel_addr,
         token_file=os.path.abspath(args.token_file) if args.token_file else None,
         root_cert_file=os.path.abspath(args.root_cert) if args.root_cert else None,
+        pilot_identity=args.pilot_identity if args.pilot_tls else None,
     )
-    if bool(args.citadel_addr) != bool(args.token_file) or bool(args.token_file) != bool(
-        args.root_cert
-    ):
+    if args.pilot_tls and not args.root_cert:
+        raise CliError("--pilot-tls needs --root-cert to verify Pilot with")
+    if bool(args.citadel_addr) != bool(args.token_file) or (args.token_file and not args.root_cert):
         raise CliError("--citadel-addr, --token-file and --root-cert go together (mesh identity)")
     text = render_yaml(spec.build())
     if args.output:
@@ -340,6 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     boot.add_argument("--token-file", default=None, help="workload token (from meshctl token)")
     boot.add_argument("--root-cert", default=None, help="Citadel's root bundle (meshctl root)")
+    boot.add_argument(
+        "--pilot-tls",
+        action="store_true",
+        help="--pilot-addr is Pilot's TLS port: verify it against --root-cert",
+    )
+    boot.add_argument(
+        "--pilot-identity",
+        default="spiffe://cluster.local/ns/mesh-system/sa/pilot",
+        help="the SPIFFE identity Pilot's certificate must carry",
+    )
     boot.add_argument("-o", "--output", default=None, help="write to a file instead of stdout")
     boot.set_defaults(func=cmd_bootstrap)
 

@@ -42,6 +42,11 @@ GRPC_SERVER_OPTIONS = [
 ]
 
 
+def _tls_credentials(cert_file: str, key_file: str) -> grpc.ServerCredentials:
+    with open(key_file, "rb") as key, open(cert_file, "rb") as chain:
+        return grpc.ssl_server_credentials([(key.read(), chain.read())])
+
+
 class Pilot:
     def __init__(
         self,
@@ -78,6 +83,7 @@ class Pilot:
         self._versions = itertools.count(1)
         self.ready = asyncio.Event()  # the first snapshot is published
         self.grpc_port = 0
+        self.tls_grpc_port = 0
         self.http_port = 0
 
     @property
@@ -131,6 +137,14 @@ class Pilot:
         self.grpc_port = server.add_insecure_port(f"{grpc_host}:{grpc_port}")
         if self.grpc_port == 0:
             raise OSError(f"cannot listen for xDS on {self.settings.grpc_addr}")
+        s = self.settings
+        if s.tls_grpc_addr:
+            if not (s.tls_cert_file and s.tls_key_file):
+                raise OSError("tls_grpc_addr needs tls_cert_file and tls_key_file")
+            creds = _tls_credentials(s.tls_cert_file, s.tls_key_file)
+            self.tls_grpc_port = server.add_secure_port(s.tls_grpc_addr, creds)
+            if self.tls_grpc_port == 0:
+                raise OSError(f"cannot listen for xDS over TLS on {s.tls_grpc_addr}")
         debug = DebugServer(self)
         await server.start()
         try:

@@ -21,6 +21,13 @@ class PilotSettings(BaseSettings):
 
     consul_addr: str = Field("127.0.0.1:8500", description="Consul agent HTTP address, HOST:PORT")
     grpc_addr: str = Field("127.0.0.1:15010", description="Plaintext xDS (ADS) listen address")
+    tls_grpc_addr: str | None = Field(
+        None, description="xDS over TLS listen address (needs tls_cert_file and tls_key_file)"
+    )
+    tls_cert_file: str | None = Field(
+        None, description="Pilot's cert chain (e.g. from meshctl cert)"
+    )
+    tls_key_file: str | None = Field(None, description="Pilot's private key")
     http_addr: str = Field(
         "127.0.0.1:15014", description="HTTP listen address for /metrics, /healthz, /debug/*"
     )

@@ -56,6 +56,7 @@ class Workload:
     admin_port: int = field(default_factory=free_port)
     service_account: str = "default"
     identity_sa: str | None = None  # the identity its token proves (None: no mesh identity)
+    xds_tls: bool = False  # talk to Pilot over TLS, verifying its SPIFFE identity
 
     def admin(self, path: str) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as resp:
@@ -84,6 +85,7 @@ class Mesh:
         self.consul_data = workdir / "consul-data" if persistent_consul else None
         self.pilot_grpc = free_port()
         self.pilot_http = free_port()
+        self.pilot_tls = free_port()
         self.galley_http = free_port()
         self.citadel_grpc, self.citadel_tls, self.citadel_http = (
             free_port(),
@@ -109,7 +111,24 @@ class Mesh:
         self.sup.wait_http("consul", f"http://{self.consul_addr}/v1/status/leader")
         eventually(lambda: self.consul().status.leader(), 30, what="consul has a leader")
 
-    def start_pilot(self) -> None:
+    def start_pilot(self, tls: bool = False) -> None:
+        """Pilot; with tls=True it also serves xDS over TLS with a cert from Citadel,
+        obtained the user's way (`meshctl token` + `meshctl cert`)."""
+        extra: list[str] = []
+        if tls:
+            certs = self.workdir / "pilot-certs"
+            out = self.meshctl(
+                "cert",
+                f"--citadel-addr=127.0.0.1:{self.citadel_grpc}",
+                f"--token-file={self.token_file('mesh-system', 'pilot')}",
+                f"--out-dir={certs}",
+            )
+            assert out.returncode == 0, out.stderr
+            extra = [
+                f"--tls-grpc-addr=127.0.0.1:{self.pilot_tls}",
+                f"--tls-cert-file={certs / 'cert-chain.pem'}",
+                f"--tls-key-file={certs / 'key.pem'}",
+            ]
         self.sup.start(
             "pilot",
             [
@@ -122,6 +141,7 @@ class Mesh:
                 "--debounce-quiet=0.05",
                 "--debounce-max=0.5",
                 "--log-level=DEBUG",
+                *extra,
             ],
         )
         self.sup.wait_http("pilot", f"http://127.0.0.1:{self.pilot_http}/ready")
@@ -298,9 +318,10 @@ class Mesh:
         self.sup.wait_http(name, f"http://127.0.0.1:{w.admin_port}/ready", timeout=30)
 
     def start_sidecar(self, w: Workload, inbound: bool = True) -> None:
+        pilot = self.pilot_tls if w.xds_tls else self.pilot_grpc
         args = [
             "bootstrap",
-            f"--pilot-addr=127.0.0.1:{self.pilot_grpc}",
+            f"--pilot-addr=127.0.0.1:{pilot}",
             f"--service={w.service}",
             f"--namespace={w.namespace}",
             f"--id={w.instance}",
@@ -317,6 +338,8 @@ class Mesh:
                 f"--token-file={self.token_file(w.namespace, w.identity_sa)}",
                 f"--root-cert={self.citadel_state / 'root-cert.pem'}",
             ]
+        if w.xds_tls:
+            args += ["--pilot-tls", f"--root-cert={self.citadel_state / 'root-cert.pem'}"]
         config = self.workdir / f"envoy-{w.instance}.yaml"
         out = self.meshctl(*args, f"--output={config}")
         assert out.returncode == 0, out.stderr
@@ -374,7 +397,11 @@ class Mesh:
         return w
 
     def client(
-        self, name: str, namespace: str = "default", service_account: str | None = None
+        self,
+        name: str,
+        namespace: str = "default",
+        service_account: str | None = None,
+        xds_tls: bool = False,
     ) -> Workload:
         """A sidecar with no app behind it: where tests send requests from."""
         w = Workload(
@@ -384,6 +411,7 @@ class Mesh:
             {},
             service_account=service_account or "default",
             identity_sa=service_account,
+            xds_tls=xds_tls,
         )
         self.workloads[name] = w
         self.start_sidecar(w, inbound=False)

@@ -32,7 +32,7 @@ def mesh(envoy_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[M
         m.start_consul()
         m.start_citadel()
         m.start_galley()
-        m.start_pilot()
+        m.start_pilot(tls=True)
         yield m
     finally:
         m.stop()
@@ -265,3 +265,27 @@ spec:
     )
     assert get(caller.outbound_port, "billing", headers={"Authorization": f"Bearer {good}"}) == 200
     assert mesh.pilot_metric("pilot_xds_nacks_total") == 0
+
+
+def test_xds_over_tls_verifies_pilots_identity(mesh: Mesh) -> None:
+    mesh.add("catalog", "catalog-1", service_account="catalog-sa")
+    client = mesh.client("tls-xds-client", service_account="client-sa", xds_tls=True)
+    eventually(
+        lambda: mesh.request(client.outbound_port, "catalog").status == 200,
+        what="config received over TLS xDS",
+    )
+    assert "ssl.handshake: 1" in client.admin("/stats?filter=cluster.xds-grpc.ssl.handshake")
+    # Pilot's TLS port presents the SPIFFE identity the bootstrap pins.
+    root = (mesh.citadel_state / "root-cert.pem").read_bytes()
+    ctx = ssl.create_default_context(cadata=root.decode())
+    ctx.check_hostname = False
+    ctx.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection(("127.0.0.1", mesh.pilot_tls), timeout=5) as raw,
+        ctx.wrap_socket(raw) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    assert uri_sans(x509.load_der_x509_certificate(der)) == [
+        "spiffe://cluster.local/ns/mesh-system/sa/pilot"
+    ]
