@@ -6,15 +6,18 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import grpc
 
+from api.resources import Resource
 from pilot.clock import Clock, MonotonicClock
 from pilot.config import ConfigSource
 from pilot.config.consul import ConsulConfigSource
 from pilot.debounce import Batch, Debouncer
 from pilot.http import DebugServer
+from pilot.jwks import JwksResolver
 from pilot.metrics import Metrics
 from pilot.model import MeshConfig, MeshSnapshot
 from pilot.registry import OnChange, Registry
@@ -40,6 +43,11 @@ GRPC_SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
 ]
+
+
+def _jwks_uris(config: Sequence[Resource]) -> list[str]:
+    specs: list[Any] = [r.spec for r in config if r.kind == "RequestAuthentication"]
+    return [rule.jwks_uri for spec in specs for rule in (spec.jwt_rules or []) if rule.jwks_uri]
 
 
 def _tls_credentials(cert_file: str, key_file: str) -> grpc.ServerCredentials:
@@ -78,6 +86,7 @@ class Pilot:
 
         self.registry = registry_factory(self.debouncer.add, self.metrics)
         self.config = config_factory(self.debouncer.add, self.metrics)
+        self.jwks = JwksResolver(self.debouncer.add)
         self._snapshot: MeshSnapshot | None = None
         self._mesh = MeshConfig(settings.trust_domain, settings.root_namespace)
         self._versions = itertools.count(1)
@@ -96,8 +105,9 @@ class Pilot:
             return  # the first snapshot waits for both the catalog and the config
         began = time.perf_counter()
         config = self.config.resources()
+        self.jwks.want(_jwks_uris(config))
         snapshot = MeshSnapshot.build(
-            next(self._versions), self.registry.instances(), config, self._mesh
+            next(self._versions), self.registry.instances(), config, self._mesh, self.jwks.keys()
         )
         change = diff(self._snapshot, snapshot, started=batch.first)
         if change is None:
@@ -157,6 +167,7 @@ class Pilot:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.registry.run())
                 tg.create_task(self.config.run())
+                tg.create_task(self.jwks.run())
                 tg.create_task(self.debouncer.run(self.push))
         finally:
             await debug.stop()

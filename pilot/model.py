@@ -64,6 +64,7 @@ class MeshSnapshot:
     services: Mapping[ServiceKey, Service] = field(default_factory=lambda: MappingProxyType({}))
     config: ConfigIndex = field(default_factory=ConfigIndex)
     mesh: MeshConfig = field(default_factory=MeshConfig)
+    jwks: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def build(
@@ -72,6 +73,7 @@ class MeshSnapshot:
         instances_by_service: Mapping[str, tuple[Instance, ...]],
         config: Sequence[Resource] = (),
         mesh: MeshConfig | None = None,
+        jwks: Mapping[str, str] | None = None,
     ) -> MeshSnapshot:
         """Group catalog instances into services keyed by (name, namespace).
 
@@ -100,6 +102,7 @@ class MeshSnapshot:
             services=MappingProxyType(services),
             config=index,
             mesh=mesh or MeshConfig(),
+            jwks=MappingProxyType(dict(jwks or {})),
         )
 
 

@@ -4,7 +4,7 @@ Istio's semantics: a request with an invalid token is refused (401); one
 without a token passes, unless authorization requires a request principal
 everywhere, in which case a missing token is refused too (401). Verified
 claims land in dynamic metadata, where RBAC's ``request.auth.*`` matchers
-read them. JWKS are used inline; a jwksUri is not fetched yet (see README).
+read them. JWKS are inline, or fetched by Pilot from the jwksUri (pilot.jwks).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 
 from api.resources import Resource
 from pilot.config.index import ConfigIndex
+from pilot.jwks import UNFETCHED_JWKS
 from pilot.networking.authz import JWT_FILTER, PAYLOAD_KEY
 from pilot.networking.protos import pack
 
@@ -47,19 +48,15 @@ def applicable_authentications(
     return out
 
 
-def _provider(rule: Any) -> jwt_pb2.JwtProvider | None:
-    if not rule.jwks:
-        log.warning(
-            "JWT rule for issuer %s: only inline jwks are supported; rule skipped", rule.issuer
-        )
-        return None
+def _provider(rule: Any, fetched: Mapping[str, str]) -> jwt_pb2.JwtProvider:
+    jwks = rule.jwks or fetched.get(rule.jwks_uri or "") or UNFETCHED_JWKS
     provider = jwt_pb2.JwtProvider(
         issuer=rule.issuer or "",
         audiences=list(rule.audiences or []),
         forward=bool(rule.forward_original_token),
         payload_in_metadata=PAYLOAD_KEY,
     )
-    provider.local_jwks.inline_string = rule.jwks
+    provider.local_jwks.inline_string = jwks
     for h in rule.from_headers or []:
         provider.from_headers.add(name=h.name, value_prefix=h.prefix or "")
     provider.from_params.extend(rule.from_params or [])
@@ -72,17 +69,15 @@ def _provider(rule: Any) -> jwt_pb2.JwtProvider | None:
 
 
 def jwt_filter(
-    authentications: Iterable[Resource], token_required: bool
+    authentications: Iterable[Resource], token_required: bool, fetched: Mapping[str, str]
 ) -> hcm_pb2.HttpFilter | None:
     config = jwt_pb2.JwtAuthentication()
     names: list[str] = []
     for ra in authentications:
         for i, rule in enumerate(ra.spec.jwt_rules or []):  # type: ignore[attr-defined]
-            provider = _provider(rule)
-            if provider is not None:
-                name = f"{ra.namespace}/{ra.name}/{i}"
-                config.providers[name].CopyFrom(provider)
-                names.append(name)
+            name = f"{ra.namespace}/{ra.name}/{i}"
+            config.providers[name].CopyFrom(_provider(rule, fetched))
+            names.append(name)
     if not names:
         return None
     choices = [jwt_pb2.JwtRequirement(provider_name=n) for n in names]

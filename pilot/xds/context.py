@@ -81,7 +81,7 @@ def diff(old: MeshSnapshot | None, new: MeshSnapshot, started: float = 0.0) -> C
     """The Change from old to new, or None when nothing a proxy sees changed."""
     if old is None or old.services.keys() != new.services.keys():
         return Change(full=True, started=started)
-    if old.config.resources != new.config.resources:
+    if old.config.resources != new.config.resources or old.jwks != new.jwks:
         return Change(full=True, started=started)
     changed: set[str] = set()
     for key, svc in new.services.items():
@@ -347,7 +347,11 @@ class PushContext:
         policies = authz.applicable_policies(config, proxy.namespace, proxy.labels, root)
         authns = jwt.applicable_authentications(config, proxy.namespace, proxy.labels, root)
         filters: list[Any] = []
-        jwt_filter = jwt.jwt_filter(authns, authz.requires_token(policies)) if authns else None
+        jwt_filter = (
+            jwt.jwt_filter(authns, authz.requires_token(policies), self.snapshot.jwks)
+            if authns
+            else None
+        )
         if jwt_filter is not None:
             filters.append(jwt_filter)
         filters.extend(authz.rbac_filters(policies))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import datetime
+import http.server
 import json
 import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -289,3 +291,70 @@ def test_xds_over_tls_verifies_pilots_identity(mesh: Mesh) -> None:
     assert uri_sans(x509.load_der_x509_certificate(der)) == [
         "spiffe://cluster.local/ns/mesh-system/sa/pilot"
     ]
+
+
+def test_request_authentication_with_jwks_from_a_uri(mesh: Mesh) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    numbers = key.public_key().public_numbers()
+    jwks = json.dumps(
+        {
+            "keys": [
+                {
+                    "kty": "RSA",
+                    "kid": "k1",
+                    "alg": "RS256",
+                    "n": _b64(numbers.n.to_bytes(256, "big")),
+                    "e": _b64(numbers.e.to_bytes(3, "big")),
+                }
+            ]
+        }
+    ).encode()
+
+    class Jwks(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(jwks)))
+            self.end_headers()
+            self.wfile.write(jwks)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        mesh.add("ledger", "ledger-1", version="v9", service_account="ledger-sa")
+        caller = mesh.client("ledger-caller", service_account="frontend")
+        mesh.apply(f"""
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: ledger-jwt, namespace: default}}
+spec:
+  selector: {{matchLabels: {{version: v9}}}}
+  jwtRules:
+  - issuer: uri-issuer
+    jwksUri: http://127.0.0.1:{server.server_address[1]}/jwks.json
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: ledger-needs-jwt, namespace: default}}
+spec:
+  selector: {{matchLabels: {{version: v9}}}}
+  rules:
+  - from:
+    - source: {{requestPrincipals: ["uri-issuer/*"]}}
+""")
+        now = int(time.time())
+        good = _jwt(key, {"iss": "uri-issuer", "sub": "bob", "iat": now, "exp": now + 600})
+        eventually(lambda: get(caller.outbound_port, "ledger") == 401, what="policy in force")
+        eventually(
+            lambda: (
+                get(caller.outbound_port, "ledger", headers={"Authorization": f"Bearer {good}"})
+                == 200
+            ),
+            what="token verified with the fetched JWKS",
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
