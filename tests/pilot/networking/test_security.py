@@ -1,0 +1,93 @@
+"""Pure translation of the security kinds: PeerAuthentication precedence, RBAC semantics."""
+
+from __future__ import annotations
+
+from envoy.config.rbac.v3 import rbac_pb2
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as rbac_filter_pb2
+
+from api.resources import Resource, check_text
+from pilot.config.index import ConfigIndex
+from pilot.networking import authz, mtls
+
+
+def config(text: str) -> ConfigIndex:
+    checked = check_text(text, "t.yaml")
+    assert all(c.ok for c in checked), [str(i) for c in checked for i in c.errors]
+    return ConfigIndex.build([c.resource for c in checked if c.resource is not None])
+
+
+def pa(name: str, ns: str, mode: str, selector: str = "", ports: str = "") -> str:
+    sel = f"\n  selector: {{matchLabels: {selector}}}" if selector else ""
+    port = f"\n  portLevelMtls: {ports}" if ports else ""
+    return (
+        f"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+        f"metadata: {{name: {name}, namespace: {ns}}}\n"
+        f"spec:{sel}\n  mtls: {{mode: {mode}}}{port}\n---\n"
+    )
+
+
+def test_peer_authentication_precedence() -> None:
+    cfg = config(
+        pa("mesh", "istio-system", "STRICT")
+        + pa("ns", "shop", "PERMISSIVE")
+        + pa("wl", "shop", "UNSET", "{app: legacy}", '{"8080": {mode: DISABLE}}')
+    )
+    mode = mtls.peer_auth_mode
+    assert mode(cfg, "other", {}, 80, "istio-system") == "STRICT"  # mesh-wide
+    assert mode(cfg, "shop", {}, 80, "istio-system") == "PERMISSIVE"  # namespace wins
+    assert (
+        mode(cfg, "shop", {"app": "legacy"}, 80, "istio-system") == "PERMISSIVE"
+    )  # UNSET inherits
+    assert mode(cfg, "shop", {"app": "legacy"}, 8080, "istio-system") == "DISABLE"  # port level
+    assert mode(ConfigIndex.build([]), "x", {}, 80, "istio-system") == "PERMISSIVE"  # default
+
+
+def _rules(filters: list[object], name: str) -> rbac_pb2.RBAC:
+    f = next(f for f in filters if f.name == name)  # type: ignore[attr-defined]
+    cfg = rbac_filter_pb2.RBAC()
+    f.typed_config.Unpack(cfg)  # type: ignore[attr-defined]
+    return cfg.rules
+
+
+def policies(text: str) -> list[Resource]:
+    return list(config(text).of("AuthorizationPolicy"))
+
+
+AP = (
+    "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+    "metadata: {{name: {n}, namespace: default}}\nspec: {s}\n---\n"
+)
+
+
+def test_allow_nothing_and_allow_everything() -> None:
+    nothing = authz.rbac_filters(policies(AP.format(n="deny-all", s="{}")))
+    rules = _rules(nothing, "envoy.filters.http.rbac")
+    assert rules.action == rbac_pb2.RBAC.ALLOW
+    (policy,) = rules.policies.values()
+    assert policy.permissions[0].not_rule.any  # matches nothing
+    everything = authz.rbac_filters(policies(AP.format(n="allow-all", s="{rules: [{}]}")))
+    (policy,) = _rules(everything, "envoy.filters.http.rbac").policies.values()
+    assert policy.permissions[0].any and policy.principals[0].any
+
+
+def test_deny_runs_before_allow_and_principals_are_spiffe() -> None:
+    text = AP.format(
+        n="a", s='{rules: [{from: [{source: {principals: ["cluster.local/ns/default/sa/fe"]}}]}]}'
+    )
+    text += AP.format(n="d", s='{action: DENY, rules: [{to: [{operation: {paths: ["/admin*"]}}]}]}')
+    filters = authz.rbac_filters(policies(text))
+    assert [f.name for f in filters] == ["envoy.filters.http.rbac.deny", "envoy.filters.http.rbac"]
+    (allow,) = _rules(filters, "envoy.filters.http.rbac").policies.values()
+    assert (
+        allow.principals[0].authenticated.principal_name.exact
+        == "spiffe://cluster.local/ns/default/sa/fe"
+    )
+    (deny,) = _rules(filters, "envoy.filters.http.rbac.deny").policies.values()
+    assert deny.permissions[0].url_path.path.prefix == "/admin"
+
+
+def test_token_required_only_when_every_allow_rule_needs_one() -> None:
+    needs = AP.format(n="jwt", s='{rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]}')
+    assert authz.requires_token(policies(needs))
+    either = needs + AP.format(n="open", s="{rules: [{to: [{operation: {methods: [GET]}}]}]}")
+    assert not authz.requires_token(policies(either))
