@@ -40,9 +40,7 @@ __all__ = [
 DEFAULT_NAMESPACE = "default"
 DEFAULT_SERVICE_ACCOUNT = "default"
 DEFAULT_SERVICE_PORT = 80
-RESERVED_META = frozenset(
-    {"namespace", "service_account", "service_port", "protocol", "tls_mode"}
-)
+RESERVED_META = frozenset({"namespace", "service_account", "service_port", "protocol", "tls_mode"})
 
 # Consul's own rule for meta keys; label keys must fit it to travel as meta.
 _META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")

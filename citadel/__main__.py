@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
 import sys
 
 import uvloop
-from pydantic import ValidationError
 
+from api.service_cli import SettingsError, load_settings, setup_logging
 from citadel.app import Citadel
 from citadel.ca import CaError
 from citadel.settings import CitadelSettings
-
-
-def parse_args(argv: list[str]) -> CitadelSettings:
-    parser = argparse.ArgumentParser(prog="python -m citadel", description=__doc__)
-    for name, field in CitadelSettings.model_fields.items():
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=name,
-            default=None,
-            help=f"{field.description} (env CITADEL_{name.upper()})",
-        )
-    args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
-    return CitadelSettings(**args)
 
 
 async def _serve(settings: CitadelSettings) -> None:
@@ -43,14 +29,12 @@ async def _serve(settings: CitadelSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        settings = parse_args(sys.argv[1:] if argv is None else argv)
-    except ValidationError as err:
-        for e in err.errors():
-            print(f"citadel: {'.'.join(map(str, e['loc']))}: {e['msg']}", file=sys.stderr)
+        settings = load_settings(
+            CitadelSettings, sys.argv[1:] if argv is None else argv, "python -m citadel", __doc__
+        )
+    except SettingsError:
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings.log_level)
     try:
         uvloop.run(_serve(settings))
     except (OSError, CaError) as err:

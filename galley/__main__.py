@@ -2,40 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 
 import uvicorn
-from pydantic import ValidationError
 
+from api.service_cli import SettingsError, load_settings, setup_logging
 from galley.main import create_app
 from galley.settings import GalleySettings
 
 
-def parse_args(argv: list[str]) -> GalleySettings:
-    parser = argparse.ArgumentParser(prog="python -m galley", description=__doc__)
-    for name, field in GalleySettings.model_fields.items():
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=name,
-            default=None,
-            help=f"{field.description} (env GALLEY_{name.upper()})",
-        )
-    args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
-    return GalleySettings(**args)
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
-        settings = parse_args(sys.argv[1:] if argv is None else argv)
-    except ValidationError as err:
-        for e in err.errors():
-            print(f"galley: {'.'.join(map(str, e['loc']))}: {e['msg']}", file=sys.stderr)
+        settings = load_settings(
+            GalleySettings, sys.argv[1:] if argv is None else argv, "python -m galley", __doc__
+        )
+    except SettingsError:
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings.log_level)
     host, _, port = settings.http_addr.rpartition(":")
     try:
         uvicorn.run(

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
 import sys
 
 import uvloop
-from pydantic import ValidationError
 
+from api.service_cli import SettingsError, load_settings, setup_logging
 from pilot.app import Pilot
 from pilot.settings import PilotSettings
-
-
-def parse_args(argv: list[str]) -> PilotSettings:
-    parser = argparse.ArgumentParser(prog="python -m pilot", description=__doc__)
-    for name, field in PilotSettings.model_fields.items():
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=name,
-            default=None,
-            help=f"{field.description} (env PILOT_{name.upper()}, default {field.default})",
-        )
-    args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
-    return PilotSettings(**args)
 
 
 async def _serve(settings: PilotSettings) -> None:
@@ -42,15 +28,12 @@ async def _serve(settings: PilotSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        settings = parse_args(sys.argv[1:] if argv is None else argv)
-    except ValidationError as err:
-        for e in err.errors():
-            print(f"pilot: {'.'.join(map(str, e['loc']))}: {e['msg']}", file=sys.stderr)
+        settings = load_settings(
+            PilotSettings, sys.argv[1:] if argv is None else argv, "python -m pilot", __doc__
+        )
+    except SettingsError:
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(settings.log_level)
     try:
         uvloop.run(_serve(settings))
     except OSError as err:
