@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 
 import aiohttp
 
+from api.security.jwt import check_jwks
+
 __all__ = ["UNFETCHED_JWKS", "JwksResolver"]
 
 log = logging.getLogger(__name__)
@@ -69,9 +71,9 @@ class JwksResolver:
                 text = await resp.text()
                 if resp.status != 200:
                     raise ValueError(f"HTTP {resp.status}")
-                doc = json.loads(text)
-                if not isinstance(doc, dict) or not doc.get("keys"):
-                    raise ValueError("not a JWKS (no keys)")
+                errors, _ = check_jwks(text)  # what Galley checks inline JWKS with
+                if errors:
+                    raise ValueError("; ".join(errors))  # Envoy would refuse it: keep the old
         except (aiohttp.ClientError, TimeoutError, ValueError) as err:
             log.warning(
                 "fetching JWKS %s failed: %s (keeping %s)",
