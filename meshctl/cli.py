@@ -279,6 +279,18 @@ def _config(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _status(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from meshctl import status_cmds
+
+        try:
+            return int(getattr(status_cmds, name)(args))
+        except status_cmds.StatusError as err:
+            raise CliError(str(err)) from err
+
+    return run
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """Usage errors as one line and exit 2, with a pointer to --help."""
 
@@ -424,6 +436,27 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--ttl", type=int, default=0, help="seconds (0: Citadel's maximum)")
     cert.add_argument("--out-dir", required=True)
     cert.set_defaults(func=cmd_cert)
+
+    def pilot_http(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--pilot-http",
+            type=_addr,
+            default=("127.0.0.1", 15014),
+            metavar="HOST:PORT",
+            help="Pilot's HTTP (debug) address",
+        )
+
+    status = sub.add_parser("proxy-status", help="every connected proxy and its xDS sync state")
+    pilot_http(status)
+    status.add_argument("-o", "--output", choices=["json"], default=None)
+    status.set_defaults(func=_status("cmd_proxy_status"))
+
+    pc = sub.add_parser("proxy-config", help="what Pilot sent one proxy")
+    pc.add_argument("kind", choices=["clusters", "listeners", "routes", "endpoints", "secrets"])
+    pc.add_argument("proxy", help="the proxy's node id")
+    pilot_http(pc)
+    pc.add_argument("-o", "--output", choices=["json"], default=None)
+    pc.set_defaults(func=_status("cmd_proxy_config"))
 
     up = sub.add_parser("up", help="run a local mesh (Consul, Pilot) with a demo, until Ctrl-C")
     up.add_argument("--state-dir", default=".mesh", help="logs and state go here")

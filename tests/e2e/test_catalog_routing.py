@@ -137,3 +137,24 @@ def test_envoy_accepted_everything(mesh: Mesh, client: Workload) -> None:
     assert all(line.rsplit(": ", 1)[1] == "0" for line in rejected.splitlines() if ": " in line), (
         rejected
     )
+
+
+def test_proxy_status_and_proxy_config(mesh: Mesh, client: Workload) -> None:
+    pilot = f"--pilot-http=127.0.0.1:{mesh.pilot_http}"
+    p1 = mesh.add("svc-p", "p-1")
+    eventually(lambda: "svc-p" in mesh.meshctl("proxy-config", "clusters", "client", pilot).stdout)
+    eventually(lambda: mesh.request(client.outbound_port, "svc-p").status == 200)
+    status = mesh.meshctl("proxy-status", pilot)
+    assert status.returncode == 0, status.stderr
+    line = next(row for row in status.stdout.splitlines() if row.startswith("client "))
+    assert line.split()[2:6] == ["SYNCED"] * 4, status.stdout
+    endpoints = mesh.meshctl("proxy-config", "endpoints", "client", pilot).stdout
+    assert f"127.0.0.1:{p1.inbound_port}" in endpoints
+    listeners = mesh.meshctl("proxy-config", "listeners", "client", pilot).stdout
+    assert f"127.0.0.1:{client.outbound_port}" in listeners
+    routes = json.loads(
+        mesh.meshctl("proxy-config", "routes", "client", pilot, "-o", "json").stdout
+    )
+    assert routes[0]["name"] == "outbound|http|default"
+    missing = mesh.meshctl("proxy-config", "clusters", "nobody", pilot)
+    assert missing.returncode == 1 and "no connected proxy" in missing.stderr

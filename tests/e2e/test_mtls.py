@@ -111,6 +111,10 @@ def test_strict_mtls_between_sidecars(mesh: Mesh, tmp_path: Path) -> None:
     )
     xfcc = header(reply.body, "x-forwarded-client-cert")
     assert "URI=spiffe://cluster.local/ns/default/sa/client-sa" in xfcc, xfcc
+    secrets = mesh.meshctl(
+        "proxy-config", "secrets", "client", f"--pilot-http=127.0.0.1:{mesh.pilot_http}"
+    ).stdout
+    assert "default" in secrets and "ROOTCA" in secrets and str(mesh.citadel_tls) in secrets
     stats = client.admin("/stats?filter=outbound.*secure.*ssl.handshake")
     assert any(int(line.rsplit(": ", 1)[1]) > 0 for line in stats.splitlines()), stats
     # On the wire: the server presents its SPIFFE identity, chained to the mesh root.

@@ -153,3 +153,13 @@ def test_errors_are_one_line_and_nonzero(args: list[str], message: str) -> None:
     assert message in out.stderr
     assert "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_sync_state_names_istioctl_uses() -> None:
+    from meshctl.status_cmds import sync_state
+
+    assert sync_state(None) == "NOT SENT"
+    assert sync_state({"version_sent": "", "version_acked": ""}) == "NOT SENT"
+    assert sync_state({"version_sent": "a", "version_acked": "a", "nack": None}) == "SYNCED"
+    assert sync_state({"version_sent": "b", "version_acked": "a", "nack": None}) == "STALE"
+    assert sync_state({"version_sent": "b", "version_acked": "a", "nack": "bad"}) == "STALE (NACK)"
