@@ -140,6 +140,7 @@ def kinds() -> dict[str, KindInfo]:
             virtual_service,
         )
         from api.security import authorization_policy, peer_authentication, request_authentication
+        from api.telemetry import telemetry
 
         modules = (
             virtual_service,
@@ -150,6 +151,7 @@ def kinds() -> dict[str, KindInfo]:
             peer_authentication,
             authorization_policy,
             request_authentication,
+            telemetry,
         )
         _KINDS = {m.KIND.kind: m.KIND for m in modules}
     return _KINDS

@@ -22,6 +22,12 @@ from envoy.config.core.v3 import (
     protocol_pb2,
 )
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import any_pb2, duration_pb2, json_format, struct_pb2
@@ -43,6 +49,67 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _static_cluster(name: str, host: str, port: int) -> cluster_pb2.Cluster:
+    return cluster_pb2.Cluster(
+        name=name,
+        type=cluster_pb2.Cluster.STATIC,
+        connect_timeout=duration_pb2.Duration(seconds=1),
+        load_assignment=endpoint_pb2.ClusterLoadAssignment(
+            cluster_name=name,
+            endpoints=[
+                endpoint_components_pb2.LocalityLbEndpoints(
+                    lb_endpoints=[
+                        endpoint_components_pb2.LbEndpoint(
+                            endpoint=endpoint_components_pb2.Endpoint(address=_address(host, port))
+                        )
+                    ]
+                )
+            ],
+        ),
+    )
+
+
+def _stats_listener(address: str, port: int) -> listener_pb2.Listener:
+    """Only /stats/prometheus of the admin API, never the rest of it."""
+    route = route_components_pb2.Route(
+        match=route_components_pb2.RouteMatch(path="/stats/prometheus"),
+        route=route_components_pb2.RouteAction(cluster="prometheus_stats"),
+    )
+    hcm = hcm_pb2.HttpConnectionManager(
+        stat_prefix="stats",
+        route_config=route_pb2.RouteConfiguration(
+            virtual_hosts=[
+                route_components_pb2.VirtualHost(name="stats", domains=["*"], routes=[route])
+            ]
+        ),
+        http_filters=[
+            hcm_pb2.HttpFilter(
+                name="envoy.filters.http.router", typed_config=_pack(router_pb2.Router())
+            )
+        ],
+    )
+    return listener_pb2.Listener(
+        name="prometheus_stats",
+        address=_address(address, port),
+        filter_chains=[
+            listener_components_pb2.FilterChain(
+                filters=[
+                    listener_components_pb2.Filter(
+                        name="envoy.filters.network.http_connection_manager",
+                        typed_config=_pack(hcm),
+                    )
+                ]
+            )
+        ],
+    )
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +134,8 @@ class SidecarBootstrap:
     root_cert_file: str | None = None
     # xDS over TLS: verify Pilot's certificate against the mesh root and its SPIFFE identity.
     pilot_identity: str | None = None
+    # Envoy's stats in Prometheus format on this port (as Istio's 15090), at /stats/prometheus.
+    stats_port: int | None = None
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -133,6 +202,12 @@ class SidecarBootstrap:
             tls_any.Pack(tls)
             xds_cluster.transport_socket.name = "envoy.transport_sockets.tls"
             xds_cluster.transport_socket.typed_config.CopyFrom(tls_any)
+        static = bootstrap_pb2.Bootstrap.StaticResources(clusters=[xds_cluster])
+        if self.stats_port is not None:
+            static.clusters.append(
+                _static_cluster("prometheus_stats", "127.0.0.1", self.admin_port)
+            )
+            static.listeners.append(_stats_listener(self.instance_ip, self.stats_port))
         ads = config_source_pb2.ConfigSource(
             ads=config_source_pb2.AggregatedConfigSource(),
             resource_api_version=config_source_pb2.V3,
@@ -147,7 +222,7 @@ class SidecarBootstrap:
         return bootstrap_pb2.Bootstrap(
             node=base_pb2.Node(id=self.node_id, cluster=self.service, metadata=metadata),
             admin=bootstrap_pb2.Admin(address=_address("127.0.0.1", self.admin_port)),
-            static_resources=bootstrap_pb2.Bootstrap.StaticResources(clusters=[xds_cluster]),
+            static_resources=static,
             dynamic_resources=bootstrap_pb2.Bootstrap.DynamicResources(
                 ads_config=config_source_pb2.ApiConfigSource(
                     api_type=config_source_pb2.ApiConfigSource.GRPC,

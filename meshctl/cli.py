@@ -117,6 +117,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         token_file=os.path.abspath(args.token_file) if args.token_file else None,
         root_cert_file=os.path.abspath(args.root_cert) if args.root_cert else None,
         pilot_identity=args.pilot_identity if args.pilot_tls else None,
+        stats_port=args.stats_port,
     )
     if args.pilot_tls and not args.root_cert:
         raise CliError("--pilot-tls needs --root-cert to verify Pilot with")
@@ -353,6 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     boot.add_argument("--token-file", default=None, help="workload token (from meshctl token)")
     boot.add_argument("--root-cert", default=None, help="Citadel's root bundle (meshctl root)")
+    boot.add_argument(
+        "--stats-port",
+        type=_port,
+        default=None,
+        help="serve Envoy's stats in Prometheus format here (/stats/prometheus)",
+    )
     boot.add_argument(
         "--pilot-tls",
         action="store_true",

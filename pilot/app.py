@@ -88,7 +88,14 @@ class Pilot:
         self.config = config_factory(self.debouncer.add, self.metrics)
         self.jwks = JwksResolver(self.debouncer.add)
         self._snapshot: MeshSnapshot | None = None
-        self._mesh = MeshConfig(settings.trust_domain, settings.root_namespace)
+        self._mesh = MeshConfig(
+            settings.trust_domain,
+            settings.root_namespace,
+            settings.access_log_file,
+            settings.access_log_format,
+            settings.zipkin_addr,
+            settings.trace_sampling,
+        )
         self._versions = itertools.count(1)
         self.ready = asyncio.Event()  # the first snapshot is published
         self.grpc_port = 0

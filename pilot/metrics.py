@@ -38,6 +38,11 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.push_errors = Counter(
+            "pilot_xds_push_errors",
+            "Pushes that failed to generate (bugs); config kept",
+            registry=r,
+        )
         self.snapshots = Counter("pilot_snapshots", "Mesh snapshots published", registry=r)
         self.inconsistent = Counter(
             "pilot_snapshot_inconsistent", "Snapshots refused by the consistency check", registry=r

@@ -54,6 +54,10 @@ class MeshConfig:
 
     trust_domain: str = "cluster.local"
     root_namespace: str = "istio-system"  # where mesh-wide policies live
+    access_log_file: str = ""  # the "envoy" provider's file; "" = access logs off by default
+    access_log_format: str = "json"
+    zipkin_addr: str = ""  # the "zipkin" provider's collector; "" = no tracing
+    trace_sampling: float = 1.0  # default percentage of requests traced
 
 
 @dataclass(frozen=True, slots=True)

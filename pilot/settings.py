@@ -41,6 +41,14 @@ class PilotSettings(BaseSettings):
     root_namespace: str = Field(
         "istio-system", description="Namespace whose policies apply mesh-wide"
     )
+    access_log_file: str = Field(
+        "", description="Sidecar access logs go here by default ('' = off unless Telemetry asks)"
+    )
+    access_log_format: str = Field(
+        "json", description="Access log format: json, text, or an Envoy format string"
+    )
+    zipkin_addr: str = Field("", description="Zipkin collector HOST:PORT for traces ('' = none)")
+    trace_sampling: float = Field(1.0, ge=0, le=100, description="Default trace sampling, percent")
     consul_wait: str = Field("55s", description="Blocking-query wait time sent to Consul")
     log_level: str = Field("INFO", description="Python logging level")
 

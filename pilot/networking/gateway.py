@@ -22,6 +22,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 
 from api.resources import Resource
 from pilot.config.index import ConfigIndex
+from pilot.networking import telemetry
 from pilot.networking.http_route import ClusterFor, http_routes
 from pilot.networking.listener import mesh_filters
 from pilot.networking.protos import pack
@@ -50,7 +51,9 @@ def servers_for(config: ConfigIndex, labels: Mapping[str, str]) -> dict[int, lis
     return out
 
 
-def gateway_listener(address: str, port: int) -> listener_pb2.Listener:
+def gateway_listener(
+    address: str, port: int, obs: telemetry.Observability | None = None
+) -> listener_pb2.Listener:
     hcm = hcm_pb2.HttpConnectionManager(
         stat_prefix=f"gateway_{port}",
         rds=hcm_pb2.Rds(
@@ -63,6 +66,7 @@ def gateway_listener(address: str, port: int) -> listener_pb2.Listener:
         http_filters=mesh_filters(),
         use_remote_address={"value": True},
     )
+    telemetry.apply(hcm, obs, outbound=True)
     return listener_pb2.Listener(
         name=f"gateway_{address}_{port}",
         address=address_pb2.Address(

@@ -15,7 +15,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from google.protobuf import duration_pb2
 
-from pilot.networking import names
+from pilot.networking import names, telemetry
 from pilot.networking.http_route import CORS_FILTER, FAULT_FILTER
 from pilot.networking.protos import pack
 
@@ -55,7 +55,9 @@ def _listener(
     )
 
 
-def outbound_listener(address: str, port: int, namespace: str) -> listener_pb2.Listener:
+def outbound_listener(
+    address: str, port: int, namespace: str, obs: telemetry.Observability | None = None
+) -> listener_pb2.Listener:
     """Where the app sends outbound HTTP (by Host, or as its ``http_proxy``)."""
     name = names.outbound_listener(address, port)
     hcm = hcm_pb2.HttpConnectionManager(
@@ -69,6 +71,7 @@ def outbound_listener(address: str, port: int, namespace: str) -> listener_pb2.L
         ),
         http_filters=mesh_filters(),
     )
+    telemetry.apply(hcm, obs, outbound=True)
     return _listener(name, address, port, hcm)
 
 
@@ -78,6 +81,7 @@ def inbound_listener(
     mode: str = "DISABLE",
     tls: tls_pb2.DownstreamTlsContext | None = None,
     http_filters: list[hcm_pb2.HttpFilter] | None = None,
+    obs: telemetry.Observability | None = None,
 ) -> listener_pb2.Listener:
     """Where mesh traffic for this workload arrives; forwarded to the app.
 
@@ -121,6 +125,7 @@ def inbound_listener(
         )
         if secure:
             hcm.set_current_client_cert_details.uri = True
+        telemetry.apply(hcm, obs, outbound=False)
         out = listener_components_pb2.FilterChain(
             filters=[listener_components_pb2.Filter(name=_HCM, typed_config=pack(hcm))]
         )

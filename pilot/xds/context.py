@@ -28,6 +28,7 @@ from pilot.networking import (
     mtls,
     names,
     route,
+    telemetry,
 )
 from pilot.networking.protos import pack
 from pilot.networking.traffic_policy import merged_policy
@@ -249,6 +250,9 @@ class PushContext:
         )
 
     def clusters_for(self, proxy: Proxy) -> tuple[Resource, ...]:
+        return (*self._service_clusters(proxy), *self._extra_clusters())
+
+    def _service_clusters(self, proxy: Proxy) -> tuple[Resource, ...]:
         key, services = self._scoped(proxy)
         sds = proxy.sds
         if sds is None:
@@ -262,6 +266,33 @@ class PushContext:
             lambda: tuple(
                 self._mesh_tls(s, i, sds) for s in services for i in range(len(s.clusters))
             ),
+        )
+
+    def _extra_clusters(self) -> tuple[Resource, ...]:
+        """Clusters the mesh config adds to every proxy (the trace collector)."""
+        zipkin = self.snapshot.mesh.zipkin_addr
+        if not zipkin:
+            return ()
+        return self.memo(
+            ("zipkin",),
+            lambda: (
+                make_resource(
+                    typeurls.CLUSTER, telemetry.ZIPKIN_CLUSTER, telemetry.zipkin_cluster(zipkin)
+                ),
+            ),
+        )
+
+    def observability(self, proxy: Proxy) -> telemetry.Observability:
+        mesh = self.snapshot.mesh
+        return telemetry.effective(
+            self.snapshot.config,
+            proxy.namespace,
+            proxy.labels,
+            mesh.root_namespace,
+            mesh.access_log_file,
+            mesh.access_log_format,
+            mesh.zipkin_addr,
+            mesh.trace_sampling,
         )
 
     def _mesh_tls(self, s: _ServiceResources, index: int, sds: tuple[str, str, str]) -> Resource:
@@ -311,7 +342,9 @@ class PushContext:
         def build() -> tuple[Resource, ...]:
             out: list[Resource] = []
             if proxy.outbound_port is not None:
-                lis = listener.outbound_listener("127.0.0.1", proxy.outbound_port, proxy.namespace)
+                lis = listener.outbound_listener(
+                    "127.0.0.1", proxy.outbound_port, proxy.namespace, self.observability(proxy)
+                )
                 out.append(make_resource(typeurls.LISTENER, lis.name, lis))
             if (
                 proxy.inbound_port is not None
@@ -334,12 +367,17 @@ class PushContext:
                     )
                 else:
                     lis = listener.inbound_listener(
-                        "0.0.0.0", proxy.inbound_port, mode, tls, self._inbound_filters(proxy)
+                        "0.0.0.0",
+                        proxy.inbound_port,
+                        mode,
+                        tls,
+                        self._inbound_filters(proxy),
+                        self.observability(proxy),
                     )
                     out.append(make_resource(typeurls.LISTENER, lis.name, lis))
             return tuple(out)
 
-        return self.memo(("listeners", *proxy.shape, self._policy_key(proxy)), build)
+        return self.memo(("listeners", *proxy.shape), build)
 
     def _inbound_filters(self, proxy: Proxy) -> list[Any]:
         """Request authentication, then authorization, for this workload."""
@@ -357,16 +395,6 @@ class PushContext:
         filters.extend(authz.rbac_filters(policies))
         return filters
 
-    def _policy_key(self, proxy: Proxy) -> object:
-        """What inbound policy depends on beyond the proxy's shape: its labels' PA match."""
-        return mtls.peer_auth_mode(
-            self.snapshot.config,
-            proxy.namespace,
-            proxy.labels,
-            proxy.app_port,
-            self.snapshot.mesh.root_namespace,
-        )
-
     def _gateway_listeners(self, proxy: Proxy) -> tuple[Resource, ...]:
         labels = frozenset(proxy.labels.items())
 
@@ -374,10 +402,13 @@ class PushContext:
             ports = gateway.servers_for(self.snapshot.config, dict(labels))
             return tuple(
                 make_resource(typeurls.LISTENER, lis.name, lis)
-                for lis in (gateway.gateway_listener(proxy.instance_ip, p) for p in sorted(ports))
+                for lis in (
+                    gateway.gateway_listener(proxy.instance_ip, p, self.observability(proxy))
+                    for p in sorted(ports)
+                )
             )
 
-        return self.memo(("gateway-listeners", proxy.instance_ip, labels), build)
+        return self.memo(("gateway-listeners", proxy.instance_ip, proxy.namespace, labels), build)
 
     def _gateway_route(self, name: str, proxy: Proxy) -> Resource | None:
         port_text = name.removeprefix("http.")

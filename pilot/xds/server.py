@@ -157,8 +157,10 @@ class AdsServer:
             raise
         except grpc.aio.AbortError:
             raise
-        except Exception:  # a broken stream must not take the server with it
+        except (grpc.aio.AioRpcError, ConnectionError):
             log.debug("ADS stream ended", exc_info=True)
+        except Exception:  # a bug must not take the server with it, but must be seen
+            log.exception("ADS stream for %s failed", conn.proxy.id if conn else "unknown proxy")
         finally:
             if pusher is not None:
                 pusher.cancel()
@@ -172,7 +174,13 @@ class AdsServer:
             await conn.wake.wait()
             conn.wake.clear()
             async with conn.lock:
-                await self._push(conn, context)
+                try:
+                    await self._push(conn, context)
+                except (asyncio.CancelledError, grpc.aio.AioRpcError, ConnectionError):
+                    raise
+                except Exception:  # keep what the proxy has; a later push may succeed
+                    self._metrics.push_errors.inc()
+                    log.exception("push to %s failed; its last config stays", conn.proxy.id)
 
     def _parse(
         self, raw: bytes, first: bool

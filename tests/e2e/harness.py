@@ -54,6 +54,7 @@ class Workload:
     inbound_port: int = field(default_factory=free_port)
     outbound_port: int = field(default_factory=free_port)
     admin_port: int = field(default_factory=free_port)
+    stats_port: int = field(default_factory=free_port)
     service_account: str = "default"
     identity_sa: str | None = None  # the identity its token proves (None: no mesh identity)
     xds_tls: bool = False  # talk to Pilot over TLS, verifying its SPIFFE identity
@@ -111,7 +112,7 @@ class Mesh:
         self.sup.wait_http("consul", f"http://{self.consul_addr}/v1/status/leader")
         eventually(lambda: self.consul().status.leader(), 30, what="consul has a leader")
 
-    def start_pilot(self, tls: bool = False) -> None:
+    def start_pilot(self, tls: bool = False, extra_args: tuple[str, ...] = ()) -> None:
         """Pilot; with tls=True it also serves xDS over TLS with a cert from Citadel,
         obtained the user's way (`meshctl token` + `meshctl cert`)."""
         extra: list[str] = []
@@ -142,6 +143,7 @@ class Mesh:
                 "--debounce-max=0.5",
                 "--log-level=DEBUG",
                 *extra,
+                *extra_args,
             ],
         )
         self.sup.wait_http("pilot", f"http://127.0.0.1:{self.pilot_http}/ready")
@@ -327,6 +329,7 @@ class Mesh:
             f"--id={w.instance}",
             f"--admin-port={w.admin_port}",
             f"--outbound-port={w.outbound_port}",
+            f"--stats-port={w.stats_port}",
         ]
         if inbound:
             args += [f"--inbound-port={w.inbound_port}", f"--app-port={w.app_port}"]

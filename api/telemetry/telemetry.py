@@ -1,0 +1,159 @@
+"""Telemetry (telemetry.istio.io): which providers get a workload's traces, metrics, access logs.
+
+Providers are named in the mesh config (Pilot's settings): ``envoy`` (access
+log file), ``zipkin`` (trace collector), ``prometheus`` (stats). The most
+specific Telemetry wins: workload selector over namespace over the root
+namespace (mesh-wide).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from api import checks
+from api.issues import Issues
+from api.model import Spec
+from api.resources import KindInfo
+from api.security.common import PolicyTargetReference, WorkloadSelector, check_scope
+
+__all__ = ["KIND", "TELEMETRY", "TelemetrySpec"]
+
+TELEMETRY = "telemetry.istio.io"
+Mode = Literal["CLIENT_AND_SERVER", "CLIENT", "SERVER"]
+
+
+class ProviderRef(Spec):
+    name: str = ""
+
+
+class TracingSelector(Spec):
+    mode: Mode = "CLIENT_AND_SERVER"
+
+
+class Literal_(Spec):
+    value: str = ""
+
+
+class Environment(Spec):
+    name: str = ""
+    default_value: str | None = None
+
+
+class RequestHeader(Spec):
+    name: str = ""
+    default_value: str | None = None
+
+
+class CustomTag(Spec):
+    literal: Literal_ | None = None
+    environment: Environment | None = None
+    header: RequestHeader | None = None
+
+
+class Tracing(Spec):
+    match: TracingSelector | None = None
+    providers: list[ProviderRef] | None = None
+    random_sampling_percentage: float | None = None
+    disable_span_reporting: bool | None = None
+    custom_tags: dict[str, CustomTag] | None = None
+    use_request_id_for_trace_sampling: bool | None = None
+    enable_istio_tags: bool | None = None
+
+
+class MetricSelector(Spec):
+    metric: (
+        Literal[
+            "ALL_METRICS",
+            "REQUEST_COUNT",
+            "REQUEST_DURATION",
+            "REQUEST_SIZE",
+            "RESPONSE_SIZE",
+            "TCP_OPENED_CONNECTIONS",
+            "TCP_CLOSED_CONNECTIONS",
+            "TCP_SENT_BYTES",
+            "TCP_RECEIVED_BYTES",
+            "GRPC_REQUEST_MESSAGES",
+            "GRPC_RESPONSE_MESSAGES",
+        ]
+        | None
+    ) = None
+    custom_metric: str | None = None
+    mode: Mode = "CLIENT_AND_SERVER"
+
+
+class TagOverride(Spec):
+    operation: Literal["UPSERT", "REMOVE"] = "UPSERT"
+    value: str | None = None
+
+
+class MetricsOverrides(Spec):
+    match: MetricSelector | None = None
+    disabled: bool | None = None
+    tag_overrides: dict[str, TagOverride] | None = None
+
+
+class Metrics(Spec):
+    providers: list[ProviderRef] | None = None
+    overrides: list[MetricsOverrides] | None = None
+    reporting_interval: str | None = None
+
+
+class AccessLoggingFilter(Spec):
+    expression: str = ""
+
+
+class AccessLogging(Spec):
+    match: TracingSelector | None = None
+    providers: list[ProviderRef] | None = None
+    disabled: bool | None = None
+    filter: AccessLoggingFilter | None = None
+
+
+class TelemetrySpec(Spec):
+    selector: WorkloadSelector | None = None
+    target_ref: PolicyTargetReference | None = None
+    target_refs: list[PolicyTargetReference] | None = None
+    tracing: list[Tracing] | None = None
+    metrics: list[Metrics] | None = None
+    access_logging: list[AccessLogging] | None = None
+
+
+def _providers(refs: list[ProviderRef] | None, issues: Issues) -> None:
+    for i, ref in enumerate(refs or []):
+        if not ref.name:
+            issues.error("provider name must not be empty", "providers", i, "name")
+
+
+def validate(spec: TelemetrySpec, meta: Mapping[str, Any], issues: Issues) -> None:
+    check_scope(spec.selector, spec.target_ref, spec.target_refs, issues)
+    for i, t in enumerate(spec.tracing or []):
+        at = issues.at("tracing", i)
+        _providers(t.providers, at)
+        pct = t.random_sampling_percentage
+        if pct is not None and not 0 <= pct <= 100:
+            at.error("must be within 0..100", "randomSamplingPercentage")
+        for name, tag in (t.custom_tags or {}).items():
+            set_ = [k for k in ("literal", "environment", "header") if getattr(tag, k) is not None]
+            if len(set_) != 1:
+                at.error("exactly one of literal, environment or header", "customTags", name)
+    for i, m in enumerate(spec.metrics or []):
+        at = issues.at("metrics", i)
+        _providers(m.providers, at)
+        if m.reporting_interval and (problem := checks.duration(m.reporting_interval)):
+            at.error(problem, "reportingInterval")
+        for j, o in enumerate(m.overrides or []):
+            if o.match is not None and o.match.metric and o.match.custom_metric:
+                at.error("metric and customMetric are exclusive", "overrides", j, "match")
+    for i, a in enumerate(spec.access_logging or []):
+        _providers(a.providers, issues.at("accessLogging", i))
+
+
+KIND = KindInfo(
+    kind="Telemetry",
+    group=TELEMETRY,
+    versions=("v1alpha1", "v1"),
+    plural="telemetries",
+    spec_model=TelemetrySpec,
+    validate=validate,
+)
