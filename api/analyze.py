@@ -104,6 +104,7 @@ def analyze(resources: list[Any], services: set[str]) -> dict[str, list[Issue]]:
                     )
                 )
     for (host, gw), refs in owners.items():
+        refs = sorted(set(refs))
         if len(refs) > 1:
             for ref in refs:
                 others = ", ".join(x for x in refs if x != ref)

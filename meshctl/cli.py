@@ -266,6 +266,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     return run_up(state_dir=args.state_dir, demo=not args.no_demo)
 
 
+def cmd_down(args: argparse.Namespace) -> int:
+    from meshctl.up import run_down
+
+    return run_down(state_dir=args.state_dir)
+
+
 def _config(name: str) -> Callable[[argparse.Namespace], int]:
     """A config command, imported only when used (startup stays fast)."""
 
@@ -465,10 +471,14 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("-o", "--output", choices=["json"], default=None)
     pc.set_defaults(func=_status("cmd_proxy_config"))
 
-    up = sub.add_parser("up", help="run a local mesh (Consul, Pilot) with a demo, until Ctrl-C")
+    up = sub.add_parser("up", help="run the whole mesh locally with a demo, until Ctrl-C")
     up.add_argument("--state-dir", default=".mesh", help="logs and state go here")
     up.add_argument("--no-demo", action="store_true", help="only the control plane")
     up.set_defaults(func=cmd_up)
+
+    down = sub.add_parser("down", help="stop what `meshctl up` started")
+    down.add_argument("--state-dir", default=".mesh")
+    down.set_defaults(func=cmd_down)
     return parser
 
 

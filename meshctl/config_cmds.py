@@ -58,8 +58,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for path in args.filename:
         text, source = _read(path)
         results.extend(check_text(text, source, args.namespace))
-    valid = [c.resource for c in results if c.ok and c.resource is not None]
-    analysis = analyze(valid, set())
+    # Later documents replace earlier ones with the same kind/namespace/name, as apply does.
+    final = {c.resource.key: c for c in results if c.ok and c.resource is not None}
+    analysis = analyze([c.resource for c in final.values() if c.resource is not None], set())
     lines, errors, warnings = [], 0, 0
     for c in results:
         for issue in c.issues:
@@ -67,7 +68,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             errors += tag == "error"
             warnings += tag == "warning"
             lines.append(f"{tag}: {c.where}: {issue}")
-        if c.resource is not None:
+        if c.resource is not None and final.get(c.resource.key) is c:
             for issue in analysis.get(c.resource.ref, []):
                 warnings += 1
                 lines.append(f"warning: {c.where}: {issue}")

@@ -29,9 +29,29 @@ from aiohttp import web
 __all__ = ["main"]
 
 
+FORWARDED = (
+    "end-user",
+    "x-request-id",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "traceparent",
+    "tracestate",
+    "authorization",
+)
+
+
 def build_app(
-    service: str, instance: str, upstream: str | None, proxy: str | None
+    service: str,
+    instance: str,
+    upstream: str | list[str] | None,
+    proxy: str | None,
+    attrs: dict[str, str] | None = None,
+    page: bool = False,
 ) -> web.Application:
+    upstreams = [upstream] if isinstance(upstream, str) else list(upstream or [])
     state: dict[str, Any] = {"healthy": True, "failing": False, "flaky": 0, "count": 0}
     app = web.Application()
 
@@ -47,6 +67,18 @@ def build_app(
         return await handler(request)
 
     app.middlewares.append(count)
+
+    async def _call(request: web.Request, url: str, headers: dict[str, str]) -> dict[str, Any]:
+        session: aiohttp.ClientSession = request.app["session"]
+        try:
+            async with session.get(url, proxy=proxy, headers=headers) as resp:
+                text = await resp.text()
+                try:
+                    return {"status": resp.status, "body": json.loads(text)}
+                except ValueError:
+                    return {"status": resp.status, "body": text}
+        except aiohttp.ClientError as err:
+            return {"status": 0, "error": str(err)}
 
     async def status(request: web.Request) -> web.Response:
         code = int(request.match_info["code"])
@@ -75,17 +107,15 @@ def build_app(
             "path": request.path_qs,
             "headers": dict(request.headers),
         }
-        if upstream:
-            session: aiohttp.ClientSession = request.app["session"]
-            try:
-                async with session.get(upstream, proxy=proxy) as resp:
-                    text = await resp.text()
-                    try:
-                        body["upstream"] = {"status": resp.status, "body": json.loads(text)}
-                    except ValueError:
-                        body["upstream"] = {"status": resp.status, "body": text}
-            except aiohttp.ClientError as err:
-                body["upstream"] = {"status": 0, "error": str(err)}
+        body.update(attrs or {})
+        if upstreams:
+            # Propagate the caller's identity and trace headers, as bookinfo's apps do.
+            headers = {h: request.headers[h] for h in FORWARDED if h in request.headers}
+            results = await asyncio.gather(*(_call(request, u, headers) for u in upstreams))
+            body["upstream"] = results[0]
+            body["upstreams"] = dict(zip(upstreams, results, strict=True))
+        if page and request.path == "/productpage":
+            return web.Response(text=render_page(body), content_type="text/html")
         return web.json_response(body)
 
     async def healthz(_: web.Request) -> web.Response:
@@ -112,6 +142,46 @@ def build_app(
     return app
 
 
+def _served(result: dict[str, Any] | None) -> dict[str, Any]:
+    body = (result or {}).get("body")
+    return body if isinstance(body, dict) and (result or {}).get("status") == 200 else {}
+
+
+def render_page(body: dict[str, Any]) -> str:
+    """The bookinfo-like front page: which versions served it, and what they said."""
+    ups = body.get("upstreams", {})
+    details = next((_served(r) for u, r in ups.items() if "details" in u), {})
+    reviews_result = next((r for u, r in ups.items() if "reviews" in u), None)
+    reviews = _served(reviews_result)
+    ratings = next(
+        (_served(r) for u, r in reviews.get("upstreams", {}).items() if "ratings" in u), {}
+    )
+    ratings_error = next(
+        (
+            r
+            for u, r in reviews.get("upstreams", {}).items()
+            if "ratings" in u and r.get("status") != 200
+        ),
+        None,
+    )
+    user = body.get("headers", {}).get("End-User") or body.get("headers", {}).get("end-user")
+    stars = reviews.get("stars", "none")
+    if ratings:
+        rating_line = f"{'★' * 4}{'☆'} ({stars} stars, from {ratings.get('instance')})"
+    elif ratings_error is not None:
+        rating_line = f"Ratings service is currently unavailable ({ratings_error.get('status')})"
+    else:
+        rating_line = "no ratings shown by this version"
+    lines = [
+        f"<h1>The Comedy of Errors</h1><p>user: {user or 'anonymous'}</p>",
+        f"<p>Book details: {details.get('instance', 'unavailable')}</p>",
+        f"<p>Reviews: {reviews.get('instance', 'unavailable')}"
+        f" (status {reviews_result.get('status') if reviews_result else 'n/a'})</p>",
+        f"<p>Ratings: {rating_line}</p>",
+    ]
+    return "<html><body>" + "\n".join(lines) + "</body></html>\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m meshctl.demo_app",
@@ -122,13 +192,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instance", default=None)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--upstream", default=None, help="URL to call on each request")
+    parser.add_argument(
+        "--upstream", action="append", default=[], help="URL to call on each request (repeatable)"
+    )
+    parser.add_argument(
+        "--attr",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="extra field in every answer (e.g. stars=black)",
+    )
+    parser.add_argument(
+        "--page", action="store_true", help="serve the HTML front page at /productpage"
+    )
     parser.add_argument(
         "--proxy", default=os.environ.get("http_proxy"), help="sidecar outbound URL"
     )
     args = parser.parse_args(argv)
+    attrs = dict(a.partition("=")[::2] for a in args.attr)
     app = build_app(
-        args.service, args.instance or f"{args.service}-{args.port}", args.upstream, args.proxy
+        args.service,
+        args.instance or f"{args.service}-{args.port}",
+        args.upstream,
+        args.proxy,
+        attrs,
+        page=args.page,
     )
     try:
         web.run_app(

@@ -1,18 +1,26 @@
-"""`meshctl up`: a whole local mesh as plain processes, until Ctrl-C.
+"""`meshctl up` / `meshctl down`: the whole mesh as local processes, with a demo.
 
-Consul (dev agent), Pilot, and a demo: `frontend` calling `backend` (two
-instances, v1 and v2), each app with its Envoy sidecar, plus a client-only
-sidecar for your curl. Logs go to <state-dir>/logs/.
+Consul (dev agent), Citadel, Pilot, Galley, an ingress gateway and a
+bookinfo-like shop (productpage → details, reviews v1/v2/v3 → ratings), each
+app with its Envoy sidecar and a workload identity from Citadel. State (the
+CA, tokens, logs) lives under one directory; Ctrl-C or `meshctl down` stops
+every process it started.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
+import os
 import secrets
 import signal
+import socket
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -23,12 +31,13 @@ from meshctl.bootstrap import SidecarBootstrap, render_yaml
 from meshctl.procs import ConsulPorts, StartError, Supervisor, bin_path, free_port
 from meshctl.registration import register
 
-__all__ = ["DemoWorkload", "Mesh", "run_up"]
+__all__ = ["DemoWorkload", "Mesh", "run_down", "run_up"]
+
+DEMO_DIR = Path(__file__).parent / "demo"
+TRUST_DOMAIN = "cluster.local"
 
 
 def _port_or_free(preferred: int) -> int:
-    import socket
-
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", preferred))
@@ -37,86 +46,187 @@ def _port_or_free(preferred: int) -> int:
     return preferred
 
 
-@dataclass(frozen=True, slots=True)
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+@dataclass
 class DemoWorkload:
     service: str
     instance: str
-    labels: dict[str, str]
-    app_port: int
-    inbound_port: int
-    outbound_port: int
-    admin_port: int
-    upstream: str | None = None
+    version: str
+    upstreams: list[str] = field(default_factory=list)
+    attrs: dict[str, str] = field(default_factory=dict)
+    page: bool = False
+    app_port: int = field(default_factory=free_port)
+    inbound_port: int = field(default_factory=free_port)
+    outbound_port: int = field(default_factory=free_port)
+    admin_port: int = field(default_factory=free_port)
+    stats_port: int = field(default_factory=free_port)
+
+    @property
+    def service_account(self) -> str:
+        return f"shop-{self.service}"
+
+
+def demo_workloads() -> list[DemoWorkload]:
+    return [
+        DemoWorkload("details", "details-v1", "v1"),
+        DemoWorkload("ratings", "ratings-v1", "v1"),
+        DemoWorkload("reviews", "reviews-v1", "v1", attrs={"stars": "none"}),
+        DemoWorkload("reviews", "reviews-v2", "v2", ["http://ratings:9080/"], {"stars": "black"}),
+        DemoWorkload("reviews", "reviews-v3", "v3", ["http://ratings:9080/"], {"stars": "red"}),
+        DemoWorkload(
+            "productpage",
+            "productpage-v1",
+            "v1",
+            ["http://details:9080/", "http://reviews:9080/"],
+            page=True,
+        ),
+    ]
 
 
 class Mesh:
     """The processes of a local mesh, started in order and stopped in reverse."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self.sup = Supervisor(state_dir / "logs")
+    def __init__(self, state_dir: Path, report: Callable[[str], None] = print) -> None:
+        self.state = state_dir
+        self.report = report
+        logs = state_dir / "logs"
+        for old in logs.glob("*.log") if logs.exists() else []:
+            old.unlink()
+        self.sup = Supervisor(logs)
+        (state_dir / "tokens").mkdir(parents=True, exist_ok=True)
         self.consul_ports = ConsulPorts(http=_port_or_free(8500))
         self.pilot_grpc = _port_or_free(15010)
         self.pilot_http = _port_or_free(15014)
         self.galley_http = _port_or_free(15080)
-        self.token_file = state_dir / "galley-token"
-        self._base_ids = iter(range(100, 10_000))
+        self.citadel_grpc = _port_or_free(15012)
+        self.citadel_tls = _port_or_free(15013)
+        self.citadel_http = _port_or_free(15016)
+        self.gateway_port = _port_or_free(8080)
+        self.gateway_admin = free_port()
+        self.galley_token = state_dir / "galley-token"
+        self.admin_token = state_dir / "citadel-admin-token"
+        for path in (self.galley_token, self.admin_token):
+            if not path.exists():
+                _write_private(path, secrets.token_urlsafe(32))
+        self._base_ids = iter(range(300, 10_000))
 
     @property
     def consul_addr(self) -> str:
         return f"127.0.0.1:{self.consul_ports.http}"
 
-    def start_control_plane(self) -> None:
-        self.sup.start("consul", self.consul_ports.argv(bin_path("consul"), None))
-        self.sup.wait_http("consul", f"http://{self.consul_addr}/v1/status/leader")
-        deadline = time.monotonic() + 15
-        client = consul.Consul(host="127.0.0.1", port=self.consul_ports.http)
-        while not client.status.leader() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.sup.start(
-            "pilot",
-            [
-                sys.executable,
-                "-m",
-                "pilot",
-                f"--consul-addr={self.consul_addr}",
-                f"--grpc-addr=127.0.0.1:{self.pilot_grpc}",
-                f"--http-addr=127.0.0.1:{self.pilot_http}",
-            ],
-        )
-        self.sup.wait_http("pilot", f"http://127.0.0.1:{self.pilot_http}/healthz")
-        self.token_file.write_text(secrets.token_urlsafe(32))
-        self.token_file.chmod(0o600)
-        self.sup.start(
-            "galley",
-            [
-                sys.executable,
-                "-m",
-                "galley",
-                f"--consul-addr={self.consul_addr}",
-                f"--http-addr=127.0.0.1:{self.galley_http}",
-                f"--token-file={self.token_file}",
-            ],
-        )
-        self.sup.wait_http("galley", f"http://127.0.0.1:{self.galley_http}/healthz")
+    def _step(self, name: str, detail: str, start: Callable[[], None]) -> None:
+        try:
+            start()
+        except StartError as err:
+            self.report(f"  ✗ {name:<15} failed: {str(err).splitlines()[0]}")
+            raise
+        self.report(f"  ✓ {name:<15} {detail}")
 
-    def start_sidecar(self, w: DemoWorkload, namespace: str = "default") -> None:
-        spec = SidecarBootstrap(
-            pilot_host="127.0.0.1",
-            pilot_port=self.pilot_grpc,
-            service=w.service,
-            namespace=namespace,
-            node_id=w.instance,
-            admin_port=w.admin_port,
-            outbound_port=w.outbound_port,
-            inbound_port=w.inbound_port if w.app_port else None,
-            app_port=w.app_port or None,
-            labels=w.labels,
+    # --- control plane ---
+
+    def start_control_plane(self) -> None:
+        py = sys.executable
+
+        def start_consul() -> None:
+            self.sup.start("consul", self.consul_ports.argv(bin_path("consul"), None))
+            self.sup.wait_http("consul", f"http://{self.consul_addr}/v1/status/leader")
+            client = consul.Consul(host="127.0.0.1", port=self.consul_ports.http)
+            deadline = time.monotonic() + 15
+            while not client.status.leader() and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+        def start_citadel() -> None:
+            self.sup.start(
+                "citadel",
+                [
+                    py,
+                    "-m",
+                    "citadel",
+                    f"--state-dir={self.state / 'citadel'}",
+                    f"--trust-domain={TRUST_DOMAIN}",
+                    f"--sds-addr=127.0.0.1:{self.citadel_grpc}",
+                    f"--sds-tls-addr=127.0.0.1:{self.citadel_tls}",
+                    f"--http-addr=127.0.0.1:{self.citadel_http}",
+                    f"--admin-token-file={self.admin_token}",
+                ],
+            )
+            self.sup.wait_http("citadel", f"http://127.0.0.1:{self.citadel_http}/healthz")
+
+        def start_pilot() -> None:
+            self.sup.start(
+                "pilot",
+                [
+                    py,
+                    "-m",
+                    "pilot",
+                    f"--consul-addr={self.consul_addr}",
+                    f"--grpc-addr=127.0.0.1:{self.pilot_grpc}",
+                    f"--http-addr=127.0.0.1:{self.pilot_http}",
+                    f"--trust-domain={TRUST_DOMAIN}",
+                    "--access-log-file=/dev/stdout",
+                ],
+            )
+            self.sup.wait_http("pilot", f"http://127.0.0.1:{self.pilot_http}/healthz")
+
+        def start_galley() -> None:
+            self.sup.start(
+                "galley",
+                [
+                    py,
+                    "-m",
+                    "galley",
+                    f"--consul-addr={self.consul_addr}",
+                    f"--http-addr=127.0.0.1:{self.galley_http}",
+                    f"--token-file={self.galley_token}",
+                ],
+            )
+            self.sup.wait_http("galley", f"http://127.0.0.1:{self.galley_http}/healthz")
+
+        self._step("consul", f"http://{self.consul_addr}/ui", start_consul)
+        self._step(
+            "citadel",
+            f"SDS 127.0.0.1:{self.citadel_tls} (TLS), "
+            f"metrics http://127.0.0.1:{self.citadel_http}/metrics",
+            start_citadel,
         )
-        config = self.state_dir / f"envoy-{w.instance}.yaml"
+        self._step(
+            "pilot",
+            f"xDS 127.0.0.1:{self.pilot_grpc}, http://127.0.0.1:{self.pilot_http}/debug/syncz",
+            start_pilot,
+        )
+        self._step("galley", f"http://127.0.0.1:{self.galley_http}/docs", start_galley)
+
+    # --- data plane ---
+
+    def token_file(self, namespace: str, service_account: str) -> Path:
+        path = self.state / "tokens" / f"{namespace}.{service_account}"
+        with open(self.admin_token) as f:
+            admin = f.read().strip()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.citadel_http}/v1/tokens",
+            method="POST",
+            data=(
+                f'{{"namespace": "{namespace}", "serviceAccount": "{service_account}", '
+                f'"ttlSeconds": 604800}}'
+            ).encode(),
+            headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            _write_private(path, json.loads(resp.read())["token"])
+        return path
+
+    def _envoy(
+        self, name: str, spec: SidecarBootstrap, admin_port: int, ready: bool = True
+    ) -> None:
+        config = self.state / f"envoy-{name}.yaml"
         config.write_text(render_yaml(spec.build()))
         self.sup.start(
-            f"envoy-{w.instance}",
+            f"envoy-{name}",
             [
                 bin_path("envoy"),
                 "-c",
@@ -131,9 +241,21 @@ class Mesh:
                 "1",
             ],
         )
-        self.sup.wait_http(f"envoy-{w.instance}", f"http://127.0.0.1:{w.admin_port}/ready")
+        self.sup.wait_http(
+            f"envoy-{name}",
+            f"http://127.0.0.1:{admin_port}/{'ready' if ready else 'server_info'}",
+            timeout=30,
+        )
 
-    def start_app(self, w: DemoWorkload) -> None:
+    def _identity(self, sa: str, namespace: str = "default") -> tuple[str, str, str]:
+        """(Citadel's TLS address, a fresh token file, the root bundle) for a workload."""
+        return (
+            f"127.0.0.1:{self.citadel_tls}",
+            str(self.token_file(namespace, sa)),
+            str(self.state / "citadel" / "root-cert.pem"),
+        )
+
+    def start_workload(self, w: DemoWorkload) -> None:
         argv = [
             sys.executable,
             "-m",
@@ -144,52 +266,122 @@ class Mesh:
             w.instance,
             "--port",
             str(w.app_port),
+            "--proxy",
+            f"http://127.0.0.1:{w.outbound_port}",
         ]
-        if w.upstream:
-            argv += ["--upstream", w.upstream, "--proxy", f"http://127.0.0.1:{w.outbound_port}"]
+        for url in w.upstreams:
+            argv += ["--upstream", url]
+        for key, value in w.attrs.items():
+            argv += ["--attr", f"{key}={value}"]
+        if w.page:
+            argv.append("--page")
         self.sup.start(f"app-{w.instance}", argv)
         self.sup.wait_http(f"app-{w.instance}", f"http://127.0.0.1:{w.app_port}/healthz")
-
-    def register(self, w: DemoWorkload, namespace: str = "default") -> None:
-        body = registration_payload(
+        spec = SidecarBootstrap(
+            pilot_host="127.0.0.1",
+            pilot_port=self.pilot_grpc,
             service=w.service,
-            instance_id=w.instance,
-            address="127.0.0.1",
-            port=w.inbound_port,
-            namespace=namespace,
-            labels=w.labels,
-            check_http=f"http://127.0.0.1:{w.app_port}/healthz",
+            namespace="default",
+            node_id=w.instance,
+            admin_port=w.admin_port,
+            outbound_port=w.outbound_port,
+            inbound_port=w.inbound_port,
+            app_port=w.app_port,
+            service_account=w.service_account,
+            labels={"app": w.service, "version": w.version},
+            stats_port=w.stats_port,
         )
-        register("127.0.0.1", self.consul_ports.http, body)
+        citadel, token, root = self._identity(w.service_account)
+        spec = dataclasses.replace(
+            spec, citadel_addr=citadel, token_file=token, root_cert_file=root
+        )
+        self._envoy(w.instance, spec, w.admin_port)
+        register(
+            "127.0.0.1",
+            self.consul_ports.http,
+            registration_payload(
+                service=w.service,
+                instance_id=w.instance,
+                address="127.0.0.1",
+                port=w.inbound_port,
+                service_port=9080,
+                service_account=w.service_account,
+                labels={"app": w.service, "version": w.version},
+                check_http=f"http://127.0.0.1:{w.app_port}/healthz",
+                mtls=True,
+            ),
+        )
+
+    def start_gateway(self) -> None:
+        spec = SidecarBootstrap(
+            pilot_host="127.0.0.1",
+            pilot_port=self.pilot_grpc,
+            service="ingressgateway",
+            namespace="istio-system",
+            node_id="ingressgateway-1",
+            admin_port=self.gateway_admin,
+            labels={"istio": "ingressgateway"},
+            kind="gateway",
+            service_account="ingressgateway",
+            stats_port=free_port(),
+        )
+        citadel, token, root = self._identity("ingressgateway", "istio-system")
+        spec = dataclasses.replace(
+            spec, citadel_addr=citadel, token_file=token, root_cert_file=root
+        )
+        self._envoy("ingressgateway", spec, self.gateway_admin)
+
+    def apply_demo_config(self) -> None:
+        text = (
+            (DEMO_DIR / "bookinfo.yaml").read_text().replace("GATEWAY_PORT", str(self.gateway_port))
+        )
+        with open(self.galley_token) as f:
+            token = f.read().strip()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.galley_http}/v1/apply",
+            data=text.encode(),
+            method="POST",
+            headers={
+                "Content-Type": "application/yaml",
+                "Authorization": f"Bearer {token}",
+                "X-Source-Name": "demo/bookinfo.yaml",
+            },
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            resp.read()
 
     def stop(self) -> None:
         self.sup.stop_all()
 
 
-def demo_workloads() -> list[DemoWorkload]:
-    def w(service: str, instance: str, version: str, upstream: str | None = None) -> DemoWorkload:
-        return DemoWorkload(
-            service,
-            instance,
-            {"version": version},
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            upstream,
-        )
-
-    return [
-        w("backend", "backend-v1", "v1"),
-        w("backend", "backend-v2", "v2"),
-        w("frontend", "frontend-v1", "v1", upstream="http://backend/"),
-    ]
+def _front_page(port: int, user: str | None = None) -> str:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/productpage", headers={"end-user": user} if user else {}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=3) as resp:
+            return str(resp.read().decode()) if resp.status == 200 else ""
+    except OSError:
+        return ""
 
 
 def run_up(state_dir: str, demo: bool = True) -> int:
-    path = Path(state_dir).resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    mesh = Mesh(Path(tempfile.mkdtemp(prefix="run-", dir=path)))
+    state = Path(state_dir).resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    pid_file = state / "up.pid"
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text()), 0)
+            print(
+                f"meshctl up: already running (pid {pid_file.read_text().strip()}); "
+                f"`meshctl down --state-dir {state_dir}` stops it",
+                file=sys.stderr,
+            )
+            return 1
+        except (OSError, ValueError):
+            pid_file.unlink()
+    pid_file.write_text(str(os.getpid()))
+    mesh = Mesh(state, report=lambda line: print(line, flush=True))
     stop = {"now": False}
 
     def on_signal(signum: int, _: FrameType | None) -> None:
@@ -198,49 +390,36 @@ def run_up(state_dir: str, demo: bool = True) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        print(f"meshctl up: logs in {mesh.sup.log_dir}", flush=True)
+        print(f"meshctl up: state and logs in {state}", flush=True)
         mesh.start_control_plane()
-        print(f"  consul  ready  http://{mesh.consul_addr}/ui", flush=True)
-        print(
-            f"  pilot   ready  xDS 127.0.0.1:{mesh.pilot_grpc}, "
-            f"debug http://127.0.0.1:{mesh.pilot_http}/debug/syncz",
-            flush=True,
-        )
-        print(
-            f"  galley  ready  REST http://127.0.0.1:{mesh.galley_http}/docs, "
-            f"write token in {mesh.token_file}",
-            flush=True,
-        )
-        client_outbound = _port_or_free(15001)
         if demo:
+            mesh._step(
+                "ingressgateway", f"http://127.0.0.1:{mesh.gateway_port}", mesh.start_gateway
+            )
             for w in demo_workloads():
-                mesh.start_app(w)
-                mesh.start_sidecar(w)
-                mesh.register(w)
-                print(
-                    f"  {w.instance:<12} ready  app :{w.app_port}, sidecar in :{w.inbound_port} "
-                    f"out :{w.outbound_port} admin :{w.admin_port}",
-                    flush=True,
+                mesh._step(
+                    w.instance,
+                    f"app :{w.app_port}, sidecar :{w.inbound_port}, "
+                    f"stats http://127.0.0.1:{w.stats_port}/stats/prometheus",
+                    functools.partial(mesh.start_workload, w),
                 )
-            client = DemoWorkload("client", "client-1", {}, 0, 0, client_outbound, free_port())
-            mesh.start_sidecar(client)
+            mesh.apply_demo_config()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and "Book details" not in _front_page(
+                mesh.gateway_port
+            ):
+                time.sleep(0.3)
+            galley = f"--galley-addr 127.0.0.1:{mesh.galley_http} --token-file {mesh.galley_token}"
             print(
-                f"  client sidecar ready  admin http://127.0.0.1:{client.admin_port}/clusters",
+                f"\nThe shop, through the ingress gateway and the mesh (refresh a few times):\n"
+                f"  http://127.0.0.1:{mesh.gateway_port}/productpage\n"
+                f"  curl -H 'end-user: jason' http://127.0.0.1:{mesh.gateway_port}/productpage\n"
+                f"\nChange it with Istio YAML (samples in {DEMO_DIR / 'samples'}):\n"
+                f"  meshctl apply -f {DEMO_DIR / 'samples' / 'reviews-jason-v2.yaml'} {galley}\n"
+                f"  meshctl proxy-status --pilot-http 127.0.0.1:{mesh.pilot_http}",
                 flush=True,
             )
-            deadline = time.monotonic() + 20
-            url = f"http://127.0.0.1:{client_outbound}/"
-            while time.monotonic() < deadline and not _through_mesh(url):
-                time.sleep(0.2)
-            print("\nThrough the mesh (client sidecar -> frontend -> backend v1/v2):")
-            print(f"  curl -x http://127.0.0.1:{client_outbound} http://frontend/")
-            print(f"  curl -H 'Host: backend' http://127.0.0.1:{client_outbound}/")
-        print("\nChange routing (Istio YAML, validated by Galley, pushed by Pilot):")
-        print(
-            f"  meshctl apply -f my-virtualservice.yaml --galley-addr 127.0.0.1:{mesh.galley_http} "
-            f"--token-file {mesh.token_file}"
-        )
-        print("\nCtrl-C stops everything.", flush=True)
+        print("\nCtrl-C (or `meshctl down`) stops everything.", flush=True)
         while not stop["now"]:
             for proc in list(mesh.sup.procs.values()):
                 if not proc.alive():
@@ -258,14 +437,32 @@ def run_up(state_dir: str, demo: bool = True) -> int:
     finally:
         print("meshctl up: stopping", flush=True)
         mesh.stop()
+        pid_file.unlink(missing_ok=True)
 
 
-def _through_mesh(proxy_url: str) -> bool:
-    import urllib.request
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy_url}))
+def _alive(pid: int) -> bool:
     try:
-        with opener.open("http://frontend/", timeout=2) as resp:
-            return bool(resp.status == 200 and b'"backend"' in resp.read())
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
     except OSError:
         return False
+
+
+def run_down(state_dir: str, timeout: float = 30.0) -> int:
+    pid_file = Path(state_dir).resolve() / "up.pid"
+    try:
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        print(f"meshctl down: nothing running from {state_dir}", file=sys.stderr)
+        return 1
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        # `meshctl up` removes its pid file once every process it started is gone.
+        if not pid_file.exists() or not _alive(pid):
+            print("meshctl down: stopped")
+            return 0
+        time.sleep(0.2)
+    print(f"meshctl down: pid {pid} still running after {timeout:.0f}s", file=sys.stderr)
+    return 1

@@ -1,18 +1,20 @@
-"""The README's run command: `meshctl up` brings up a working mesh and Ctrl-C stops all of it."""
+"""The README's run command: `meshctl up` brings up the whole mesh and its shop demo,
+Istio YAML changes what the front page shows, and `meshctl down` stops all of it."""
 
 from __future__ import annotations
 
 import re
-import signal
 import socket
 import subprocess
 import time
+import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from meshctl.procs import bin_path
-from tests.e2e.harness import Mesh, eventually
+from tests.e2e.harness import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -23,71 +25,85 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_meshctl_up_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
+def page(url: str, user: str | None = None) -> str:
+    req = urllib.request.Request(url, headers={"end-user": user} if user else {})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return str(resp.read().decode())
+
+
+def reviews(url: str, user: str | None = None) -> str:
+    found = re.search(r"Reviews: (reviews-v\d)", page(url, user))
+    return found.group(1) if found else "none"
+
+
+def test_meshctl_up_runs_the_shop_and_down_stops_it(tmp_path: Path) -> None:
+    state = tmp_path / "state"
     proc = subprocess.Popen(
-        [bin_path("meshctl"), "up", "--state-dir", str(tmp_path)],
+        [bin_path("meshctl"), "up", "--state-dir", str(state)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     lines: list[str] = []
+    ports: list[int] = []
     try:
-        deadline = time.monotonic() + 120
         assert proc.stdout is not None
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
                 break
             lines.append(line)
-            if "Ctrl-C stops everything" in line:
+            if "stops everything" in line:
                 break
         text = "".join(lines)
-        assert "Ctrl-C stops everything" in text, text
-        port = int(re.search(r"curl -x http://127\.0\.0\.1:(\d+) http://frontend/", text).group(1))  # type: ignore[union-attr]
+        assert "stops everything" in text, text
+        for part in ("consul", "citadel", "pilot", "galley", "ingressgateway", "productpage-v1"):
+            assert re.search(rf"✓ {part}\b", text), (part, text)
         ports = [int(p) for p in re.findall(r":(\d{2,5})\b", text)]
+        url = re.search(r"(http://127\.0\.0\.1:\d+/productpage)", text).group(1)  # type: ignore[union-attr]
 
-        def front_page() -> bool:
-            reply = Mesh.request(port, "frontend", proxy_form=True)
-            upstream = reply.body.get("upstream", {}) if isinstance(reply.body, dict) else {}
-            return reply.status == 200 and upstream.get("body", {}).get("service") == "backend"
+        # All three reviews versions serve the front page; v2/v3 show ratings.
+        seen = Counter(reviews(url) for _ in range(30))
+        assert set(seen) == {"reviews-v1", "reviews-v2", "reviews-v3"}, seen
+        assert "Book details: details-v1" in page(url)
+        # Sidecars talk mutual TLS with identities from Citadel.
+        key = state / "citadel" / "root-key.pem"
+        assert key.stat().st_mode & 0o777 == 0o600
 
-        eventually(front_page, timeout=20, what="the demo's curl works")
-        backends = {Mesh.request(port, "backend").instance for _ in range(20)}
-        assert backends == {"backend-v1", "backend-v2"}
-        # The printed apply command changes routing: everything to v2.
-        apply = re.search(r"meshctl apply -f \S+ (--galley-addr \S+) (--token-file \S+)", text)
+        # The printed apply command with a shipped sample: jason gets v2, everyone else v1.
+        apply = re.search(r"meshctl apply -f (\S+) (--galley-addr \S+) (--token-file \S+)", text)
         assert apply is not None, text
-        rule = (
-            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: backend}\n"
-            "spec: {host: backend, subsets: [{name: v2, labels: {version: v2}}]}\n---\n"
-            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: backend}\n"
-            "spec: {hosts: [backend],\n"
-            "       http: [{route: [{destination: {host: backend, subset: v2}}]}]}\n"
-        )
         out = subprocess.run(
             [
                 bin_path("meshctl"),
                 "apply",
                 "-f",
-                "-",
-                *apply.group(1).split(),
+                apply.group(1),
                 *apply.group(2).split(),
+                *apply.group(3).split(),
             ],
-            input=rule,
             capture_output=True,
             text=True,
             timeout=30,
         )
         assert out.returncode == 0, out.stderr
         eventually(
-            lambda: {Mesh.request(port, "backend").instance for _ in range(10)} == {"backend-v2"},
-            what="routing changed by the applied VirtualService",
+            lambda: {reviews(url, "jason") for _ in range(5)} == {"reviews-v2"},
+            what="jason routed to v2",
         )
+        assert {reviews(url) for _ in range(10)} == {"reviews-v1"}
     finally:
-        proc.send_signal(signal.SIGINT)
-        rc = proc.wait(30)
+        down = subprocess.run(
+            [bin_path("meshctl"), "down", "--state-dir", str(state)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        rc = proc.wait(60)
         if proc.stdout is not None:
             proc.stdout.close()
+    assert down.returncode == 0, down.stderr
     assert rc == 0
     left = [p for p in ports if _listening(p)]
-    assert not left, f"still listening after Ctrl-C: {left}"
+    assert not left, f"still listening after meshctl down: {left}"
