@@ -71,11 +71,19 @@ class Instance:
         return (self.address, self.port, self.id)
 
 
-def _labels_from(tags: Sequence[str], meta: Mapping[str, str]) -> dict[str, str]:
-    labels: dict[str, str] = {}
+def _tag_values(tags: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
     for tag in tags:
         key, sep, value = tag.partition("=")
         if sep and key:
+            out[key] = value
+    return out
+
+
+def _labels_from(tags: Sequence[str], meta: Mapping[str, str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for key, value in _tag_values(tags).items():
+        if key not in RESERVED_META:
             labels[key] = value
     for key, value in meta.items():
         if key not in RESERVED_META:
@@ -104,10 +112,13 @@ def instance_from_health_entry(entry: Mapping[str, Any]) -> Instance | None:
     name = svc.get("Service") or ""
     if not address or not port or not _DNS_LABEL.match(name):
         return None
-    meta: Mapping[str, str] = svc.get("Meta") or {}
+    tags: Sequence[str] = svc.get("Tags") or []
+    # Reserved keys come from meta, or from `key=value` tags when a registrar (Registrator
+    # without meta support) can only write tags.
+    from_tags = {k: v for k, v in _tag_values(tags).items() if k in RESERVED_META}
+    meta: Mapping[str, str] = {**from_tags, **(svc.get("Meta") or {})}
     if not _DNS_LABEL.match(meta.get("namespace") or DEFAULT_NAMESPACE):
         return None
-    tags: Sequence[str] = svc.get("Tags") or []
     protocol = (meta.get("protocol") or "http").lower()
     return Instance(
         id=svc.get("ID") or f"{name}-{address}-{port}",

@@ -182,7 +182,7 @@ def render_page(body: dict[str, Any]) -> str:
     return "<html><body>" + "\n".join(lines) + "</body></html>\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m meshctl.demo_app",
         description=__doc__,
@@ -208,7 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--proxy", default=os.environ.get("http_proxy"), help="sidecar outbound URL"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     attrs = dict(a.partition("=")[::2] for a in args.attr)
     app = build_app(
         args.service,

