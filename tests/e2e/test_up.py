@@ -36,6 +36,43 @@ def reviews(url: str, user: str | None = None) -> str:
     return found.group(1) if found else "none"
 
 
+BOOKINFO = (
+    Path(__file__).resolve().parents[3] / "shared" / "corpus" / "istio" / "bookinfo-networking"
+)
+
+
+def _istio_bookinfo_changes_the_page(url: str, galley: list[str]) -> None:
+    """Istio's own bookinfo YAMLs, unchanged, drive the demo's front page."""
+
+    def apply(name: str) -> None:
+        out = subprocess.run(
+            [bin_path("meshctl"), "apply", "-f", str(BOOKINFO / name), *galley],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 0, out.stderr
+
+    apply("destination-rule-all.yaml")
+    apply("virtual-service-all-v1.yaml")
+    eventually(
+        lambda: {reviews(url, "jason") for _ in range(5)} == {"reviews-v1"}, what="all-v1 in force"
+    )
+    apply("virtual-service-reviews-90-10.yaml")
+    eventually(lambda: "reviews-v2" in {reviews(url) for _ in range(40)}, what="90/10 in force")
+    split = Counter(reviews(url) for _ in range(200))
+    assert set(split) == {"reviews-v1", "reviews-v2"} and split["reviews-v1"] >= 160, split
+    apply("virtual-service-reviews-jason-v2-v3.yaml")
+    eventually(lambda: {reviews(url) for _ in range(5)} == {"reviews-v3"}, what="others on v3")
+    assert {reviews(url, "jason") for _ in range(5)} == {"reviews-v2"}
+    apply("virtual-service-ratings-test-abort.yaml")
+    eventually(
+        lambda: "Ratings service is currently unavailable" in page(url, "jason"),
+        what="jason's ratings aborted",
+    )
+    assert "red stars" in page(url)  # everyone else still gets ratings (from v3)
+
+
 def test_meshctl_up_runs_the_shop_and_down_stops_it(tmp_path: Path) -> None:
     state = tmp_path / "state"
     proc = subprocess.Popen(
@@ -93,6 +130,8 @@ def test_meshctl_up_runs_the_shop_and_down_stops_it(tmp_path: Path) -> None:
             what="jason routed to v2",
         )
         assert {reviews(url) for _ in range(10)} == {"reviews-v1"}
+        if BOOKINFO.exists():
+            _istio_bookinfo_changes_the_page(url, apply.group(2).split() + apply.group(3).split())
     finally:
         down = subprocess.run(
             [bin_path("meshctl"), "down", "--state-dir", str(state)],
