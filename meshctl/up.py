@@ -39,6 +39,8 @@ TRUST_DOMAIN = "cluster.local"
 
 def _port_or_free(preferred: int) -> int:
     with socket.socket() as sock:
+        # As servers bind: a port whose old connections linger in TIME_WAIT is still free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", preferred))
         except OSError:

@@ -146,3 +146,42 @@ def test_meshctl_up_runs_the_shop_and_down_stops_it(tmp_path: Path) -> None:
     assert rc == 0
     left = [p for p in ports if _listening(p)]
     assert not left, f"still listening after meshctl down: {left}"
+
+
+def test_meshctl_up_no_demo_runs_just_the_control_plane(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [bin_path("meshctl"), "up", "--no-demo", "--state-dir", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while (line := proc.stdout.readline()) and "stops everything" not in line:
+            lines.append(line)
+        text = "".join(lines)
+        for part in ("consul", "citadel", "pilot", "galley"):
+            assert f"✓ {part}" in text, text
+        assert "productpage" not in text and "ingressgateway" not in text
+        assert (state / "up.pid").exists()
+        second = subprocess.run(
+            [bin_path("meshctl"), "up", "--state-dir", str(state)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode == 1 and "already running" in second.stderr
+    finally:
+        down = subprocess.run(
+            [bin_path("meshctl"), "down", "--state-dir", str(state)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        rc = proc.wait(60)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert down.returncode == 0 and rc == 0
+    assert not (state / "up.pid").exists()
