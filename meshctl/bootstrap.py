@@ -136,6 +136,7 @@ class SidecarBootstrap:
     pilot_identity: str | None = None
     # Envoy's stats in Prometheus format on this port (as Istio's 15090), at /stats/prometheus.
     stats_port: int | None = None
+    delta: bool = False  # incremental xDS instead of State of the World
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -225,7 +226,11 @@ class SidecarBootstrap:
             static_resources=static,
             dynamic_resources=bootstrap_pb2.Bootstrap.DynamicResources(
                 ads_config=config_source_pb2.ApiConfigSource(
-                    api_type=config_source_pb2.ApiConfigSource.GRPC,
+                    api_type=(
+                        config_source_pb2.ApiConfigSource.DELTA_GRPC
+                        if self.delta
+                        else config_source_pb2.ApiConfigSource.GRPC
+                    ),
                     transport_api_version=config_source_pb2.V3,
                     set_node_on_first_message_only=True,
                     grpc_services=[

@@ -118,6 +118,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         root_cert_file=os.path.abspath(args.root_cert) if args.root_cert else None,
         pilot_identity=args.pilot_identity if args.pilot_tls else None,
         stats_port=args.stats_port,
+        delta=args.delta,
     )
     if args.pilot_tls and not args.root_cert:
         raise CliError("--pilot-tls needs --root-cert to verify Pilot with")
@@ -360,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     boot.add_argument("--token-file", default=None, help="workload token (from meshctl token)")
     boot.add_argument("--root-cert", default=None, help="Citadel's root bundle (meshctl root)")
+    boot.add_argument("--delta", action="store_true", help="use incremental (Delta) xDS")
     boot.add_argument(
         "--stats-port",
         type=_port,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -47,8 +48,40 @@ def bin_path(name: str) -> str:
     return found
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A free loopback port below the kernel's ephemeral range.
+
+    Ports the kernel hands to outgoing connections (the ephemeral range) can be
+    taken between "free" and "bound"; ports below it are only ever taken by a
+    listener that asks for them, so they stay free until ours binds.
+    """
+    low, _ = _ephemeral_range()
+    top = max(low, 12_000)
+    for _ in range(200):
+        port = random.randrange(10_000, top)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # fall back to the kernel
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 

@@ -74,14 +74,16 @@ class DebugServer:
         snapshot = self._pilot.snapshot
         body = {
             "snapshot": snapshot.version if snapshot else None,
-            "proxies": [c.status() for c in self._pilot.ads.connections.values()],
+            "proxies": [c.status() for c in self._pilot.ads.connections.values()]
+            + [c.status() for c in self._pilot.ads.delta.connections.values()],
         }
         return web.json_response(body)
 
     async def _config_dump(self, request: web.Request) -> web.Response:
         proxy_id = request.query.get("proxy", "")
         ads = self._pilot.ads
-        conn = next((c for c in ads.connections.values() if c.proxy.id == proxy_id), None)
+        conns: list[Any] = [*ads.connections.values(), *ads.delta.connections.values()]
+        conn = next((c for c in conns if c.proxy.id == proxy_id), None)
         if conn is None:
             return web.json_response({"error": f"no connected proxy {proxy_id!r}"}, status=404)
         ctx = ads.context
@@ -92,7 +94,7 @@ class DebugServer:
             watch = conn.watches.get(type_url)
             if watch is None:
                 continue
-            resources = gen.generate(ctx, conn.proxy, watch.names, None)
+            resources = gen.generate(ctx, conn.proxy, frozenset(watch.names), None)
             message = _MESSAGES[type_url]
             dump[typeurls.SHORT[type_url]] = [
                 json_format.MessageToDict(message.FromString(r.value_bytes)) for r in resources

@@ -30,6 +30,7 @@ from pilot.metrics import Metrics
 from pilot.model import Proxy
 from pilot.xds import typeurls
 from pilot.xds.context import Change, PushContext
+from pilot.xds.delta import DeltaServer
 from pilot.xds.generator import Generator
 from pilot.xds.resource import encode_response, set_version
 from pilot.xds.wire import NameSets, split_names
@@ -98,6 +99,7 @@ class AdsServer:
         self._nonces = itertools.count(1)
         self._names = NameSets()
         self.connections: dict[str, Connection] = {}
+        self.delta = DeltaServer(generators, metrics, self)
 
     # --- wiring ---
 
@@ -106,7 +108,11 @@ class AdsServer:
             self._stream, request_deserializer=None, response_serializer=None
         )
         return grpc.method_handlers_generic_handler(
-            ADS_SERVICE, {"StreamAggregatedResources": handler}
+            ADS_SERVICE,
+            {
+                "StreamAggregatedResources": handler,
+                "DeltaAggregatedResources": self.delta.rpc_handler(),
+            },
         )
 
     @property
@@ -116,6 +122,7 @@ class AdsServer:
     def publish(self, ctx: PushContext, change: Change) -> None:
         """Make ctx current and hand the change to every connection's pusher."""
         self._ctx = ctx
+        self.delta.publish(change)
         for conn in self.connections.values():
             conn.pending = change if conn.pending is None else conn.pending.merge(change)
             conn.wake.set()
@@ -166,7 +173,7 @@ class AdsServer:
                 pusher.cancel()
             if conn is not None:
                 self.connections.pop(conn.id, None)
-                self._metrics.connected.set(len(self.connections))
+                self._metrics.connected.dec()
                 log.info("proxy %s disconnected", conn.proxy.id)
 
     async def _pusher(self, conn: Connection, context: grpc.aio.ServicerContext) -> None:
@@ -209,7 +216,7 @@ class AdsServer:
             connected_at=time.monotonic(),
         )
         self.connections[conn.id] = conn
-        self._metrics.connected.set(len(self.connections))
+        self._metrics.connected.inc()
         log.info(
             "proxy %s connected (service %s.%s) from %s",
             proxy.id,

@@ -77,8 +77,13 @@ class Reply:
 
 class Mesh:
     def __init__(
-        self, workdir: Path, envoy: str = "envoy", persistent_consul: bool = False
+        self,
+        workdir: Path,
+        envoy: str = "envoy",
+        persistent_consul: bool = False,
+        delta: bool = False,
     ) -> None:
+        self.delta = delta  # sidecars use incremental xDS
         self.workdir = workdir
         self.envoy = bin_path(envoy)
         self.sup = Supervisor(workdir / "logs")
@@ -331,6 +336,8 @@ class Mesh:
             f"--outbound-port={w.outbound_port}",
             f"--stats-port={w.stats_port}",
         ]
+        if self.delta:
+            args.append("--delta")
         if inbound:
             args += [f"--inbound-port={w.inbound_port}", f"--app-port={w.app_port}"]
         args += [f"--label={k}={v}" for k, v in w.labels.items()]
