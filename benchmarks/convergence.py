@@ -164,8 +164,89 @@ class SimProxy:
                 await call.write(req(RDS, rds_names, nonce=resp.nonce, version=resp.version_info))
 
 
-async def _client_worker(pilot: str, ids: list[str], services: int, conn: Connection) -> None:
-    proxies = [SimProxy(node_id=i, expected_clusters=services) for i in ids]
+DELTA_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+
+
+class DeltaSimProxy(SimProxy):
+    """The same client speaking incremental xDS, as Envoy does with DELTA_GRPC."""
+
+    async def run(self, channel: grpc.aio.Channel) -> None:
+        call = channel.stream_stream(
+            DELTA_METHOD, request_serializer=None, response_deserializer=None
+        )()
+
+        def req(
+            type_url: str,
+            subscribe: list[str] = (),
+            nonce: str = "",  # type: ignore[assignment]
+            node: bool = False,
+        ) -> bytes:
+            msg = discovery_pb2.DeltaDiscoveryRequest(
+                type_url=type_url, resource_names_subscribe=subscribe, response_nonce=nonce
+            )
+            if node:
+                msg.node.CopyFrom(self.node())
+            return msg.SerializeToString()
+
+        clusters: set[str] = set()
+        routes: set[str] = set()
+        await call.write(req(CDS, node=True))
+        await call.write(req(LDS))
+        while True:
+            raw = await call.read()
+            if raw is grpc.aio.EOF:
+                return
+            resp = discovery_pb2.DeltaDiscoveryResponse.FromString(raw)
+            t = resp.type_url
+            await call.write(req(t, nonce=resp.nonce))  # ACK
+            if t == CDS:
+                new = []
+                for r in resp.resources:
+                    c = cluster_pb2.Cluster.FromString(r.resource.value)
+                    if c.type == cluster_pb2.Cluster.EDS and c.name not in clusters:
+                        clusters.add(c.name)
+                        new.append(c.name)
+                clusters -= set(resp.removed_resources)
+                if new:
+                    await call.write(req(EDS, sorted(new)))
+            elif t == EDS:
+                for r in resp.resources:
+                    cla = endpoint_pb2.ClusterLoadAssignment.FromString(r.resource.value)
+                    self.endpoints[cla.cluster_name] = sum(
+                        len(e.lb_endpoints) for e in cla.endpoints
+                    )
+                target = self.target
+                if (
+                    target
+                    and self.latency is None
+                    and self.endpoints.get(target.cluster) == target.count
+                ):
+                    self.latency = time.monotonic() - target.t0
+                    self.got.set()
+                if len(self.endpoints) >= self.expected_clusters:
+                    self.synced.set()
+            elif t == LDS:
+                names = set()
+                for r in resp.resources:
+                    lis = listener_pb2.Listener.FromString(r.resource.value)
+                    for chain in lis.filter_chains:
+                        for f in chain.filters:
+                            hcm = hcm_pb2.HttpConnectionManager.FromString(f.typed_config.value)
+                            if hcm.HasField("rds"):
+                                names.add(hcm.rds.route_config_name)
+                if names - routes:
+                    await call.write(req(RDS, sorted(names - routes)))
+                    routes |= names
+            elif t == RDS:
+                for r in resp.resources:
+                    route_pb2.RouteConfiguration.FromString(r.resource.value)
+
+
+async def _client_worker(
+    pilot: str, ids: list[str], services: int, conn: Connection, delta: bool = False
+) -> None:
+    kind = DeltaSimProxy if delta else SimProxy
+    proxies = [kind(node_id=i, expected_clusters=services) for i in ids]
     # One HTTP/2 connection per proxy, as separate Envoys would have.
     channels = [
         grpc.aio.insecure_channel(pilot, options=[("grpc.use_local_subchannel_pool", 1)])
@@ -201,11 +282,13 @@ async def _client_worker(pilot: str, ids: list[str], services: int, conn: Connec
             await ch.close()
 
 
-def _worker_main(pilot: str, ids: list[str], services: int, conn: Connection) -> None:
+def _worker_main(
+    pilot: str, ids: list[str], services: int, conn: Connection, delta: bool = False
+) -> None:
     try:
         import uvloop
 
-        uvloop.run(_client_worker(pilot, ids, services, conn))
+        uvloop.run(_client_worker(pilot, ids, services, conn, delta))
     except KeyboardInterrupt:
         pass
 
@@ -214,7 +297,9 @@ def _worker_main(pilot: str, ids: list[str], services: int, conn: Connection) ->
 
 
 class EnvoyFleet:
-    def __init__(self, sup: Supervisor, workdir: Path, pilot_port: int, k: int) -> None:
+    def __init__(
+        self, sup: Supervisor, workdir: Path, pilot_port: int, k: int, delta: bool = False
+    ) -> None:
         self.admins: list[int] = []
         for i in range(k):
             admin = free_port()
@@ -226,6 +311,7 @@ class EnvoyFleet:
                 node_id=f"envoy-{i}",
                 admin_port=admin,
                 outbound_port=free_port(),
+                delta=delta,
             )
             path = workdir / f"envoy-{i}.yaml"
             path.write_text(render_yaml(spec.build()))
@@ -323,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--client-procs", type=int, default=1, help="processes for simulated proxies"
     )
+    parser.add_argument(
+        "--delta", action="store_true", help="simulated proxies speak incremental (Delta) xDS"
+    )
     parser.add_argument("--debounce-quiet", type=float, default=0.1)
     parser.add_argument("--debounce-max", type=float, default=1.0)
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
@@ -361,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         fleet: EnvoyFleet | None = None
         n = args.envoys or args.proxies
         if args.envoys:
-            fleet = EnvoyFleet(sup, workdir, grpc_port, args.envoys)
+            fleet = EnvoyFleet(sup, workdir, grpc_port, args.envoys, args.delta)
             for i, admin in enumerate(fleet.admins):
                 sup.wait_http(f"envoy-{i}", f"http://127.0.0.1:{admin}/ready", timeout=120)
         else:
@@ -377,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
                         ids[w :: args.client_procs],
                         args.services,
                         child,
+                        args.delta,
                     ),
                 )
                 proc.start()
@@ -439,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             "proxies": n,
             "services": args.services,
             "real_envoys": bool(args.envoys),
+            "delta": args.delta,
             "rounds": args.rounds,
             "p50_ms": pct(0.50),
             "p90_ms": pct(0.90),
