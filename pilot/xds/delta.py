@@ -218,9 +218,15 @@ class DeltaServer:
         if self._ctx is not None:
             await self._send(conn, context, type_url, force=new_names)
 
-    def _current(self, conn: DeltaConnection, type_url: str, watch: DeltaWatch) -> list[Resource]:
+    def _current(
+        self, conn: DeltaConnection, type_url: str, watch: DeltaWatch, only: frozenset[str] | None
+    ) -> list[Resource]:
         ctx = self._ctx
         assert ctx is not None
+        if only is not None:  # an endpoint-only push: just the clusters that changed
+            return self.generators[type_url].generate(
+                ctx, conn.proxy, frozenset(watch.names & only), None
+            )
         names = frozenset() if watch.wildcard else frozenset(watch.names)
         return self.generators[type_url].generate(ctx, conn.proxy, names, None)
 
@@ -230,17 +236,28 @@ class DeltaServer:
         context: grpc.aio.ServicerContext,
         type_url: str,
         force: set[str] | frozenset[str] = frozenset(),
+        only: frozenset[str] | None = None,
     ) -> list[str]:
         """Send what changed (plus `force`d names); returns the names sent."""
         watch = conn.watches[type_url]
-        current = self._current(conn, type_url, watch)
-        by_name = {r.name: r for r in current}
+        current = self._current(conn, type_url, watch, only)
         changed = [r for r in current if watch.known.get(r.name) != r.version or r.name in force]
-        removed = [n for n in watch.known if n not in by_name]
+        removed: list[str] = []
+        if only is None:
+            present = {r.name for r in current}
+            removed = [n for n in watch.known if n not in present]
         if not changed and not removed:
             return []
-        nonce = f"d{next(self._nonces)}"
-        body = encode_delta_response("", type_url, nonce, changed, removed)
+        ctx = self._ctx
+        assert ctx is not None
+
+        def encode() -> tuple[str, bytes]:
+            nonce = f"d{next(self._nonces)}"
+            return nonce, encode_delta_response("", type_url, nonce, changed, removed)
+
+        # Proxies that need the same change share the encoded bytes (and the nonce).
+        key = ("delta", type_url, tuple(id(r) for r in changed), tuple(removed))
+        nonce, body = ctx.memo(key, encode)
         await context.write(body)
         for r in changed:
             watch.known[r.name] = r.version
@@ -265,6 +282,7 @@ class DeltaServer:
             force = frozenset(sent_clusters) if type_url == typeurls.ENDPOINT else frozenset()
             if not change.full and type_url != typeurls.ENDPOINT:
                 continue
-            sent = await self._send(conn, context, type_url, force)
+            only = None if change.full else change.endpoints
+            sent = await self._send(conn, context, type_url, force, only)
             if type_url == typeurls.CLUSTER:
                 sent_clusters = sent
