@@ -63,10 +63,6 @@ class IssuedCert:
     not_after: datetime.datetime
     serial: int
 
-    @property
-    def lifetime(self) -> float:
-        return (self.not_after - self.not_before).total_seconds()
-
 
 class CertificateAuthority:
     def __init__(
@@ -166,11 +162,6 @@ class CertificateAuthority:
 
     def root_bundle_pem(self) -> bytes:
         return b"".join(_pem(r) for r in self.roots)
-
-    def add_root(self, root: x509.Certificate) -> None:
-        """Trust another root too (root rotation: old and new both trusted meanwhile)."""
-        if root not in self.roots:
-            self.roots.append(root)
 
     def issue(self, namespace: str, service_account: str, ttl: datetime.timedelta) -> IssuedCert:
         """A fresh key and certificate for the identity."""

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from api.resources import KindInfo, Resource, check_document, kind_by_plural
-from api.store import Conflict, NotFound, StoredResource, Write
+from api.store import ConfigStore, Conflict, NotFound, StoredResource, Write
 from galley.dependencies import StoreDep, read_documents, require_reader, require_writer
 from galley.errors import ApiError, details
 
@@ -75,13 +75,7 @@ async def _checked_one(
 
 @router.get("/{group}/{version}/{plural}", dependencies=[Depends(require_reader)])
 async def list_all(group: str, version: str, plural: str, s: StoreDep) -> dict[str, Any]:
-    info = _kind(group, version, plural)
-    items = await s.list_resources(info.kind)
-    return {
-        "apiVersion": f"{group}/{version}",
-        "kind": f"{info.kind}List",
-        "items": [_out(i, version) for i in items],
-    }
+    return await _list(s, group, version, plural, None)
 
 
 @router.get(
@@ -89,6 +83,12 @@ async def list_all(group: str, version: str, plural: str, s: StoreDep) -> dict[s
 )
 async def list_namespace(
     group: str, version: str, namespace: str, plural: str, s: StoreDep
+) -> dict[str, Any]:
+    return await _list(s, group, version, plural, namespace)
+
+
+async def _list(
+    s: ConfigStore, group: str, version: str, plural: str, namespace: str | None
 ) -> dict[str, Any]:
     info = _kind(group, version, plural)
     items = await s.list_resources(info.kind, namespace)

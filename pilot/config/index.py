@@ -84,10 +84,6 @@ class ConfigIndex:
             if gateway in [_gw(g, r.namespace) for g in (_spec(r).gateways or [])]
         ]
 
-    def gateway(self, ref: str) -> Resource | None:
-        ns, _, name = ref.partition("/")
-        return next((g for g in self.of("Gateway") if (g.namespace, g.name) == (ns, name)), None)
-
     def sidecar_for(self, namespace: str, labels: Mapping[str, str]) -> Resource | None:
         """A Sidecar whose selector matches the workload, else the namespace default."""
         default = None

@@ -9,7 +9,6 @@ read them. JWKS are inline, or fetched by Pilot from the jwksUri (pilot.jwks).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,8 +25,6 @@ from pilot.networking.authz import JWT_FILTER, PAYLOAD_KEY
 from pilot.networking.protos import pack
 
 __all__ = ["applicable_authentications", "jwt_filter"]
-
-log = logging.getLogger(__name__)
 
 
 def applicable_authentications(
