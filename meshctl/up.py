@@ -313,6 +313,18 @@ class Mesh:
                 mtls=True,
             ),
         )
+        self._wait_passing(w.service, w.instance)
+
+    def _wait_passing(self, service: str, instance: str, timeout: float = 30.0) -> None:
+        """Ready means Consul lists the instance as passing, so Pilot routes to it."""
+        client = consul.Consul(host="127.0.0.1", port=self.consul_ports.http)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _, entries = client.health.service(service, passing=True)
+            if any(e["Service"]["ID"] == instance for e in entries):
+                return
+            time.sleep(0.2)
+        raise StartError(f"{instance} never passed its health check; see {self.sup.log_dir}")
 
     def start_gateway(self) -> None:
         spec = SidecarBootstrap(

@@ -101,8 +101,15 @@ def test_meshctl_up_runs_the_shop_and_down_stops_it(tmp_path: Path) -> None:
         url = re.search(r"(http://127\.0\.0\.1:\d+/productpage)", text).group(1)  # type: ignore[union-attr]
 
         # All three reviews versions serve the front page; v2/v3 show ratings.
-        seen = Counter(reviews(url) for _ in range(30))
-        assert set(seen) == {"reviews-v1", "reviews-v2", "reviews-v3"}, seen
+        seen = eventually(
+            lambda: (
+                (c := Counter(reviews(url) for _ in range(30))).keys()
+                == {"reviews-v1", "reviews-v2", "reviews-v3"}
+                and c
+            ),
+            what="all three reviews versions serve",
+        )
+        assert sum(seen.values()) == 30
         assert "Book details: details-v1" in page(url)
         # Sidecars talk mutual TLS with identities from Citadel.
         key = state / "citadel" / "root-key.pem"
