@@ -26,4 +26,6 @@ else
         --citadel-addr "$CITADEL" --token-file "/var/run/mesh/tokens/$NAMESPACE.$SERVICE_ACCOUNT" \
         --root-cert /var/run/mesh/root-cert.pem -o /tmp/envoy.yaml
 fi
-exec envoy -c /tmp/envoy.yaml --concurrency 1 --log-level warn
+# The drain flags are meshctl.bootstrap.DRAIN_ARGS: a replaced listener drains in 5 s.
+exec envoy -c /tmp/envoy.yaml --concurrency 1 --log-level warn \
+    --drain-time-s 5 --drain-strategy immediate

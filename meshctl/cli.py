@@ -339,7 +339,15 @@ def build_parser() -> argparse.ArgumentParser:
     dereg.add_argument("--id", required=True)
     dereg.set_defaults(func=cmd_deregister)
 
-    boot = sub.add_parser("bootstrap", help="print an Envoy bootstrap (YAML) for a sidecar")
+    boot = sub.add_parser(
+        "bootstrap",
+        help="print an Envoy bootstrap (YAML) for a sidecar",
+        description=(
+            "Print an Envoy bootstrap for a sidecar or gateway. Run Envoy on it with "
+            "--drain-time-s 5 --drain-strategy immediate (the file's first line says so): "
+            "Envoy's default drain keeps connections on a replaced listener for 600 s."
+        ),
+    )
     boot.add_argument("--pilot-addr", type=_addr, required=True, metavar="HOST:PORT")
     workload(boot)
     boot.add_argument("--admin-port", type=_port, required=True)
@@ -467,7 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_status("cmd_proxy_status"))
 
     pc = sub.add_parser("proxy-config", help="what Pilot sent one proxy")
-    pc.add_argument("kind", choices=["clusters", "listeners", "routes", "endpoints", "secrets"])
+    pc.add_argument(
+        "kind", choices=["clusters", "listeners", "routes", "endpoints", "ecds", "secrets"]
+    )
     pc.add_argument("proxy", help="the proxy's node id")
     pilot_http(pc)
     pc.add_argument("-o", "--output", choices=["json"], default=None)

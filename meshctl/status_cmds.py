@@ -10,7 +10,7 @@ from typing import Any
 
 __all__ = ["StatusError", "cmd_proxy_config", "cmd_proxy_status", "sync_state"]
 
-TYPES = ("cds", "lds", "eds", "rds")
+TYPES = ("cds", "lds", "eds", "rds", "ecds")
 
 
 class StatusError(Exception):
@@ -95,6 +95,8 @@ def _rows(kind: str, items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
             for r in items
             for vh in r.get("virtualHosts", [])
         ]
+    if kind == "ecds":
+        return [_filter_row(f) for f in items]
     if kind == "endpoints":
         rows: list[tuple[str, ...]] = []
         for cla in items:
@@ -117,9 +119,28 @@ _HEADERS = {
     "listeners": ("NAME", "ADDRESS", "FILTER CHAINS"),
     "routes": ("NAME", "VIRTUAL HOST", "DOMAINS", "ROUTES"),
     "endpoints": ("ENDPOINT", "STATUS", "CLUSTER"),
+    "ecds": ("FILTER", "TYPE", "POLICIES"),
     "secrets": ("SECRET", "SOURCE"),
 }
-_TYPE = {"clusters": "cds", "listeners": "lds", "routes": "rds", "endpoints": "eds"}
+_TYPE = {
+    "clusters": "cds",
+    "listeners": "lds",
+    "routes": "rds",
+    "endpoints": "eds",
+    "ecds": "ecds",
+}
+
+
+def _filter_row(item: dict[str, Any]) -> tuple[str, ...]:
+    """An inbound authn/authz filter: its name, config type and what it enforces."""
+    config = item.get("typedConfig", {})
+    kind = config.get("@type", "").rsplit(".", 1)[-1]
+    if "providers" in config or kind == "JwtAuthentication":
+        enforced = sorted(config.get("providers", {}))
+    else:
+        rules = config.get("rules")
+        enforced = sorted(rules.get("policies", {})) if rules else []
+    return (item.get("name", ""), kind, ",".join(enforced) or "(none)")
 
 
 def _secrets(dump: dict[str, Any]) -> list[tuple[str, ...]]:

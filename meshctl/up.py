@@ -27,7 +27,7 @@ from types import FrameType
 import consul
 
 from api.catalog import registration_payload
-from meshctl.bootstrap import SidecarBootstrap, render_yaml
+from meshctl.bootstrap import SidecarBootstrap, envoy_argv, render_yaml
 from meshctl.procs import ConsulPorts, StartError, Supervisor, bin_path, free_port
 from meshctl.registration import register
 
@@ -229,19 +229,7 @@ class Mesh:
         config.write_text(render_yaml(spec.build()))
         self.sup.start(
             f"envoy-{name}",
-            [
-                bin_path("envoy"),
-                "-c",
-                str(config),
-                "--base-id",
-                str(next(self._base_ids)),
-                "--concurrency",
-                "1",
-                "--log-level",
-                "warn",
-                "--drain-time-s",
-                "1",
-            ],
+            envoy_argv(bin_path("envoy"), str(config), base_id=next(self._base_ids)),
         )
         self.sup.wait_http(
             f"envoy-{name}",

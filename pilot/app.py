@@ -20,11 +20,13 @@ from pilot.http import DebugServer
 from pilot.jwks import JwksResolver
 from pilot.metrics import Metrics
 from pilot.model import MeshConfig, MeshSnapshot
+from pilot.networking import authz
 from pilot.registry import OnChange, Registry
 from pilot.registry.consul import ConsulRegistry
 from pilot.settings import PilotSettings, split_addr
 from pilot.xds.cds import ClusterGenerator
 from pilot.xds.context import PushContext, diff
+from pilot.xds.ecds import ExtensionConfigGenerator
 from pilot.xds.eds import EndpointGenerator
 from pilot.xds.lds import ListenerGenerator
 from pilot.xds.rds import RouteGenerator
@@ -69,7 +71,13 @@ class Pilot:
         self.clock = clock or MonotonicClock()
         self.debouncer = Debouncer(settings.debounce_quiet, settings.debounce_max, self.clock)
         self.ads = AdsServer(
-            [ClusterGenerator(), EndpointGenerator(), ListenerGenerator(), RouteGenerator()],
+            [
+                ClusterGenerator(),
+                EndpointGenerator(),
+                ExtensionConfigGenerator(),
+                ListenerGenerator(),
+                RouteGenerator(),
+            ],
             self.metrics,
             clock=self.clock.now,
         )
@@ -129,6 +137,8 @@ class Pilot:
                 "; ".join(problems),
             )
             return
+        if change.full:
+            self._report_untranslatable(snapshot)
         self._snapshot = snapshot
         self.ads.publish(ctx, change)
         self.metrics.snapshots.inc()
@@ -145,6 +155,12 @@ class Pilot:
             len(self.ads.connections),
             ", ".join(sorted(batch.reasons)),
         )
+
+    def _report_untranslatable(self, snapshot: MeshSnapshot) -> None:
+        failed = authz.untranslatable(snapshot.config.of("AuthorizationPolicy"))
+        self.metrics.authz_failed_closed.set(len(failed))
+        for line in failed:
+            log.warning("authorization rule fails closed: %s", line)
 
     async def run(self, started: asyncio.Event | None = None) -> None:
         """Serve until cancelled; `started` is set once both ports listen."""

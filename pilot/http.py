@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import extension_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
@@ -31,6 +32,7 @@ __all__ = ["DebugServer"]
 _MESSAGES: dict[str, type[Message]] = {
     typeurls.CLUSTER: cluster_pb2.Cluster,
     typeurls.ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
+    typeurls.EXTENSION_CONFIG: extension_pb2.TypedExtensionConfig,
     typeurls.LISTENER: listener_pb2.Listener,
     typeurls.ROUTE: route_pb2.RouteConfiguration,
 }

@@ -56,6 +56,12 @@ class Metrics:
         self.config_invalid = Counter(
             "pilot_config_invalid", "Stored config values refused on read", registry=r
         )
+        self.authz_failed_closed = Gauge(
+            "pilot_authz_rules_failed_closed",
+            "AuthorizationPolicy rules Pilot cannot translate: an ALLOW or AUDIT rule "
+            "matches nothing, a DENY rule matches every request",
+            registry=r,
+        )
         self.config_resources = Gauge(
             "pilot_config_resources", "Config resources in force", registry=r
         )

@@ -9,7 +9,14 @@
 # Prints the path of the binary on stdout. Second runs only check the cache.
 set -euo pipefail
 
-CONSUL_VERSION="${CONSUL_VERSION:-v1.22.6}"
+# v1.16.3 is the newest Consul under the MPL-2.0; 1.17.0 and later (and the
+# 1.16 patches after 1.16.3) are under the Business Source License, so this
+# script refuses to build them.
+CONSUL_VERSION="${CONSUL_VERSION:-v1.16.3}"
+case "$CONSUL_VERSION" in
+    v1.1[0-5].*|v1.16.[0-3]) ;;
+    *) echo "build-consul: $CONSUL_VERSION is not an MPL-2.0 release of Consul (newest: v1.16.3)" >&2; exit 2 ;;
+esac
 CACHE_ROOT="${MESH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/meshpy}"
 OUT_DIR="$CACHE_ROOT/consul-$CONSUL_VERSION"
 BIN="$OUT_DIR/consul"
@@ -21,11 +28,10 @@ fi
 
 command -v go >/dev/null || { echo "build-consul: go is not installed" >&2; exit 1; }
 
-# Only the module proxy is reachable; some sibling modules' versions are served
-# by the proxy but absent from the checksum database, so skip that lookup for
-# consul's own modules only.
-export GOPROXY="${GOPROXY_OVERRIDE:-https://proxy.golang.org}"
-export GONOSUMDB="github.com/hashicorp/consul"
+# The Go toolchain's own proxy setting is used as it is. Some versions the
+# proxy serves are absent from the checksum database (consul's sibling modules,
+# hcp-sdk-go v0.55.0), so that lookup is skipped for those modules only.
+export GONOSUMDB="github.com/hashicorp/consul,github.com/hashicorp/hcp-sdk-go"
 export GOTOOLCHAIN=local CGO_ENABLED=0
 export GOFLAGS=-mod=mod
 

@@ -7,8 +7,10 @@ actions. Every check reports at the user's path, e.g.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pydantic import Field
 
@@ -17,7 +19,11 @@ from api.issues import Issues
 from api.model import Spec
 
 __all__ = [
+    "OPERATION_ATTRIBUTES",
+    "SOURCE_ATTRIBUTES",
+    "Attribute",
     "Condition",
+    "Match",
     "Operation",
     "Rule",
     "RuleFrom",
@@ -28,7 +34,7 @@ __all__ = [
     "path_template",
     "service_account",
     "trust_domain",
-    "when_values",
+    "when_attribute",
 ]
 
 
@@ -133,84 +139,146 @@ def path_template(value: str) -> str | None:
     return None
 
 
-# ---- `when` keys -------------------------------------------------------------
+# ---- the attribute table: what each accepted attribute matches --------------
+#
+# Validation accepts an attribute only if it is in this table, and Pilot's
+# translator has a builder for every `Match` (checked when it is imported), so
+# nothing can be accepted and then silently dropped from a rule.
 
-_MAP_KEYS = ("request.headers", "request.auth.claims", "experimental.envoy.filters.")
-_PLAIN_KEYS = frozenset(
+
+class Match(enum.Enum):
+    """What an attribute compares, one Envoy RBAC matcher each."""
+
+    PRINCIPAL = "peer identity (Istio principal form)"
+    NAMESPACE = "peer namespace"
+    SERVICE_ACCOUNT = "peer service account"
+    TRUST_DOMAIN = "peer trust domain"
+    SOURCE_IP = "peer address"
+    REMOTE_IP = "original client address"
+    REQUEST_PRINCIPAL = "JWT issuer/subject"
+    AUDIENCE = "JWT audience"
+    PRESENTER = "JWT authorized presenter"
+    CLAIM = "JWT claim"
+    HEADER = "request header"
+    METHOD = "request method"
+    PATH = "request path"
+    HOST = "request authority"
+    PORT = "destination port"
+    DESTINATION_IP = "destination address"
+    SNI = "TLS server name"
+    FILTER_METADATA = "dynamic metadata of an Envoy filter"
+
+    @property
+    def on_principal(self) -> bool:
+        """Matched on who calls (RBAC principal) rather than on what is called."""
+        return self not in _PERMISSION_MATCHES
+
+    @property
+    def http_only(self) -> bool:
+        return self in _HTTP_MATCHES
+
+
+_PERMISSION_MATCHES = frozenset(
     {
-        "source.namespace",
-        "source.principal",
-        "request.auth.principal",
-        "request.auth.audiences",
-        "request.auth.presenter",
-        "connection.sni",
+        Match.METHOD,
+        Match.PATH,
+        Match.HOST,
+        Match.PORT,
+        Match.DESTINATION_IP,
+        Match.SNI,
+        Match.FILTER_METADATA,
     }
 )
-_VALUE_CHECKS: dict[str, Callable[[str], str | None]] = {
-    "source.ip": checks.ip_or_cidr,
-    "remote.ip": checks.ip_or_cidr,
-    "destination.ip": checks.ip_or_cidr,
-    "destination.port": port_value,
-    "source.serviceAccount": service_account,
-    "source.trustDomain": trust_domain,
-}
-_REMOVED_KEYS = ("destination.namespace", "destination.name", "destination.user")
-_CUSTOM_UNSUPPORTED_KEYS = frozenset(
-    {"source.namespace", "source.serviceAccount", "source.trustDomain", "source.principal"}
+_HTTP_MATCHES = frozenset(
+    {
+        Match.REQUEST_PRINCIPAL,
+        Match.AUDIENCE,
+        Match.PRESENTER,
+        Match.CLAIM,
+        Match.HEADER,
+        Match.METHOD,
+        Match.PATH,
+        Match.HOST,
+    }
 )
 
 
-def when_key(key: str) -> str | None:
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    match: Match
+    check: Callable[[str], str | None] | None = None  # a value check, if values have a form
+    custom: bool = True  # allowed with the CUSTOM action
+
+
+# `from.source` fields and `to.operation` fields, by model field name (the
+# not_ forms share their positive form's entry).
+SOURCE_ATTRIBUTES: dict[str, Attribute] = {
+    "principals": Attribute(Match.PRINCIPAL, custom=False),
+    "request_principals": Attribute(Match.REQUEST_PRINCIPAL, custom=False),
+    "namespaces": Attribute(Match.NAMESPACE, custom=False),
+    "service_accounts": Attribute(Match.SERVICE_ACCOUNT, service_account, custom=False),
+    "trust_domains": Attribute(Match.TRUST_DOMAIN, trust_domain, custom=False),
+    "ip_blocks": Attribute(Match.SOURCE_IP, checks.ip_or_cidr),
+    "remote_ip_blocks": Attribute(Match.REMOTE_IP, checks.ip_or_cidr),
+}
+OPERATION_ATTRIBUTES: dict[str, Attribute] = {
+    "hosts": Attribute(Match.HOST),
+    "ports": Attribute(Match.PORT, port_value),
+    "methods": Attribute(Match.METHOD),
+    "paths": Attribute(Match.PATH, path_template),
+}
+# `when` keys: plain ones, and the map ones written name[entry].
+WHEN_ATTRIBUTES: dict[str, Attribute] = {
+    "source.ip": Attribute(Match.SOURCE_IP, checks.ip_or_cidr),
+    "remote.ip": Attribute(Match.REMOTE_IP, checks.ip_or_cidr),
+    "source.namespace": Attribute(Match.NAMESPACE, custom=False),
+    "source.principal": Attribute(Match.PRINCIPAL, custom=False),
+    "source.serviceAccount": Attribute(Match.SERVICE_ACCOUNT, service_account, custom=False),
+    "source.trustDomain": Attribute(Match.TRUST_DOMAIN, trust_domain, custom=False),
+    "request.auth.principal": Attribute(Match.REQUEST_PRINCIPAL, custom=False),
+    "request.auth.audiences": Attribute(Match.AUDIENCE, custom=False),
+    "request.auth.presenter": Attribute(Match.PRESENTER, custom=False),
+    "destination.ip": Attribute(Match.DESTINATION_IP, checks.ip_or_cidr),
+    "destination.port": Attribute(Match.PORT, port_value),
+    "connection.sni": Attribute(Match.SNI),
+}
+WHEN_MAP_ATTRIBUTES: dict[str, Attribute] = {
+    "request.headers": Attribute(Match.HEADER),
+    "request.auth.claims": Attribute(Match.CLAIM, custom=False),
+}
+# experimental.envoy.filters.<filter name>[<metadata key>]: the map name is the filter's.
+EXPERIMENTAL = Attribute(Match.FILTER_METADATA)
+_EXPERIMENTAL_PREFIX = "experimental.envoy.filters."
+_REMOVED_KEYS = ("destination.namespace", "destination.name", "destination.user")
+
+for _model, _table in ((Source, SOURCE_ATTRIBUTES), (Operation, OPERATION_ATTRIBUTES)):
+    if {f.removeprefix("not_") for f in _model.model_fields} != set(_table):
+        raise AssertionError(f"{_model.__name__}: fields and attribute table differ")
+
+
+def when_attribute(key: str) -> tuple[Attribute, tuple[str, ...]] | str:
+    """The attribute of a `when` key and its map entries (claims nest: a[b][c]),
+    or why the key is refused."""
+    if key in WHEN_ATTRIBUTES:
+        return WHEN_ATTRIBUTES[key], ()
     if key in _REMOVED_KEYS or key.startswith("destination.labels"):
         return f"attribute {key!r} is no longer supported"
-    if key in _PLAIN_KEYS or key in _VALUE_CHECKS:
-        return None
-    if key.startswith(_MAP_KEYS):
-        open_at = key.find("[")
-        if key.endswith("]") and 0 < open_at < len(key) - 2:
-            return None
-        return f"key {key!r} must have the form name[entry], e.g. request.headers[x-token]"
+    name, bracket, rest = key.partition("[")
+    if name in WHEN_MAP_ATTRIBUTES or key.startswith(_EXPERIMENTAL_PREFIX):
+        entries = tuple(rest[:-1].split("][")) if bracket and rest.endswith("]") else ()
+        if not entries or not all(entries) or any("[" in e or "]" in e for e in entries):
+            return f"key {key!r} must have the form name[entry], e.g. request.headers[x-token]"
+        if name == "request.headers" and len(entries) > 1:
+            return f"key {key!r}: a header name is one entry, e.g. request.headers[x-token]"
+        if name in WHEN_MAP_ATTRIBUTES:
+            return WHEN_MAP_ATTRIBUTES[name], entries
+        if len(entries) > 1 or name == _EXPERIMENTAL_PREFIX.rstrip("."):
+            return f"key {key!r} must have the form experimental.envoy.filters.NAME[key]"
+        return EXPERIMENTAL, entries
     return f"unknown attribute {key!r}"
 
 
-def when_values(key: str) -> Callable[[str], str | None] | None:
-    """The check for the values of a condition key, if it has one."""
-    return _VALUE_CHECKS.get(key)
-
-
 # ---- rules -------------------------------------------------------------------
-
-_CUSTOM_UNSUPPORTED_SOURCE = (
-    "principals",
-    "not_principals",
-    "request_principals",
-    "not_request_principals",
-    "namespaces",
-    "not_namespaces",
-    "service_accounts",
-    "not_service_accounts",
-    "trust_domains",
-    "not_trust_domains",
-)
-_SOURCE_VALUE_CHECKS: dict[str, Callable[[str], str | None]] = {
-    "ip_blocks": checks.ip_or_cidr,
-    "not_ip_blocks": checks.ip_or_cidr,
-    "remote_ip_blocks": checks.ip_or_cidr,
-    "not_remote_ip_blocks": checks.ip_or_cidr,
-    "service_accounts": service_account,
-    "not_service_accounts": service_account,
-    "trust_domains": trust_domain,
-    "not_trust_domains": trust_domain,
-}
-_OPERATION_VALUE_CHECKS: dict[str, Callable[[str], str | None]] = {
-    "ports": port_value,
-    "not_ports": port_value,
-    "paths": path_template,
-    "not_paths": path_template,
-}
-_HTTP_OPERATION = ("hosts", "not_hosts", "methods", "not_methods", "paths", "not_paths")
-_HTTP_SOURCE = ("request_principals", "not_request_principals")
-
 
 def _alias(model: type[Spec], name: str) -> str:
     return model.model_fields[name].alias or name
@@ -235,8 +303,9 @@ def _check_source(src: Source, custom: bool, issues: Issues) -> None:
         if values is None:
             continue
         field = _alias(Source, name)
-        _check_list(values, _SOURCE_VALUE_CHECKS.get(name), issues, field)
-        if custom and values and name in _CUSTOM_UNSUPPORTED_SOURCE:
+        attribute = SOURCE_ATTRIBUTES[name.removeprefix("not_")]
+        _check_list(values, attribute.check, issues, field)
+        if custom and values and not attribute.custom:
             issues.error(f"{field} is not supported with the CUSTOM action", field)
     for name in ("service_accounts", "not_service_accounts"):
         values = getattr(src, name)
@@ -255,20 +324,20 @@ def _check_operation(op: Operation, issues: Issues) -> None:
     for name in Operation.model_fields:
         values: list[str] | None = getattr(op, name)
         if values is not None:
-            _check_list(values, _OPERATION_VALUE_CHECKS.get(name), issues, _alias(Operation, name))
+            check = OPERATION_ATTRIBUTES[name.removeprefix("not_")].check
+            _check_list(values, check, issues, _alias(Operation, name))
 
 
 def _check_condition(cond: Condition, custom: bool, issues: Issues) -> None:
     key = cond.key or ""
-    if not key:
-        issues.error("required field is missing", "key")
-    elif (message := when_key(key)) is not None:
-        issues.error(message, "key")
-    elif custom and (key in _CUSTOM_UNSUPPORTED_KEYS or key.startswith("request.auth.")):
+    found = when_attribute(key) if key else "required field is missing"
+    if isinstance(found, str):
+        issues.error(found, "key")
+    elif custom and not found[0].custom:
         issues.error(f"condition key {key!r} is not supported with the CUSTOM action", "key")
     if not cond.values and not cond.not_values:
         issues.error(f"at least one of values or notValues must be set for key {key!r}")
-    check = when_values(key)
+    check = None if isinstance(found, str) else found[0].check
     _check_list(cond.values or [], check, issues, "values")
     _check_list(cond.not_values or [], check, issues, "notValues")
 
@@ -309,22 +378,23 @@ def only_http_attributes(rule: Rule) -> bool:
     A DENY rule like that still applies to TCP traffic, where the HTTP parts can
     never be checked, so Envoy denies the whole connection.
     """
-    used: list[str] = []  # "http" or "tcp" for every attribute the rule sets
+    used: list[bool] = []  # http_only, for every attribute the rule sets
     for entry in rule.from_ or []:
         if entry and entry.source:
             used += [
-                "http" if name in _HTTP_SOURCE else "tcp"
+                SOURCE_ATTRIBUTES[name.removeprefix("not_")].match.http_only
                 for name in Source.model_fields
                 if getattr(entry.source, name)
             ]
     for target in rule.to or []:
         if target and target.operation:
             used += [
-                "http" if name in _HTTP_OPERATION else "tcp"
+                OPERATION_ATTRIBUTES[name.removeprefix("not_")].match.http_only
                 for name in Operation.model_fields
                 if getattr(target.operation, name)
             ]
     for cond in rule.when or []:
-        if cond and cond.key:
-            used.append("http" if cond.key.startswith("request.") else "tcp")
-    return "http" in used and "tcp" not in used
+        found = when_attribute(cond.key) if cond and cond.key else None
+        if found is not None and not isinstance(found, str):
+            used.append(found[0].match.http_only)
+    return any(used) and all(used)

@@ -5,35 +5,52 @@ ALLOW: when any ALLOW policy applies, only what one of them allows passes),
 AUDIT becomes a LOG filter. Istio's empty-rule semantics: an ALLOW policy
 with no rules allows nothing; ``rules: [{}]`` allows everything.
 
-Sources are matched on the caller's mTLS identity (SPIFFE URI SAN), its IP,
-and the JWT claims jwt_authn leaves in dynamic metadata; operations on
-method, path, port and host. `when` conditions narrow either side.
+Every attribute validation accepts (the table in api.security.authz_rules)
+has a builder here, checked at import. Sources are matched on the caller's
+mTLS identity (SPIFFE URI SAN), its IP, and the JWT claims jwt_authn leaves in
+dynamic metadata; operations on method, path, port and host; `when`
+conditions narrow whichever side their attribute belongs to. A rule that
+still cannot be translated fails closed (see `_rule_or_fallback`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from envoy.config.core.v3 import address_pb2
+from envoy.config.core.v3 import address_pb2, extension_pb2
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as rbac_filter_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import (
-    http_connection_manager_pb2 as hcm_pb2,
-)
+from envoy.extensions.path.match.uri_template.v3 import uri_template_match_pb2
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2, value_pb2
 
 from api.resources import Resource
+from api.security.authorization_policy import AuthorizationPolicySpec
+from api.security.authz_rules import (
+    OPERATION_ATTRIBUTES,
+    SOURCE_ATTRIBUTES,
+    Attribute,
+    Match,
+    Rule,
+    when_attribute,
+)
 from pilot.config.index import ConfigIndex
+from pilot.networking import names
 from pilot.networking.protos import pack
 
-__all__ = ["JWT_FILTER", "applicable_policies", "rbac_filters", "requires_token"]
+__all__ = [
+    "Untranslatable",
+    "applicable_policies",
+    "rbac_configs",
+    "requires_token",
+    "untranslatable",
+]
 
 log = logging.getLogger(__name__)
-JWT_FILTER = "envoy.filters.http.jwt_authn"
 PAYLOAD_KEY = "payload"
 
 
@@ -43,7 +60,7 @@ def applicable_policies(
     """Mesh-wide policies, then the namespace's, that select this workload."""
     out = []
     for ap in config.of("AuthorizationPolicy"):
-        spec: Any = ap.spec
+        spec = _spec(ap)
         if spec.target_ref is not None or spec.target_refs:
             continue  # Gateway API attachment: not for sidecars
         if ap.namespace not in (namespace, root_namespace):
@@ -111,7 +128,7 @@ def _all_of(items: list[Any], kind: Any) -> Any:
 def _claim(path: list[str], value: str) -> metadata_pb2.MetadataMatcher:
     """A JWT payload field (string, or a list holding the value) left by jwt_authn."""
     matcher = metadata_pb2.MetadataMatcher(
-        filter=JWT_FILTER,
+        filter=names.JWT_AUTHN_FILTER,
         path=[metadata_pb2.MetadataMatcher.PathSegment(key=k) for k in [PAYLOAD_KEY, *path]],
     )
     string = _match(value)
@@ -136,207 +153,300 @@ def _request_principal(value: str) -> rbac_pb2.Principal:
     return _all_of(parts, rbac_pb2.Principal)
 
 
-def _namespace_regex(namespace: str) -> str:
-    ns = "[^/]+" if namespace == "*" else re.escape(namespace)
-    return f"spiffe://[^/]+/ns/{ns}/sa/[^/]+"
+class Untranslatable(Exception):
+    """A rule part this translator cannot express; the rule then fails closed."""
 
 
-def _source_fields(src: Any) -> list[rbac_pb2.Principal]:
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What a rule is translated for: the policy's namespace and the workload's app port."""
+
+    namespace: str
+    app_port: int | None
+
+
+def _star_regex(value: str, part: str = "[^/]*") -> str:
+    """An Istio 'prefix*', '*suffix' or '*' form as a regex piece (one path segment)."""
+    return part.join(re.escape(p) for p in value.split("*"))
+
+
+def _port(value: str, target: _Target) -> rbac_pb2.Permission:
+    """Istio's ports are the workload's own (iptables keeps them); here every request on
+    the inbound listener is for the app port, so a port matches all or nothing."""
+    try:
+        port = int(value)
+    except ValueError as err:
+        raise Untranslatable(f"port {value!r} is not a number") from err
+    if port == target.app_port:
+        return rbac_pb2.Permission(any=True)
+    return rbac_pb2.Permission(not_rule=rbac_pb2.Permission(any=True))
+
+
+def _path(value: str) -> rbac_pb2.Permission:
+    if "{*}" in value or "{**}" in value:
+        template = value.replace("{**}", "**").replace("{*}", "*")
+        return rbac_pb2.Permission(
+            uri_template=extension_pb2.TypedExtensionConfig(
+                name="uri-template",
+                typed_config=pack(
+                    uri_template_match_pb2.UriTemplateMatchConfig(path_template=template)
+                ),
+            )
+        )
+    return rbac_pb2.Permission(url_path=path_pb2.PathMatcher(path=_match(value)))
+
+
+def _peer(regex: str) -> rbac_pb2.Principal:
     P = rbac_pb2.Principal
-    fields: list[rbac_pb2.Principal] = []
-
-    def add(values: list[str] | None, make: Any, negate: bool) -> None:
-        if values:
-            item = _any_of([make(v) for v in values], P)
-            fields.append(_not(item) if negate else item)
-
-    for negate, prefix in ((False, ""), (True, "not_")):
-        add(
-            getattr(src, f"{prefix}principals"),
-            lambda v: P(authenticated=P.Authenticated(principal_name=_spiffe(v))),
-            negate,
+    return P(
+        authenticated=P.Authenticated(
+            principal_name=string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=regex))
         )
-        add(
-            getattr(src, f"{prefix}namespaces"),
-            lambda v: P(
-                authenticated=P.Authenticated(
-                    principal_name=string_pb2.StringMatcher(
-                        safe_regex=regex_pb2.RegexMatcher(regex=_namespace_regex(v))
-                    )
-                )
-            ),
-            negate,
-        )
-        add(
-            getattr(src, f"{prefix}service_accounts"),
-            lambda v: P(
-                authenticated=P.Authenticated(
-                    principal_name=string_pb2.StringMatcher(
-                        suffix="/ns/{}/sa/{}".format(*v.split("/", 1)) if "/" in v else f"/sa/{v}"
-                    )
-                )
-            ),
-            negate,
-        )
-        add(getattr(src, f"{prefix}ip_blocks"), lambda v: P(direct_remote_ip=_cidr(v)), negate)
-        add(getattr(src, f"{prefix}remote_ip_blocks"), lambda v: P(remote_ip=_cidr(v)), negate)
-        add(getattr(src, f"{prefix}request_principals"), _request_principal, negate)
-    return fields
-
-
-def _operation_fields(op: Any) -> list[rbac_pb2.Permission]:
-    Perm = rbac_pb2.Permission
-    fields: list[rbac_pb2.Permission] = []
-
-    def add(values: list[str] | None, make: Any, negate: bool) -> None:
-        if values:
-            item = _any_of([make(v) for v in values], Perm)
-            fields.append(_not(item) if negate else item)
-
-    for negate, prefix in ((False, ""), (True, "not_")):
-        add(
-            getattr(op, f"{prefix}methods"),
-            lambda v: Perm(header=rc.HeaderMatcher(name=":method", string_match=_match(v))),
-            negate,
-        )
-        add(
-            getattr(op, f"{prefix}paths"),
-            lambda v: Perm(url_path=path_pb2.PathMatcher(path=_match(v))),
-            negate,
-        )
-        add(getattr(op, f"{prefix}ports"), lambda v: Perm(destination_port=int(v)), negate)
-        add(
-            getattr(op, f"{prefix}hosts"),
-            lambda v: Perm(
-                header=rc.HeaderMatcher(name=":authority", string_match=_match(v, ignore_case=True))
-            ),
-            negate,
-        )
-    return fields
-
-
-def _condition(cond: Any) -> tuple[list[rbac_pb2.Principal], list[rbac_pb2.Permission]]:
-    """A `when` condition on whichever side Envoy can check it."""
-    P, Perm = rbac_pb2.Principal, rbac_pb2.Permission
-    key: str = cond.key
-    header = re.fullmatch(r"request\.headers\[(.+)\]", key)
-    claim = re.fullmatch(r"request\.auth\.claims\[(.+)\]", key)
-
-    def principal(v: str) -> rbac_pb2.Principal | None:
-        if key == "source.ip":
-            return P(direct_remote_ip=_cidr(v))
-        if key == "remote.ip":
-            return P(remote_ip=_cidr(v))
-        if key == "source.namespace":
-            return _source_fields(_Src(namespaces=[v]))[0]
-        if key == "source.principal":
-            return P(authenticated=P.Authenticated(principal_name=_spiffe(v)))
-        if key == "request.auth.principal":
-            return _request_principal(v)
-        if key == "request.auth.audiences":
-            return P(metadata=_claim(["aud"], v))
-        if key == "request.auth.presenter":
-            return P(metadata=_claim(["azp"], v))
-        if claim is not None:
-            return P(metadata=_claim(claim.group(1).split("]["), v))
-        if header is not None:
-            return P(header=rc.HeaderMatcher(name=header.group(1).lower(), string_match=_match(v)))
-        return None
-
-    def permission(v: str) -> rbac_pb2.Permission | None:
-        if key == "destination.port":
-            return Perm(destination_port=int(v))
-        if key == "destination.ip":
-            return Perm(destination_ip=_cidr(v))
-        if key == "connection.sni":
-            return Perm(requested_server_name=_match(v))
-        return None
-
-    principals: list[rbac_pb2.Principal] = []
-    permissions: list[rbac_pb2.Permission] = []
-    for values, negate in ((cond.values, False), (cond.not_values, True)):
-        if not values:
-            continue
-        made_p = [p for p in (principal(v) for v in values) if p is not None]
-        made_q = [q for q in (permission(v) for v in values) if q is not None]
-        if made_p:
-            item = _any_of(made_p, P)
-            principals.append(_not(item) if negate else item)
-        if made_q:
-            item = _any_of(made_q, Perm)
-            permissions.append(_not(item) if negate else item)
-    return principals, permissions
-
-
-class _Src:
-    def __init__(self, **kw: Any) -> None:
-        for name in (
-            "principals",
-            "namespaces",
-            "service_accounts",
-            "ip_blocks",
-            "remote_ip_blocks",
-            "request_principals",
-        ):
-            setattr(self, name, kw.get(name))
-            setattr(self, f"not_{name}", None)
-
-
-def _policy(rule: Any) -> rbac_pb2.Policy:
-    froms = [_all_of(_source_fields(f.source), rbac_pb2.Principal) for f in (rule.from_ or [])]
-    tos = [_all_of(_operation_fields(t.operation), rbac_pb2.Permission) for t in (rule.to or [])]
-    principals = [_any_of(froms, rbac_pb2.Principal)] if froms else []
-    permissions = [_any_of(tos, rbac_pb2.Permission)] if tos else []
-    for cond in rule.when or []:
-        p, q = _condition(cond)
-        principals += p
-        permissions += q
-    return rbac_pb2.Policy(
-        permissions=[_all_of(permissions, rbac_pb2.Permission)],
-        principals=[_all_of(principals, rbac_pb2.Principal)],
     )
 
 
-def _filter(action: int, policies: Mapping[str, rbac_pb2.Policy], name: str) -> hcm_pb2.HttpFilter:
+def _namespace(value: str) -> rbac_pb2.Principal:
+    return _peer(f"spiffe://[^/]+/ns/{_star_regex(value)}/sa/[^/]+")
+
+
+def _service_account(value: str, target: _Target) -> rbac_pb2.Principal:
+    """'ns/sa', or 'sa' in the policy's own namespace (as Istio)."""
+    namespace, slash, account = value.partition("/")
+    if not slash:
+        namespace, account = target.namespace, value
+    return _peer(f"spiffe://[^/]+/ns/{re.escape(namespace)}/sa/{re.escape(account)}")
+
+
+def _trust_domain(value: str) -> rbac_pb2.Principal:
+    domain = "[^/]+" if value == "*" else _star_regex(value)
+    return _peer(f"spiffe://{domain}/.+")
+
+
+def _metadata(filter_name: str, path: tuple[str, ...], value: str) -> metadata_pb2.MetadataMatcher:
+    """Istio's form: '[v]' matches a list holding v, anything else the string."""
+    matcher = metadata_pb2.MetadataMatcher(
+        filter=filter_name, path=[metadata_pb2.MetadataMatcher.PathSegment(key=k) for k in path]
+    )
+    if value.startswith("[") and value.endswith("]"):
+        matcher.value.list_match.one_of.string_match.CopyFrom(_match(value[1:-1]))
+    else:
+        matcher.value.string_match.CopyFrom(_match(value))
+    return matcher
+
+
+# One builder per attribute kind of the shared table: (value, map entries, target).
+_Build = Callable[[str, tuple[str, ...], _Target], Any]
+_P, _Perm = rbac_pb2.Principal, rbac_pb2.Permission
+_BUILDERS: dict[Match, _Build] = {
+    Match.PRINCIPAL: lambda v, e, t: _P(authenticated=_P.Authenticated(principal_name=_spiffe(v))),
+    Match.NAMESPACE: lambda v, e, t: _namespace(v),
+    Match.SERVICE_ACCOUNT: lambda v, e, t: _service_account(v, t),
+    Match.TRUST_DOMAIN: lambda v, e, t: _trust_domain(v),
+    Match.SOURCE_IP: lambda v, e, t: _P(direct_remote_ip=_cidr(v)),
+    Match.REMOTE_IP: lambda v, e, t: _P(remote_ip=_cidr(v)),
+    Match.REQUEST_PRINCIPAL: lambda v, e, t: _request_principal(v),
+    Match.AUDIENCE: lambda v, e, t: _P(metadata=_claim(["aud"], v)),
+    Match.PRESENTER: lambda v, e, t: _P(metadata=_claim(["azp"], v)),
+    Match.CLAIM: lambda v, e, t: _P(metadata=_claim(list(e), v)),
+    Match.HEADER: lambda v, e, t: _P(
+        header=rc.HeaderMatcher(name=e[0].lower(), string_match=_match(v))
+    ),
+    Match.METHOD: lambda v, e, t: _Perm(
+        header=rc.HeaderMatcher(name=":method", string_match=_match(v))
+    ),
+    Match.PATH: lambda v, e, t: _path(v),
+    Match.HOST: lambda v, e, t: _Perm(
+        header=rc.HeaderMatcher(name=":authority", string_match=_match(v, ignore_case=True))
+    ),
+    Match.PORT: lambda v, e, t: _port(v, t),
+    Match.DESTINATION_IP: lambda v, e, t: _Perm(destination_ip=_cidr(v)),
+    Match.SNI: lambda v, e, t: _Perm(requested_server_name=_match(v)),
+    Match.FILTER_METADATA: lambda v, e, t: _Perm(metadata=_metadata(e[0], e[1:], v)),
+}
+if set(_BUILDERS) != set(Match):  # every attribute validation accepts is translated
+    raise AssertionError(
+        f"no RBAC builder for {sorted(m.name for m in set(Match) - set(_BUILDERS))}"
+    )
+
+
+class _Clause:
+    """The AND of a rule's parts, split by side: who calls and what is called."""
+
+    def __init__(self) -> None:
+        self.principals: list[rbac_pb2.Principal] = []
+        self.permissions: list[rbac_pb2.Permission] = []
+
+    def add(
+        self,
+        attribute: Attribute,
+        values: list[str] | None,
+        negate: bool,
+        target: _Target,
+        entries: tuple[str, ...] = (),
+    ) -> None:
+        if not values:
+            return
+        kind = rbac_pb2.Principal if attribute.match.on_principal else rbac_pb2.Permission
+        try:
+            made = [_BUILDERS[attribute.match](v, entries, target) for v in values]
+        except (ValueError, IndexError, KeyError) as err:
+            raise Untranslatable(f"{attribute.match.value}: {err}") from err
+        if not all(isinstance(m, kind) for m in made):
+            raise Untranslatable(f"{attribute.match.value} built on the wrong side")
+        item = _any_of(made, kind)
+        (self.principals if kind is rbac_pb2.Principal else self.permissions).append(
+            _not(item) if negate else item
+        )
+
+
+def _fields(model: Any, table: Mapping[str, Attribute], clause: _Clause, target: _Target) -> None:
+    for name in type(model).model_fields:
+        clause.add(
+            table[name.removeprefix("not_")],
+            getattr(model, name),
+            name.startswith("not_"),
+            target,
+        )
+
+
+def _policy(rule: Rule, target: _Target) -> rbac_pb2.Policy:
+    """One rule as an RBAC policy; raises Untranslatable for what cannot be expressed."""
+    froms, tos = [], []
+    for entry in rule.from_ or []:
+        if entry is None or entry.source is None:
+            raise Untranslatable("a from entry without a source")
+        clause = _Clause()
+        _fields(entry.source, SOURCE_ATTRIBUTES, clause, target)
+        froms.append(_all_of(clause.principals, rbac_pb2.Principal))
+    for to in rule.to or []:
+        if to is None or to.operation is None:
+            raise Untranslatable("a to entry without an operation")
+        clause = _Clause()
+        _fields(to.operation, OPERATION_ATTRIBUTES, clause, target)
+        tos.append(_all_of(clause.permissions, rbac_pb2.Permission))
+    when = _Clause()
+    for cond in rule.when or []:
+        if cond is None or not cond.key:
+            raise Untranslatable("a condition without a key")
+        found = when_attribute(cond.key)
+        if isinstance(found, str):
+            raise Untranslatable(found)
+        attribute, entries = found
+        when.add(attribute, cond.values, False, target, entries)
+        when.add(attribute, cond.not_values, True, target, entries)
+    principals = [_any_of(froms, rbac_pb2.Principal)] if froms else []
+    permissions = [_any_of(tos, rbac_pb2.Permission)] if tos else []
+    return rbac_pb2.Policy(
+        permissions=[_all_of(permissions + when.permissions, rbac_pb2.Permission)],
+        principals=[_all_of(principals + when.principals, rbac_pb2.Principal)],
+    )
+
+
+_NEVER = rbac_pb2.Policy(
+    permissions=[rbac_pb2.Permission(not_rule=rbac_pb2.Permission(any=True))],
+    principals=[rbac_pb2.Principal(not_id=rbac_pb2.Principal(any=True))],
+)
+_ALWAYS = rbac_pb2.Policy(
+    permissions=[rbac_pb2.Permission(any=True)], principals=[rbac_pb2.Principal(any=True)]
+)
+
+
+def _rule_or_fallback(
+    ap: Resource, index: int, rule: Rule | None, target: _Target
+) -> rbac_pb2.Policy:
+    """Fail closed, as Istio: an ALLOW or AUDIT rule that cannot be translated matches
+    nothing; a DENY rule matches everything."""
+    try:
+        if rule is None:
+            raise Untranslatable("a null rule")
+        return _policy(rule, target)
+    except Untranslatable as err:
+        action = _spec(ap).action or "ALLOW"
+        log.warning(
+            "%s rules[%d]: cannot be translated (%s); the %s rule %s",
+            ap.ref,
+            index,
+            err,
+            action,
+            "matches every request" if action == "DENY" else "matches nothing",
+        )
+        return _ALWAYS if action == "DENY" else _NEVER
+
+
+def untranslatable(policies: Iterable[Resource]) -> list[str]:
+    """Rules that fail closed, as 'Kind/ns/name rules[i]: why' (for metrics and logs)."""
+    out = []
+    for ap in policies:
+        target = _Target(ap.namespace, None)
+        for i, rule in enumerate(_spec(ap).rules or []):
+            try:
+                if rule is None:
+                    raise Untranslatable("a null rule")
+                _policy(rule, target)
+            except Untranslatable as err:
+                out.append(f"{ap.ref} rules[{i}]: {err}")
+    return out
+
+
+def _spec(ap: Resource) -> AuthorizationPolicySpec:
+    spec = ap.spec
+    assert isinstance(spec, AuthorizationPolicySpec)
+    return spec
+
+
+def _config(action: int, policies: Mapping[str, rbac_pb2.Policy]) -> rbac_filter_pb2.RBAC:
+    """An RBAC filter config; without policies it enforces nothing (no `rules`)."""
+    if not policies:
+        return rbac_filter_pb2.RBAC()
     rules = rbac_pb2.RBAC(action=action)
     for key, policy in policies.items():
         rules.policies[key].CopyFrom(policy)
-    return hcm_pb2.HttpFilter(name=name, typed_config=pack(rbac_filter_pb2.RBAC(rules=rules)))
+    return rbac_filter_pb2.RBAC(rules=rules)
 
 
-def rbac_filters(policies: Iterable[Resource]) -> list[hcm_pb2.HttpFilter]:
+def rbac_configs(
+    policies: Iterable[Resource], app_port: int | None = None
+) -> dict[str, rbac_filter_pb2.RBAC]:
+    """The config of each of the three RBAC filters (audit, deny, allow), by filter name,
+    for a workload whose app listens on `app_port`.
+
+    All three are always there, the unused ones enforcing nothing, so that a
+    policy change only changes filter configs (ECDS), never the listener.
+    """
     by_action: dict[str, dict[str, rbac_pb2.Policy]] = {"DENY": {}, "ALLOW": {}, "AUDIT": {}}
     for ap in policies:
-        spec: Any = ap.spec
+        spec = _spec(ap)
         action = spec.action or "ALLOW"
         if action not in by_action:
             log.warning("%s: action %s is not supported; ignored", ap.ref, action)
             continue
+        target = _Target(ap.namespace, app_port)
         for i, rule in enumerate(spec.rules or []):
-            by_action[action][f"ns[{ap.namespace}]-policy[{ap.name}]-rule[{i}]"] = _policy(rule)
+            key = f"ns[{ap.namespace}]-policy[{ap.name}]-rule[{i}]"
+            by_action[action][key] = _rule_or_fallback(ap, i, rule, target)
         if action == "ALLOW" and not spec.rules:
             # An ALLOW policy without rules allows nothing, but it does switch the
             # workload to "only what is allowed": keep a policy that never matches.
-            by_action["ALLOW"][f"ns[{ap.namespace}]-policy[{ap.name}]-none"] = rbac_pb2.Policy(
-                permissions=[rbac_pb2.Permission(not_rule=rbac_pb2.Permission(any=True))],
-                principals=[rbac_pb2.Principal(not_id=rbac_pb2.Principal(any=True))],
-            )
-    out = []
-    if by_action["AUDIT"]:
-        out.append(_filter(rbac_pb2.RBAC.LOG, by_action["AUDIT"], "envoy.filters.http.rbac.audit"))
-    if by_action["DENY"]:
-        out.append(_filter(rbac_pb2.RBAC.DENY, by_action["DENY"], "envoy.filters.http.rbac.deny"))
-    if by_action["ALLOW"]:
-        out.append(_filter(rbac_pb2.RBAC.ALLOW, by_action["ALLOW"], "envoy.filters.http.rbac"))
-    return out
+            by_action["ALLOW"][f"ns[{ap.namespace}]-policy[{ap.name}]-none"] = _NEVER
+    return {
+        names.RBAC_AUDIT_FILTER: _config(rbac_pb2.RBAC.LOG, by_action["AUDIT"]),
+        names.RBAC_DENY_FILTER: _config(rbac_pb2.RBAC.DENY, by_action["DENY"]),
+        names.RBAC_ALLOW_FILTER: _config(rbac_pb2.RBAC.ALLOW, by_action["ALLOW"]),
+    }
 
 
 def requires_token(policies: Iterable[Resource]) -> bool:
     """True when every way in (every ALLOW rule) needs a request principal: then a
     missing token is refused by jwt_authn (401) rather than by RBAC (403)."""
-    specs: list[Any] = [ap.spec for ap in policies]
-    allow = [spec for spec in specs if (spec.action or "ALLOW") == "ALLOW"]
+    allow = [_spec(ap) for ap in policies if (_spec(ap).action or "ALLOW") == "ALLOW"]
     rules = [r for spec in allow for r in (spec.rules or [])]
     if not rules:
         return False
-    return all(r.from_ and all(f.source.request_principals for f in r.from_) for r in rules)
+    return all(
+        r is not None
+        and r.from_
+        and all(
+            f is not None and f.source is not None and f.source.request_principals for f in r.from_
+        )
+        for r in rules
+    )

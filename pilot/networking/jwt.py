@@ -14,17 +14,13 @@ from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import (
-    http_connection_manager_pb2 as hcm_pb2,
-)
 
 from api.resources import Resource
 from pilot.config.index import ConfigIndex
 from pilot.jwks import UNFETCHED_JWKS
-from pilot.networking.authz import JWT_FILTER, PAYLOAD_KEY
-from pilot.networking.protos import pack
+from pilot.networking.authz import PAYLOAD_KEY
 
-__all__ = ["applicable_authentications", "jwt_filter"]
+__all__ = ["applicable_authentications", "jwt_config"]
 
 
 def applicable_authentications(
@@ -65,9 +61,10 @@ def _provider(rule: Any, fetched: Mapping[str, str]) -> jwt_pb2.JwtProvider:
     return provider
 
 
-def jwt_filter(
+def jwt_config(
     authentications: Iterable[Resource], token_required: bool, fetched: Mapping[str, str]
-) -> hcm_pb2.HttpFilter | None:
+) -> jwt_pb2.JwtAuthentication:
+    """The jwt_authn filter's config; without RequestAuthentication it checks nothing."""
     config = jwt_pb2.JwtAuthentication()
     names: list[str] = []
     for ra in authentications:
@@ -76,7 +73,7 @@ def jwt_filter(
             config.providers[name].CopyFrom(_provider(rule, fetched))
             names.append(name)
     if not names:
-        return None
+        return config
     choices = [jwt_pb2.JwtRequirement(provider_name=n) for n in names]
     if not token_required:
         missing_ok = jwt_pb2.JwtRequirement()
@@ -88,4 +85,4 @@ def jwt_filter(
         else jwt_pb2.JwtRequirement(requires_any=jwt_pb2.JwtRequirementOrList(requirements=choices))
     )
     config.rules.add(match=rc.RouteMatch(prefix="/"), requires=requirement)
-    return hcm_pb2.HttpFilter(name=JWT_FILTER, typed_config=pack(config))
+    return config

@@ -19,9 +19,17 @@ from pilot.networking import names, telemetry
 from pilot.networking.http_route import CORS_FILTER, FAULT_FILTER
 from pilot.networking.protos import pack
 
-__all__ = ["inbound_listener", "outbound_listener"]
+__all__ = ["AUTH_FILTER_TYPES", "inbound_listener", "outbound_listener"]
 
 _HCM = "envoy.filters.network.http_connection_manager"
+_TYPE = "type.googleapis.com/envoy.extensions.filters.http."
+# What config each discovered inbound filter accepts over ECDS.
+AUTH_FILTER_TYPES = {
+    names.JWT_AUTHN_FILTER: _TYPE + "jwt_authn.v3.JwtAuthentication",
+    names.RBAC_AUDIT_FILTER: _TYPE + "rbac.v3.RBAC",
+    names.RBAC_DENY_FILTER: _TYPE + "rbac.v3.RBAC",
+    names.RBAC_ALLOW_FILTER: _TYPE + "rbac.v3.RBAC",
+}
 
 
 def mesh_filters() -> list[hcm_pb2.HttpFilter]:
@@ -36,6 +44,29 @@ def mesh_filters() -> list[hcm_pb2.HttpFilter]:
 def _router() -> hcm_pb2.HttpFilter:
     return hcm_pb2.HttpFilter(
         name="envoy.filters.http.router", typed_config=pack(router_pb2.Router())
+    )
+
+
+def _ads() -> config_source_pb2.ConfigSource:
+    return config_source_pb2.ConfigSource(
+        ads=config_source_pb2.AggregatedConfigSource(),
+        resource_api_version=config_source_pb2.V3,
+    )
+
+
+def _discovered(name: str) -> hcm_pb2.HttpFilter:
+    """A filter whose config comes over ECDS under its own name.
+
+    Envoy applies a new filter config to the next request, on existing
+    connections too, where a changed listener would only reach new ones.
+    Until the config arrives the listener warms; without it, requests are
+    refused (500), never let through.
+    """
+    return hcm_pb2.HttpFilter(
+        name=name,
+        config_discovery=config_source_pb2.ExtensionConfigSource(
+            config_source=_ads(), type_urls=[AUTH_FILTER_TYPES[name]]
+        ),
     )
 
 
@@ -62,13 +93,7 @@ def outbound_listener(
     name = names.outbound_listener(address, port)
     hcm = hcm_pb2.HttpConnectionManager(
         stat_prefix=name,
-        rds=hcm_pb2.Rds(
-            route_config_name=names.outbound_route(namespace),
-            config_source=config_source_pb2.ConfigSource(
-                ads=config_source_pb2.AggregatedConfigSource(),
-                resource_api_version=config_source_pb2.V3,
-            ),
-        ),
+        rds=hcm_pb2.Rds(route_config_name=names.outbound_route(namespace), config_source=_ads()),
         http_filters=mesh_filters(),
     )
     telemetry.apply(hcm, obs, outbound=True)
@@ -80,7 +105,6 @@ def inbound_listener(
     port: int,
     mode: str = "DISABLE",
     tls: tls_pb2.DownstreamTlsContext | None = None,
-    http_filters: list[hcm_pb2.HttpFilter] | None = None,
     obs: telemetry.Observability | None = None,
 ) -> listener_pb2.Listener:
     """Where mesh traffic for this workload arrives; forwarded to the app.
@@ -88,7 +112,9 @@ def inbound_listener(
     STRICT: mutual TLS only. PERMISSIVE: TLS inspector, mutual TLS or
     plaintext. DISABLE: plaintext. Over mTLS the app gets the caller's SPIFFE
     identity in x-forwarded-client-cert; from plaintext callers that header is
-    dropped, never trusted. `http_filters` (authn/authz) run before the router.
+    dropped, never trusted. Request authentication and authorization run
+    before the router, their config discovered over ECDS (`names.INBOUND_AUTH_FILTERS`),
+    so that a policy change never rebuilds this listener.
     """
     name = names.inbound_listener(address, port)
     route_config = route_pb2.RouteConfiguration(
@@ -110,7 +136,7 @@ def inbound_listener(
             )
         ],
     )
-    filters = [*(http_filters or []), _router()]
+    filters = [*(_discovered(n) for n in names.INBOUND_AUTH_FILTERS), _router()]
 
     def chain(secure: bool) -> listener_components_pb2.FilterChain:
         hcm = hcm_pb2.HttpConnectionManager(

@@ -5,6 +5,11 @@ from __future__ import annotations
 from pilot.model import ServiceKey
 
 __all__ = [
+    "INBOUND_AUTH_FILTERS",
+    "JWT_AUTHN_FILTER",
+    "RBAC_ALLOW_FILTER",
+    "RBAC_AUDIT_FILTER",
+    "RBAC_DENY_FILTER",
     "inbound_cluster",
     "inbound_listener",
     "outbound_cluster",
@@ -32,3 +37,14 @@ def inbound_listener(address: str, port: int) -> str:
 def outbound_route(namespace: str) -> str:
     """One outbound route table per namespace: short names resolve within it."""
     return f"outbound|http|{namespace}"
+
+
+# The inbound HTTP filters that enforce RequestAuthentication and
+# AuthorizationPolicy, in the order they run. Each is also the name of the
+# ECDS resource (TypedExtensionConfig) that carries its config: Envoy asks for
+# a discovered filter's config by the filter's name.
+JWT_AUTHN_FILTER = "envoy.filters.http.jwt_authn"
+RBAC_AUDIT_FILTER = "envoy.filters.http.rbac.audit"
+RBAC_DENY_FILTER = "envoy.filters.http.rbac.deny"
+RBAC_ALLOW_FILTER = "envoy.filters.http.rbac"
+INBOUND_AUTH_FILTERS = (JWT_AUTHN_FILTER, RBAC_AUDIT_FILTER, RBAC_DENY_FILTER, RBAC_ALLOW_FILTER)

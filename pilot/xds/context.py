@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import extension_pb2
 from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
 
 from pilot.config.index import ConfigIndex, fqdn
@@ -371,7 +372,6 @@ class PushContext:
                         proxy.inbound_port,
                         mode,
                         tls,
-                        self._inbound_filters(proxy),
                         self.observability(proxy),
                     )
                     out.append(make_resource(typeurls.LISTENER, lis.name, lis))
@@ -379,21 +379,35 @@ class PushContext:
 
         return self.memo(("listeners", *proxy.shape), build)
 
-    def _inbound_filters(self, proxy: Proxy) -> list[Any]:
-        """Request authentication, then authorization, for this workload."""
-        config, root = self.snapshot.config, self.snapshot.mesh.root_namespace
-        policies = authz.applicable_policies(config, proxy.namespace, proxy.labels, root)
-        authns = jwt.applicable_authentications(config, proxy.namespace, proxy.labels, root)
-        filters: list[Any] = []
-        jwt_filter = (
-            jwt.jwt_filter(authns, authz.requires_token(policies), self.snapshot.jwks)
-            if authns
-            else None
-        )
-        if jwt_filter is not None:
-            filters.append(jwt_filter)
-        filters.extend(authz.rbac_filters(policies))
-        return filters
+    def auth_filter_configs(self, proxy: Proxy) -> tuple[Resource, ...]:
+        """ECDS: the config of each inbound authn/authz filter the inbound listener names.
+
+        Request authentication first, then authorization (audit, deny, allow).
+        """
+        if proxy.kind != "sidecar" or proxy.inbound_port is None:
+            return ()
+        labels = frozenset(proxy.labels.items())
+
+        def build() -> tuple[Resource, ...]:
+            config, root = self.snapshot.config, self.snapshot.mesh.root_namespace
+            policies = authz.applicable_policies(config, proxy.namespace, proxy.labels, root)
+            authns = jwt.applicable_authentications(config, proxy.namespace, proxy.labels, root)
+            configs: dict[str, Any] = {
+                names.JWT_AUTHN_FILTER: jwt.jwt_config(
+                    authns, authz.requires_token(policies), self.snapshot.jwks
+                ),
+                **authz.rbac_configs(policies, proxy.app_port),
+            }
+            return tuple(
+                make_resource(
+                    typeurls.EXTENSION_CONFIG,
+                    name,
+                    extension_pb2.TypedExtensionConfig(name=name, typed_config=pack(configs[name])),
+                )
+                for name in names.INBOUND_AUTH_FILTERS
+            )
+
+        return self.memo(("auth-filters", proxy.namespace, labels, proxy.app_port), build)
 
     def _gateway_listeners(self, proxy: Proxy) -> tuple[Resource, ...]:
         labels = frozenset(proxy.labels.items())

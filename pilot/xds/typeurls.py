@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
-__all__ = ["CLUSTER", "ENDPOINT", "LISTENER", "PUSH_ORDER", "ROUTE", "SHORT", "WILDCARD_TYPES"]
+__all__ = [
+    "CLUSTER",
+    "ENDPOINT",
+    "EXTENSION_CONFIG",
+    "LISTENER",
+    "PUSH_ORDER",
+    "ROUTE",
+    "SHORT",
+    "WILDCARD_TYPES",
+]
 
 _PREFIX = "type.googleapis.com/envoy.config."
 CLUSTER = _PREFIX + "cluster.v3.Cluster"
 ENDPOINT = _PREFIX + "endpoint.v3.ClusterLoadAssignment"
 LISTENER = _PREFIX + "listener.v3.Listener"
 ROUTE = _PREFIX + "route.v3.RouteConfiguration"
+# ECDS: the config of filters that listeners name but do not carry (authn, authz).
+EXTENSION_CONFIG = _PREFIX + "core.v3.TypedExtensionConfig"
 
-# Make-before-break order for a full push, as Envoy's ADS docs prescribe.
-PUSH_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
+# Make-before-break order for a full push, as Envoy's ADS docs prescribe; filter
+# configs go before the listeners that name them.
+PUSH_ORDER = (CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE)
 # Types whose SotW responses carry the whole set; an empty name list = all.
 WILDCARD_TYPES = frozenset({CLUSTER, LISTENER})
-SHORT = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds"}
+SHORT = {
+    CLUSTER: "cds",
+    ENDPOINT: "eds",
+    EXTENSION_CONFIG: "ecds",
+    LISTENER: "lds",
+    ROUTE: "rds",
+}

@@ -23,6 +23,7 @@ import yaml
 from api.service_cli import SettingsError, load_settings
 from citadel.settings import CitadelSettings
 from galley.settings import GalleySettings
+from meshctl.bootstrap import DRAIN_ARGS
 from meshctl.cli import build_parser
 from meshctl.demo_app import build_parser as demo_parser
 from pilot.settings import PilotSettings
@@ -117,6 +118,14 @@ def test_every_app_has_a_sidecar_sharing_its_network(compose: dict[str, Any]) ->
         assert sidecar["command"] == ["docker/sidecar.sh"]
         labels = services[app]["labels"]
         assert labels["SERVICE_15006_NAME"] == app.rsplit("-", 1)[0]  # the sidecar's port
+
+
+def test_compose_sidecars_run_envoy_with_the_mesh_drain_flags() -> None:
+    script = (ROOT / "docker" / "sidecar.sh").read_text()
+    last = script.replace("\\\n", " ").strip().splitlines()[-1]
+    words = shlex.split(last)
+    assert words[:2] == ["exec", "envoy"]
+    assert " ".join(DRAIN_ARGS) in " ".join(words)
 
 
 def test_registrator_labels_give_the_catalog_shape_pilot_reads(compose: dict[str, Any]) -> None:

@@ -14,13 +14,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import consul
 
+from meshctl.bootstrap import DRAIN_ARGS, envoy_argv
 from meshctl.procs import ConsulPorts, Supervisor, bin_path, free_port
 
 T = TypeVar("T")
@@ -82,8 +83,10 @@ class Mesh:
         envoy: str = "envoy",
         persistent_consul: bool = False,
         delta: bool = False,
+        drain_args: Sequence[str] = DRAIN_ARGS,
     ) -> None:
         self.delta = delta  # sidecars use incremental xDS
+        self.drain_args = drain_args  # how Envoy drains a replaced listener
         self.workdir = workdir
         self.envoy = bin_path(envoy)
         self.sup = Supervisor(workdir / "logs")
@@ -308,19 +311,13 @@ class Mesh:
         name = f"envoy-{w.instance}"
         self.sup.start(
             name,
-            [
+            envoy_argv(
                 self.envoy,
-                "-c",
                 str(config),
-                "--base-id",
-                str(self._base_id),
-                "--concurrency",
-                "1",
-                "--log-level",
-                "info",
-                "--drain-time-s",
-                "1",
-            ],
+                base_id=self._base_id,
+                log_level="info",
+                drain=self.drain_args,
+            ),
         )
         self.sup.wait_http(name, f"http://127.0.0.1:{w.admin_port}/ready", timeout=30)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from meshctl.bootstrap import DRAIN_ARGS
 from meshctl.procs import bin_path, free_port
 
 
@@ -49,8 +50,14 @@ def test_bootstrap_is_accepted_by_stock_envoy(envoy: str, tmp_path: Path) -> Non
     doc = yaml.safe_load(out.stdout)
     assert doc["node"]["metadata"]["NAMESPACE"] == "shop"
     assert doc["node"]["metadata"]["LABELS"] == {"version": "v2"}
+    # The header names the command line to run it with; stock Envoy takes those flags.
+    run = out.stdout.splitlines()[0]
+    assert run.startswith("# Run: envoy -c THIS_FILE ")
+    flags = run.split("THIS_FILE", 1)[1].split()
+    assert flags == list(DRAIN_ARGS)
+    argv = [bin_path(envoy), "--mode", "validate", "-c", str(config), *flags]
     check = subprocess.run(
-        [bin_path(envoy), "--mode", "validate", "-c", str(config), "--base-id", str(free_port())],
+        [*argv, "--base-id", str(free_port())],
         capture_output=True,
         text=True,
         timeout=60,

@@ -11,8 +11,10 @@ from google.protobuf import json_format
 from api.resources import Resource, check_text
 from pilot.http import _MESSAGES
 from pilot.model import MeshSnapshot
+from pilot.networking.names import INBOUND_AUTH_FILTERS
 from pilot.xds.cds import ClusterGenerator
 from pilot.xds.context import PushContext
+from pilot.xds.ecds import ExtensionConfigGenerator
 from pilot.xds.eds import EndpointGenerator
 from pilot.xds.lds import ListenerGenerator
 from pilot.xds.rds import RouteGenerator
@@ -99,6 +101,7 @@ def _render(namespace: str, with_config: bool = False) -> dict[str, list[object]
         (ClusterGenerator(), frozenset()),
         (EndpointGenerator(), frozenset(ctx.assignments)),
         (ListenerGenerator(), frozenset()),
+        (ExtensionConfigGenerator(), frozenset(INBOUND_AUTH_FILTERS)),
         (RouteGenerator(), frozenset({f"outbound|http|{namespace}"})),
     ):
         message = _MESSAGES[gen.type_url]

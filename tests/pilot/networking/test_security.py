@@ -42,11 +42,9 @@ def test_peer_authentication_precedence() -> None:
     assert mode(ConfigIndex.build([]), "x", {}, 80, "istio-system") == "PERMISSIVE"  # default
 
 
-def _rules(filters: list[object], name: str) -> rbac_pb2.RBAC:
-    f = next(f for f in filters if f.name == name)  # type: ignore[attr-defined]
-    cfg = rbac_filter_pb2.RBAC()
-    f.typed_config.Unpack(cfg)  # type: ignore[attr-defined]
-    return cfg.rules
+def _rules(configs: dict[str, rbac_filter_pb2.RBAC], name: str) -> rbac_pb2.RBAC:
+    assert configs[name].HasField("rules"), f"{name} enforces nothing"
+    return configs[name].rules
 
 
 def policies(text: str) -> list[Resource]:
@@ -60,12 +58,12 @@ AP = (
 
 
 def test_allow_nothing_and_allow_everything() -> None:
-    nothing = authz.rbac_filters(policies(AP.format(n="deny-all", s="{}")))
+    nothing = authz.rbac_configs(policies(AP.format(n="deny-all", s="{}")))
     rules = _rules(nothing, "envoy.filters.http.rbac")
     assert rules.action == rbac_pb2.RBAC.ALLOW
     (policy,) = rules.policies.values()
     assert policy.permissions[0].not_rule.any  # matches nothing
-    everything = authz.rbac_filters(policies(AP.format(n="allow-all", s="{rules: [{}]}")))
+    everything = authz.rbac_configs(policies(AP.format(n="allow-all", s="{rules: [{}]}")))
     (policy,) = _rules(everything, "envoy.filters.http.rbac").policies.values()
     assert policy.permissions[0].any and policy.principals[0].any
 
@@ -75,8 +73,15 @@ def test_deny_runs_before_allow_and_principals_are_spiffe() -> None:
         n="a", s='{rules: [{from: [{source: {principals: ["cluster.local/ns/default/sa/fe"]}}]}]}'
     )
     text += AP.format(n="d", s='{action: DENY, rules: [{to: [{operation: {paths: ["/admin*"]}}]}]}')
-    filters = authz.rbac_filters(policies(text))
-    assert [f.name for f in filters] == ["envoy.filters.http.rbac.deny", "envoy.filters.http.rbac"]
+    filters = authz.rbac_configs(policies(text))
+    # All three filters are always named (so a policy change never rebuilds the
+    # listener); the unused audit filter enforces nothing.
+    assert list(filters) == [
+        "envoy.filters.http.rbac.audit",
+        "envoy.filters.http.rbac.deny",
+        "envoy.filters.http.rbac",
+    ]
+    assert not filters["envoy.filters.http.rbac.audit"].HasField("rules")
     (allow,) = _rules(filters, "envoy.filters.http.rbac").policies.values()
     assert (
         allow.principals[0].authenticated.principal_name.exact
