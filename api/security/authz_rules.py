@@ -257,7 +257,8 @@ for _model, _table in ((Source, SOURCE_ATTRIBUTES), (Operation, OPERATION_ATTRIB
 
 
 def when_attribute(key: str) -> tuple[Attribute, tuple[str, ...]] | str:
-    """The attribute of a `when` key and its map entries (claims nest: a[b][c]),
+    """The attribute of a `when` key and its map entries (claims nest: a[b][c]; for
+    experimental.envoy.filters.NAME[key] they are the filter name and the key),
     or why the key is refused."""
     if key in WHEN_ATTRIBUTES:
         return WHEN_ATTRIBUTES[key], ()
@@ -274,7 +275,7 @@ def when_attribute(key: str) -> tuple[Attribute, tuple[str, ...]] | str:
             return WHEN_MAP_ATTRIBUTES[name], entries
         if len(entries) > 1 or name == _EXPERIMENTAL_PREFIX.rstrip("."):
             return f"key {key!r} must have the form experimental.envoy.filters.NAME[key]"
-        return EXPERIMENTAL, entries
+        return EXPERIMENTAL, (name.removeprefix("experimental."), *entries)
     return f"unknown attribute {key!r}"
 
 

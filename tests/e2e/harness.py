@@ -64,6 +64,10 @@ class Workload:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as resp:
             return resp.read().decode()
 
+    def filter_configs(self) -> str:
+        """The ECDS filter configs this Envoy has in force (its admin config dump, as JSON)."""
+        return self.admin("/config_dump?resource=ecds_filters")
+
 
 @dataclass
 class Reply:

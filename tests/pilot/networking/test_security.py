@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as rbac_filter_pb2
 
 from api.resources import Resource, check_text
+from api.security.authz_rules import Match
 from pilot.config.index import ConfigIndex
 from pilot.networking import authz, mtls
 
@@ -96,3 +100,77 @@ def test_token_required_only_when_every_allow_rule_needs_one() -> None:
     assert authz.requires_token(policies(needs))
     either = needs + AP.format(n="open", s="{rules: [{to: [{operation: {methods: [GET]}}]}]}")
     assert not authz.requires_token(policies(either))
+
+
+def _only_policy(configs: dict[str, rbac_filter_pb2.RBAC], name: str) -> rbac_pb2.Policy:
+    (policy,) = _rules(configs, name).policies.values()
+    return policy
+
+
+def test_a_rule_that_cannot_be_translated_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(value: str, entries: tuple[str, ...], target: object) -> object:
+        raise authz.Untranslatable("no matcher for this")
+
+    monkeypatch.setitem(authz._BUILDERS, Match.TRUST_DOMAIN, broken)
+    rule = '{rules: [{from: [{source: {trustDomains: ["cluster.local"]}}]}]}'
+    allow = authz.rbac_configs(policies(AP.format(n="a", s=rule)), 9080)
+    policy = _only_policy(allow, "envoy.filters.http.rbac")
+    assert policy.permissions[0].not_rule.any and policy.principals[0].not_id.any  # nothing
+    deny = authz.rbac_configs(policies(AP.format(n="d", s="{action: DENY, " + rule[1:])), 9080)
+    policy = _only_policy(deny, "envoy.filters.http.rbac.deny")
+    assert policy.permissions[0].any and policy.principals[0].any  # everything
+    assert authz.untranslatable(policies(AP.format(n="a", s=rule))) == [
+        "AuthorizationPolicy/default/a rules[0]: no matcher for this"
+    ]
+
+
+def test_every_attribute_kind_has_a_builder() -> None:
+    assert set(authz._BUILDERS) == set(Match)
+
+
+def _principal_regex(rule: str) -> str:
+    configs = authz.rbac_configs(policies(AP.format(n="a", s=rule)), 9080)
+    principal = _only_policy(configs, "envoy.filters.http.rbac").principals[0]
+    return principal.authenticated.principal_name.safe_regex.regex
+
+
+@pytest.mark.parametrize(
+    ("rule", "matches", "refuses"),
+    [
+        # A bare service account is in the policy's own namespace, as Istio.
+        (
+            '{serviceAccounts: ["fe"]}',
+            "spiffe://cluster.local/ns/default/sa/fe",
+            "spiffe://x/ns/other/sa/fe",
+        ),
+        (
+            '{serviceAccounts: ["shop/fe"]}',
+            "spiffe://cluster.local/ns/shop/sa/fe",
+            "spiffe://x/ns/shop/sa/fe2",
+        ),
+        ('{namespaces: ["team-*"]}', "spiffe://td/ns/team-a/sa/x", "spiffe://td/ns/other/sa/x"),
+        (
+            '{trustDomains: ["*.example"]}',
+            "spiffe://a.example/ns/x/sa/y",
+            "spiffe://example/ns/x/sa/y",
+        ),
+        ('{trustDomains: ["corp.*"]}', "spiffe://corp.eu/ns/x/sa/y", "spiffe://eu.corp/ns/x/sa/y"),
+        (
+            '{trustDomains: ["cluster.local"]}',
+            "spiffe://cluster.local/ns/x/sa/y",
+            "spiffe://cluster.localx/ns/x/sa/y",
+        ),
+    ],
+)
+def test_peer_identity_matchers(rule: str, matches: str, refuses: str) -> None:
+    regex = _principal_regex("{rules: [{from: [{source: " + rule + "}]}]}")
+    assert re.fullmatch(regex, matches)
+    assert not re.fullmatch(regex, refuses)
+
+
+def test_ports_are_the_workloads_app_port() -> None:
+    rule = '{rules: [{to: [{operation: {ports: ["9080"]}}]}]}'
+    configs = authz.rbac_configs(policies(AP.format(n="a", s=rule)), 9080)
+    assert _only_policy(configs, "envoy.filters.http.rbac").permissions[0].any
+    configs = authz.rbac_configs(policies(AP.format(n="a", s=rule)), 8080)
+    assert _only_policy(configs, "envoy.filters.http.rbac").permissions[0].not_rule.any
