@@ -3,6 +3,10 @@
 - a route (or mirror) to a subset that no DestinationRule for that host defines
 - a host that is neither a known service nor declared by a ServiceEntry
 - two VirtualServices for one host bound to the same gateway (or the mesh)
+- a ServiceEntry host that a catalog service or an older ServiceEntry declares
+
+Where two resources claim the same thing Pilot uses the oldest (the catalog
+first for hosts); config not stored yet counts as the newest.
 """
 
 from __future__ import annotations
@@ -52,9 +56,33 @@ def _path(parts: Iterable[str | int]) -> str:
     return join_path(("spec", *parts))
 
 
+def _age(r: Any) -> tuple[float, str, str]:
+    return (r.created or float("inf"), r.namespace, r.name)
+
+
+def _host_claims(resources: list[Any], services: set[str], out: dict[str, list[Issue]]) -> None:
+    owners = {host: f"the catalog service {host}" for host in services}
+    for r in sorted((r for r in resources if r.kind == "ServiceEntry"), key=_age):
+        for i, host in enumerate(r.spec.hosts or []):
+            if "*" in host:
+                continue
+            full = fqdn(host, r.namespace)
+            owner = owners.setdefault(full, r.ref)
+            if owner != r.ref:
+                out[r.ref].append(
+                    Issue(
+                        _path(("hosts", i)),
+                        f"host {full} is already declared by {owner}: Pilot uses the oldest "
+                        "declaration and leaves this one out for that host",
+                        Severity.WARNING,
+                    )
+                )
+
+
 def analyze(resources: list[Any], services: set[str]) -> dict[str, list[Issue]]:
     """Warnings per resource ref ('Kind/ns/name')."""
     out: dict[str, list[Issue]] = defaultdict(list)
+    _host_claims(resources, services, out)
     subsets: dict[str, set[str]] = defaultdict(set)
     declared: set[str] = set(services)
     for r in resources:
@@ -68,7 +96,7 @@ def analyze(resources: list[Any], services: set[str]) -> dict[str, list[Issue]]:
         return any(_matches(d, host) or _matches(host, d) for d in declared)
 
     owners: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for r in resources:
+    for r in sorted(resources, key=_age):
         if r.kind != "VirtualService":
             continue
         gateways = list(r.spec.gateways or []) or ["mesh"]
@@ -104,15 +132,17 @@ def analyze(resources: list[Any], services: set[str]) -> dict[str, list[Issue]]:
                     )
                 )
     for (host, gw), refs in owners.items():
-        refs = sorted(set(refs))
+        refs = list(dict.fromkeys(refs))  # oldest first
         if len(refs) > 1:
             for ref in refs:
                 others = ", ".join(x for x in refs if x != ref)
+                verdict = "this one is used" if ref == refs[0] else f"{refs[0]} is used"
                 out[ref].append(
                     Issue(
                         "spec.hosts",
                         f"host {host} (gateway {gw}) is also routed by "
-                        f"{others}: only one VirtualService should own a host",
+                        f"{others}: only one VirtualService should own a host; the oldest "
+                        f"wins ({verdict})",
                         Severity.WARNING,
                     )
                 )

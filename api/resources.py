@@ -73,6 +73,8 @@ class Resource:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     resource_version: str | None = None
+    # When it was first stored (Consul's CreateIndex; 0: not stored). Conflicts go to the oldest.
+    created: int = 0
 
     @property
     def api_version(self) -> str:

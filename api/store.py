@@ -73,7 +73,9 @@ class Write:
     expect: int | None
 
 
-def decode(key: str, raw: bytes | str | None, version: int) -> StoredResource | Checked:
+def decode(
+    key: str, raw: bytes | str | None, version: int, created: int = 0
+) -> StoredResource | Checked:
     """Parse a stored value back into a Resource (re-validated: a bad value is reported)."""
     try:
         doc = json.loads(raw or b"")
@@ -93,6 +95,7 @@ def decode(key: str, raw: bytes | str | None, version: int) -> StoredResource | 
         res.labels,
         res.annotations,
         str(version),
+        created,
     )
     return StoredResource(stamped, version)
 
@@ -132,7 +135,9 @@ class ConfigStore:
             raise StoreUnavailable(f"consul: {err or type(err).__name__}") from err
         out = []
         for item in items or []:
-            decoded = decode(item["Key"], item.get("Value"), int(item["ModifyIndex"]))
+            decoded = decode(
+                item["Key"], item.get("Value"), int(item["ModifyIndex"]), int(item["CreateIndex"])
+            )
             if isinstance(decoded, StoredResource):
                 if namespace is None or decoded.resource.namespace == namespace:
                     out.append(decoded)
@@ -146,7 +151,7 @@ class ConfigStore:
             raise StoreUnavailable(f"consul: {err or type(err).__name__}") from err
         if item is None:
             raise NotFound(f"{kind} {namespace}/{name} not found")
-        decoded = decode(key, item.get("Value"), int(item["ModifyIndex"]))
+        decoded = decode(key, item.get("Value"), int(item["ModifyIndex"]), int(item["CreateIndex"]))
         if not isinstance(decoded, StoredResource):
             raise StoreUnavailable(f"{key} holds an invalid value: {decoded.issues}")
         return decoded

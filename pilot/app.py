@@ -25,7 +25,7 @@ from pilot.registry import OnChange, Registry
 from pilot.registry.consul import ConsulRegistry
 from pilot.settings import PilotSettings, split_addr
 from pilot.xds.cds import ClusterGenerator
-from pilot.xds.context import PushContext, diff
+from pilot.xds.context import Change, PushContext, diff
 from pilot.xds.ecds import ExtensionConfigGenerator
 from pilot.xds.eds import EndpointGenerator
 from pilot.xds.lds import ListenerGenerator
@@ -55,6 +55,10 @@ def _jwks_uris(config: Sequence[Resource]) -> list[str]:
 def _tls_credentials(cert_file: str, key_file: str) -> grpc.ServerCredentials:
     with open(key_file, "rb") as key, open(cert_file, "rb") as chain:
         return grpc.ssl_server_credentials([(key.read(), chain.read())])
+
+
+# How often one push may withhold services before it gives up (a bug beyond bugs).
+_WITHHOLD_ROUNDS = 3
 
 
 class Pilot:
@@ -128,17 +132,29 @@ class Pilot:
         if change is None:
             return
         ctx = PushContext.build(snapshot, self.ads.context)
-        problems = ctx.consistent({c.proxy.namespace for c in self.ads.connections.values()})
-        if problems:
+        for _ in range(_WITHHOLD_ROUNDS):
+            problems = ctx.consistent({c.proxy.namespace for c in self.ads.connections.values()})
+            if not problems:
+                break
+            # An alarm, not a gate: conflicts are resolved when the snapshot is built, so
+            # this is a bug to report; withhold only the services involved and push the rest.
             self.metrics.inconsistent.inc()
             log.error(
-                "refusing snapshot %d, config kept as it was: %s",
+                "snapshot %d: consistency check failed, withholding the services involved: %s",
                 snapshot.version,
-                "; ".join(problems),
+                "; ".join(map(str, problems)),
             )
+            snapshot = snapshot.without(
+                {k for p in problems for k in p.services}, [p.message for p in problems]
+            )
+            ctx = PushContext.build(snapshot, self.ads.context)
+            change = Change(full=True, started=batch.first)
+        else:
+            log.error("snapshot %d refused: still inconsistent, config kept", snapshot.version)
             return
         if change.full:
             self._report_untranslatable(snapshot)
+            self._report_conflicts(snapshot)
         self._snapshot = snapshot
         self.ads.publish(ctx, change)
         self.metrics.snapshots.inc()
@@ -161,6 +177,13 @@ class Pilot:
         self.metrics.authz_failed_closed.set(len(failed))
         for line in failed:
             log.warning("authorization rule fails closed: %s", line)
+
+    def _report_conflicts(self, snapshot: MeshSnapshot) -> None:
+        self.metrics.conflicts.set(len(snapshot.conflicts))
+        old = set(self._snapshot.conflicts) if self._snapshot is not None else set()
+        for conflict in snapshot.conflicts:
+            if conflict not in old:
+                log.warning("config conflict: %s", conflict)
 
     async def run(self, started: asyncio.Event | None = None) -> None:
         """Serve until cancelled; `started` is set once both ports listen."""

@@ -6,6 +6,8 @@
 - ``/debug/syncz``               connected proxies and, per xDS type, what was
                                  sent, ACKed or NACKed
 - ``/debug/config_dump?proxy=ID`` the resources Pilot would send that proxy now
+- ``/debug/conflicts``           config left out because older config claims the
+                                 same thing, and anything the consistency check withheld
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class DebugServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/debug/syncz", self._syncz)
         app.router.add_get("/debug/config_dump", self._config_dump)
+        app.router.add_get("/debug/conflicts", self._conflicts)
         self._runner = web.AppRunner(app, access_log=None)
 
     async def start(self, host: str, port: int) -> int:
@@ -80,6 +83,19 @@ class DebugServer:
             + [c.status() for c in self._pilot.ads.delta.connections.values()],
         }
         return web.json_response(body)
+
+    async def _conflicts(self, _: web.Request) -> web.Response:
+        snapshot = self._pilot.snapshot
+        if snapshot is None:
+            return web.json_response({"error": "no snapshot yet"}, status=503)
+        return web.json_response(
+            {
+                "snapshot": snapshot.version,
+                "rule": "the oldest resource wins (lowest Consul CreateIndex)",
+                "conflicts": [c.to_dict() for c in snapshot.conflicts],
+                "withheld": list(snapshot.withheld),
+            }
+        )
 
     async def _config_dump(self, request: web.Request) -> web.Response:
         proxy_id = request.query.get("proxy", "")

@@ -45,7 +45,14 @@ class Metrics:
         )
         self.snapshots = Counter("pilot_snapshots", "Mesh snapshots published", registry=r)
         self.inconsistent = Counter(
-            "pilot_snapshot_inconsistent", "Snapshots refused by the consistency check", registry=r
+            "pilot_snapshot_inconsistent",
+            "Consistency check failures (the services involved were withheld; a bug)",
+            registry=r,
+        )
+        self.conflicts = Gauge(
+            "pilot_config_conflicts",
+            "Config left out because older config claims the same host (see /debug/conflicts)",
+            registry=r,
         )
         self.registry_events = Counter(
             "pilot_registry_events", "Catalog changes seen by the watches", registry=r

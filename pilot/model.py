@@ -6,14 +6,15 @@ proxy's generators; nothing in it changes after it is built.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
 from api.catalog import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, Instance
 from api.resources import Resource
 from pilot.config.index import ConfigIndex
+from pilot.conflicts import Conflict, host_owners, virtual_service_conflicts
 
 __all__ = ["DOMAIN_SUFFIX", "MeshConfig", "MeshSnapshot", "Proxy", "Service", "ServiceKey"]
 
@@ -69,6 +70,8 @@ class MeshSnapshot:
     config: ConfigIndex = field(default_factory=ConfigIndex)
     mesh: MeshConfig = field(default_factory=MeshConfig)
     jwks: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    conflicts: tuple[Conflict, ...] = ()  # config left out because older config claims the same
+    withheld: tuple[str, ...] = ()  # what the consistency check kept from proxies, and why
 
     @classmethod
     def build(
@@ -99,14 +102,32 @@ class MeshSnapshot:
             protocol = "tcp" if all(i.protocol == "tcp" for i in insts) else "http"
             services[key] = Service(key, port, protocol, tuple(insts))
         index = ConfigIndex.build(config)
-        for svc in service_entry_services(index.of("ServiceEntry")):
-            services.setdefault(svc.key, svc)
+        entries = index.of("ServiceEntry")  # oldest first
+        catalog = {
+            svc.hostname: f"catalog service {k.namespace}/{k.name}" for k, svc in services.items()
+        }
+        owners, conflicts = host_owners(catalog, entries)
+        for entry in entries:
+            for svc in service_entry_services([entry]):
+                if owners.get(svc.hostname) == entry.ref:
+                    services.setdefault(svc.key, svc)
+        conflicts += virtual_service_conflicts(index.of("VirtualService"))
         return cls(
             version=version,
             services=MappingProxyType(services),
             config=index,
             mesh=mesh or MeshConfig(),
             jwks=MappingProxyType(dict(jwks or {})),
+            conflicts=tuple(conflicts),
+        )
+
+    def without(self, services: Iterable[ServiceKey], why: Iterable[str]) -> MeshSnapshot:
+        """This snapshot with some services withheld (the consistency check's last resort)."""
+        gone = set(services)
+        return replace(
+            self,
+            services=MappingProxyType({k: s for k, s in self.services.items() if k not in gone}),
+            withheld=(*self.withheld, *why),
         )
 
 

@@ -281,6 +281,7 @@ def when_attribute(key: str) -> tuple[Attribute, tuple[str, ...]] | str:
 
 # ---- rules -------------------------------------------------------------------
 
+
 def _alias(model: type[Spec], name: str) -> str:
     return model.model_fields[name].alias or name
 

@@ -9,6 +9,7 @@ one Consul transaction (64 resources per transaction at most).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -62,7 +63,10 @@ async def _analysis(request: Request, s: ConfigStore, new: list[Resource]) -> li
         existing = []
     services = await request.app.state.catalog_hosts()
     by_key = {r.key: r for r in existing}
-    by_key.update({r.key: r for r in new})
+    # A replaced resource keeps its age (Consul keeps the key's CreateIndex).
+    by_key.update(
+        {r.key: replace(r, created=by_key[r.key].created) if r.key in by_key else r for r in new}
+    )
     found = analyze(list(by_key.values()), services)
     new_refs = {r.ref for r in new}
     return [

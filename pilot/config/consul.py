@@ -83,7 +83,8 @@ class ConsulConfigSource:
         resources = []
         for item in items:
             key = str(item["Key"])
-            decoded = decode(key, item.get("Value"), versions[key])  # type: ignore[arg-type]
+            created = int(str(item.get("CreateIndex") or 0))
+            decoded = decode(key, item.get("Value"), versions[key], created)  # type: ignore[arg-type]
             if isinstance(decoded, StoredResource):
                 resources.append(decoded.resource)
             else:

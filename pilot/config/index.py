@@ -15,7 +15,7 @@ from typing import Any
 from api.analyze import fqdn
 from api.resources import Resource
 
-__all__ = ["ConfigIndex", "fqdn"]
+__all__ = ["ConfigIndex", "fqdn", "gateway_ref"]
 
 
 def _spec(r: Resource) -> Any:
@@ -28,8 +28,9 @@ def _host_matches(pattern: str, host: str) -> bool:
 
 
 def _by_age(resources: Sequence[Resource]) -> list[Resource]:
-    """Istio resolves conflicts by creation time; the store's version is our clock."""
-    return sorted(resources, key=lambda r: (int(r.resource_version or 0), r.namespace, r.name))
+    """Oldest first: Istio resolves conflicts by creation time, here Consul's CreateIndex
+    (ties, and config that was never stored: by namespace and name)."""
+    return sorted(resources, key=lambda r: (r.created, r.namespace, r.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ class ConfigIndex:
     def virtual_service(self, host: str, gateway: str = "mesh") -> tuple[Resource, Any] | None:
         """The oldest VirtualService routing `host` for the mesh or a gateway ('ns/name')."""
         for r in self.of("VirtualService"):
-            gateways = [_gw(g, r.namespace) for g in (_spec(r).gateways or [])] or ["mesh"]
+            gateways = [gateway_ref(g, r.namespace) for g in (_spec(r).gateways or [])] or ["mesh"]
             if gateway not in gateways:
                 continue
             for h in _spec(r).hosts or []:
@@ -81,7 +82,7 @@ class ConfigIndex:
         return [
             r
             for r in self.of("VirtualService")
-            if gateway in [_gw(g, r.namespace) for g in (_spec(r).gateways or [])]
+            if gateway in [gateway_ref(g, r.namespace) for g in (_spec(r).gateways or [])]
         ]
 
     def sidecar_for(self, namespace: str, labels: Mapping[str, str]) -> Resource | None:
@@ -98,7 +99,7 @@ class ConfigIndex:
         return default
 
 
-def _gw(ref: str, namespace: str) -> str:
+def gateway_ref(ref: str, namespace: str) -> str:
     """'mesh', 'ns/name', or a bare name meaning the resource's own namespace."""
     if ref == "mesh" or "/" in ref:
         return ref

@@ -103,24 +103,41 @@ def gateway_route_config(
     config: ConfigIndex,
     cluster_for: Callable[[str], ClusterFor],
 ) -> route_pb2.RouteConfiguration:
+    """One virtual host per (Gateway, VirtualService) on this port; a domain goes to the
+    oldest VirtualService that claims it (the others are reported as conflicts)."""
     claimed: set[str] = set()
-    vhosts: list[route_components_pb2.VirtualHost] = []
+    vhosts: dict[str, route_components_pb2.VirtualHost] = {}
     for gateway_ref, server in servers:
         for vs in config.virtual_services_for_gateway(gateway_ref):
-            vhosts.extend(_vhosts(vs, gateway_ref, server, port, claimed, cluster_for))
+            domains = _claim(vs, server, port, claimed)
+            if not domains:
+                continue
+            name = f"{gateway_ref}|{vs.namespace}/{vs.name}:{port}"
+            if name in vhosts:  # the same binding through another server of this port
+                vhosts[name].domains.extend(domains)
+                continue
+            spec: Any = vs.spec
+            vhosts[name] = route_components_pb2.VirtualHost(
+                name=name,
+                domains=domains,
+                routes=http_routes(
+                    spec,
+                    cluster_for(vs.namespace),
+                    port=port,
+                    proxy_labels={},
+                    proxy_namespace=vs.namespace,
+                    gateway=gateway_ref,
+                ),
+            )
     return route_pb2.RouteConfiguration(
-        name=route_name(port), virtual_hosts=vhosts, validate_clusters={"value": False}
+        name=route_name(port),
+        virtual_hosts=list(vhosts.values()),
+        validate_clusters={"value": False},
     )
 
 
-def _vhosts(
-    vs: Resource,
-    gateway_ref: str,
-    server: Any,
-    port: int,
-    claimed: set[str],
-    cluster_for: Callable[[str], ClusterFor],
-) -> list[route_components_pb2.VirtualHost]:
+def _claim(vs: Resource, server: Any, port: int, claimed: set[str]) -> list[str]:
+    """The domains of `vs` that this server admits and no older VirtualService took."""
     spec: Any = vs.spec
     domains: list[str] = []
     for host in spec.hosts or []:
@@ -130,18 +147,4 @@ def _vhosts(
             if d not in claimed:
                 claimed.add(d)
                 domains.append(d)
-    if not domains:
-        return []
-    routes = http_routes(
-        spec,
-        cluster_for(vs.namespace),
-        port=port,
-        proxy_labels={},
-        proxy_namespace=vs.namespace,
-        gateway=gateway_ref,
-    )
-    return [
-        route_components_pb2.VirtualHost(
-            name=f"{vs.namespace}/{vs.name}:{port}", domains=domains, routes=routes
-        )
-    ]
+    return domains

@@ -11,15 +11,29 @@ from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
-from pilot.model import Service
+from pilot.model import Service, ServiceKey
 from pilot.networking import names
 from pilot.networking.http_route import ClusterFor, default_route, http_routes
 
-__all__ = ["domains_for", "hash_policies", "outbound_route_config"]
+__all__ = ["bare_host_owners", "domains_for", "hash_policies", "outbound_route_config"]
 
 
-def domains_for(service: Service, proxy_namespace: str) -> list[str]:
-    """Every Host a client may use for the service, with and without the port.
+def bare_host_owners(services: Iterable[Service]) -> set[ServiceKey]:
+    """The services that answer a Host without a port: one per host name. A host
+    served on several HTTP ports (a ServiceEntry) gives it to port 80, else the lowest."""
+    best: dict[str, Service] = {}
+    for svc in services:
+        if svc.protocol != "http":
+            continue
+        current = best.get(svc.hostname)
+        if current is None or (svc.port != 80, svc.port) < (current.port != 80, current.port):
+            best[svc.hostname] = svc
+    return {svc.key for svc in best.values()}
+
+
+def domains_for(service: Service, proxy_namespace: str, bare: bool = True) -> list[str]:
+    """Every Host a client may use for the service: with the port, and without it
+    when `bare` (see `bare_host_owners`).
 
     Short names (``svc``) resolve only within the proxy's own namespace, as
     Kubernetes DNS would; ``svc.ns`` and the FQDN work from anywhere.
@@ -34,7 +48,8 @@ def domains_for(service: Service, proxy_namespace: str) -> list[str]:
             hosts.insert(0, key.name)
     domains: list[str] = []
     for host in hosts:
-        domains.append(host)
+        if bare:
+            domains.append(host)
         domains.append(f"{host}:{service.port}")
     return domains
 
@@ -72,6 +87,8 @@ def outbound_route_config(
     """`virtual_service(host)` gives (namespace, spec) of the VS for a host, if any;
     `cluster_for(namespace)` resolves destination hosts as written in that namespace."""
     vhosts = []
+    services = list(services)
+    bare = bare_host_owners(services)
     for service in services:
         if service.protocol != "http":
             continue
@@ -94,7 +111,7 @@ def outbound_route_config(
         vhosts.append(
             route_components_pb2.VirtualHost(
                 name=f"{service.hostname}:{service.port}",
-                domains=domains_for(service, proxy_namespace),
+                domains=domains_for(service, proxy_namespace, service.key in bare),
                 routes=routes,
             )
         )

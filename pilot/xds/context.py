@@ -8,7 +8,6 @@ re-serializes only what changed.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -36,7 +35,7 @@ from pilot.networking.traffic_policy import merged_policy
 from pilot.xds import typeurls
 from pilot.xds.resource import Resource, make_resource
 
-__all__ = ["Change", "PushContext", "cluster_names", "diff"]
+__all__ = ["Change", "Problem", "PushContext", "cluster_names", "diff"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -474,28 +473,49 @@ class PushContext:
 
     # --- checks before anything is served ---
 
-    def consistent(self, namespaces: Iterable[str] = ()) -> list[str]:
-        """Problems that would make Envoy reject or half-apply this config."""
-        problems: list[str] = []
-        cluster_names_ = [c.name for c in self.clusters]
-        for name, count in Counter(cluster_names_).items():
-            if count > 1:
-                problems.append(f"cluster {name} generated {count} times")
-        for s in self._by_service.values():
-            if s.service.resolution == "DNS":
-                continue
+    def consistent(self, namespaces: Iterable[str] = ()) -> list[Problem]:
+        """Problems that would make Envoy reject or half-apply this config, each with the
+        services whose withholding solves it (all but the first of those involved)."""
+        problems: list[Problem] = []
+        by_cluster: dict[str, list[ServiceKey]] = {}
+        for key, s in sorted(self._by_service.items()):
             for c in s.clusters:
-                if c.name not in self.assignments:
-                    problems.append(f"EDS cluster {c.name} has no ClusterLoadAssignment")
-        services = [s.service for s in self._by_service.values()]
-        for ns in set(namespaces) | {k.namespace for k in self._by_service}:
-            seen: Counter[str] = Counter()
+                by_cluster.setdefault(c.name, []).append(key)
+                if s.service.resolution != "DNS" and c.name not in self.assignments:
+                    problems.append(
+                        Problem(f"EDS cluster {c.name} has no ClusterLoadAssignment", {key})
+                    )
+        problems.extend(
+            Problem(f"cluster {name} generated {len(keys)} times", set(keys[1:]))
+            for name, keys in by_cluster.items()
+            if len(keys) > 1
+        )
+        services = [self._by_service[k].service for k in sorted(self._by_service)]
+        bare = route.bare_host_owners(services)
+        for ns in sorted(set(namespaces) | {k.namespace for k in self._by_service}):
+            seen: dict[str, list[ServiceKey]] = {}
             for svc in services:
                 if svc.protocol == "http":
-                    seen.update(route.domains_for(svc, ns))
+                    for d in route.domains_for(svc, ns, svc.key in bare):
+                        seen.setdefault(d, []).append(svc.key)
             problems.extend(
-                f"route table {names.outbound_route(ns)}: domain {d} in {n} virtual hosts"
-                for d, n in seen.items()
-                if n > 1
+                Problem(
+                    f"route table {names.outbound_route(ns)}: domain {d} in {len(keys)} "
+                    "virtual hosts",
+                    set(keys[1:]),
+                )
+                for d, keys in seen.items()
+                if len(keys) > 1
             )
         return problems
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A consistency problem and the services to withhold so that proxies never get it."""
+
+    message: str
+    services: set[ServiceKey]
+
+    def __str__(self) -> str:
+        return self.message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from api.analyze import analyze, fqdn
@@ -81,3 +82,26 @@ def test_clean_config_has_no_warnings() -> None:
     assert (
         analyze([res("VirtualService", "r", vs), res("DestinationRule", "r", DR)], SERVICES) == {}
     )
+
+
+def test_a_service_entry_host_claimed_before_is_a_warning_on_the_younger() -> None:
+    se = {
+        "hosts": ["api.example.com", "reviews.default.svc.cluster.local"],
+        "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+        "resolution": "DNS",
+    }
+    older = dataclasses.replace(res("ServiceEntry", "api", se, namespace="team-b"), created=5)
+    younger = res("ServiceEntry", "api", se, namespace="team-a")  # not stored yet: newest
+    found = analyze([younger, older], SERVICES)
+    assert messages(found, "ServiceEntry/team-a/api") == [
+        "spec.hosts[0]: host api.example.com is already declared by ServiceEntry/team-b/api: "
+        "Pilot uses the oldest declaration and leaves this one out for that host",
+        "spec.hosts[1]: host reviews.default.svc.cluster.local is already declared by the "
+        "catalog service reviews.default.svc.cluster.local: Pilot uses the oldest declaration "
+        "and leaves this one out for that host",
+    ]
+    assert messages(found, "ServiceEntry/team-b/api") == [
+        "spec.hosts[1]: host reviews.default.svc.cluster.local is already declared by the "
+        "catalog service reviews.default.svc.cluster.local: Pilot uses the oldest declaration "
+        "and leaves this one out for that host",
+    ]

@@ -330,7 +330,7 @@ spec:
     for i, case in enumerate(CASES):
         mesh.apply(policy(case.rule, vault.app_port, i))
         eventually(
-            lambda i=i: f"case-{i}\"" in vault.filter_configs(),
+            lambda i=i: f'case-{i}"' in vault.filter_configs(),
             timeout=30,
             what=f"vault's Envoy has the policy for {case.rule}",
         )

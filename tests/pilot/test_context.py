@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.catalog import Instance
-from pilot.model import MeshSnapshot
+from pilot.model import MeshSnapshot, ServiceKey
 from pilot.xds.context import PushContext, diff
 from tests.pilot.fixtures import instance, snapshot
 
@@ -106,4 +106,6 @@ def test_duplicate_domains_are_caught() -> None:
     )
     snap = MeshSnapshot.build(1, {"reviews": (instance("reviews", 1),), "odd": (odd,)})
     problems = PushContext.build(snap).consistent()
-    assert any("domain reviews.default" in p for p in problems), problems
+    assert any("domain reviews.default" in p.message for p in problems), problems
+    # Withholding one of the two (the later in key order) is the remedy, never both.
+    assert {k for p in problems for k in p.services} == {ServiceKey("reviews.default", "default")}

@@ -1,0 +1,82 @@
+"""Conflicting config, resolved where the snapshot is built: one owner per name.
+
+Two resources that claim the same thing never stop a push. The rule is
+Istio's: the oldest resource wins, where age is the Consul CreateIndex of its
+key (a resource replaced in place keeps its age; one deleted and created
+again is new). The loser is left out for what it claims and reported here, in
+Pilot's `/debug/conflicts` and its `pilot_config_conflicts` gauge; Galley's
+analysis warns about the same conflicts when the config is applied.
+
+- A service host belongs to the catalog service of that name, else to the
+  oldest ServiceEntry declaring it (all of that host's ports come from it).
+- A host routed for the mesh or for one gateway belongs to the oldest
+  VirtualService naming it there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from api.networking.service_entry import ServiceEntrySpec
+from api.networking.virtual_service import VirtualServiceSpec
+from api.resources import Resource
+from pilot.config.index import fqdn, gateway_ref
+
+__all__ = ["Conflict", "host_owners", "virtual_service_conflicts"]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Conflict:
+    subject: str  # what both claim, e.g. "host api.example.com"
+    winner: str  # 'Kind/ns/name', or the catalog service
+    loser: str  # 'Kind/ns/name': left out for that subject
+
+    def to_dict(self) -> dict[str, str]:
+        return {"subject": self.subject, "winner": self.winner, "loser": self.loser}
+
+    def __str__(self) -> str:
+        return f"{self.subject}: {self.loser} loses to {self.winner} (oldest wins)"
+
+
+def host_owners(
+    catalog_hosts: Mapping[str, str], entries: Iterable[Resource]
+) -> tuple[dict[str, str], list[Conflict]]:
+    """Who owns each ServiceEntry host: {host: owner ref}, and the conflicts.
+
+    `catalog_hosts` maps the hostname of every catalog service to a description
+    of it; `entries` are ServiceEntries, oldest first.
+    """
+    owners = dict(catalog_hosts)
+    conflicts: list[Conflict] = []
+    for entry in entries:
+        for host in dict.fromkeys(_entry_hosts(entry)):
+            owner = owners.setdefault(host, entry.ref)
+            if owner != entry.ref:
+                conflicts.append(Conflict(f"host {host}", owner, entry.ref))
+    return owners, conflicts
+
+
+def _entry_hosts(entry: Resource) -> list[str]:
+    spec = entry.spec
+    assert isinstance(spec, ServiceEntrySpec)
+    return [h for h in spec.hosts or [] if "*" not in h]
+
+
+def virtual_service_conflicts(services: Iterable[Resource]) -> list[Conflict]:
+    """Hosts that several VirtualServices route for the same gateway (or the mesh);
+    `services` oldest first, and the first one of each host wins."""
+    owners: dict[tuple[str, str], str] = {}
+    conflicts: list[Conflict] = []
+    for vs in services:
+        spec = vs.spec
+        assert isinstance(spec, VirtualServiceSpec)
+        gateways = [gateway_ref(g, vs.namespace) for g in spec.gateways or []]
+        hosts = spec.hosts or []
+        for gateway in dict.fromkeys(gateways or ["mesh"]):
+            for host in dict.fromkeys(fqdn(h, vs.namespace) for h in hosts):
+                owner = owners.setdefault((host, gateway), vs.ref)
+                if owner != vs.ref:
+                    where = "the mesh" if gateway == "mesh" else f"gateway {gateway}"
+                    conflicts.append(Conflict(f"host {host} on {where}", owner, vs.ref))
+    return conflicts
