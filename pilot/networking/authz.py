@@ -40,6 +40,7 @@ from api.security.authz_rules import (
 )
 from pilot.config.index import ConfigIndex
 from pilot.networking import names
+from pilot.networking.attachment import attached
 from pilot.networking.protos import pack
 
 __all__ = [
@@ -57,18 +58,8 @@ PAYLOAD_KEY = "payload"
 def applicable_policies(
     config: ConfigIndex, namespace: str, labels: Mapping[str, str], root_namespace: str
 ) -> list[Resource]:
-    """Mesh-wide policies, then the namespace's, that select this workload."""
-    out = []
-    for ap in config.of("AuthorizationPolicy"):
-        spec = _spec(ap)
-        if spec.target_ref is not None or spec.target_refs:
-            continue  # Gateway API attachment: not for sidecars
-        if ap.namespace not in (namespace, root_namespace):
-            continue
-        selector = dict(spec.selector.match_labels or {}) if spec.selector is not None else {}
-        if all(labels.get(k) == v for k, v in selector.items()):
-            out.append(ap)
-    return out
+    """Mesh-wide policies, then the namespace's, then the workload's."""
+    return attached(config, "AuthorizationPolicy", namespace, labels, root_namespace).all()
 
 
 # --- string forms Istio uses: "*", "prefix*", "*suffix", "exact" ---

@@ -18,6 +18,7 @@ from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
 from api.resources import Resource
 from pilot.config.index import ConfigIndex
 from pilot.jwks import UNFETCHED_JWKS
+from pilot.networking.attachment import attached
 from pilot.networking.authz import PAYLOAD_KEY
 
 __all__ = ["applicable_authentications", "jwt_config"]
@@ -26,19 +27,7 @@ __all__ = ["applicable_authentications", "jwt_config"]
 def applicable_authentications(
     config: ConfigIndex, namespace: str, labels: Mapping[str, str], root_namespace: str
 ) -> list[Resource]:
-    out = []
-    for ra in config.of("RequestAuthentication"):
-        spec: Any = ra.spec
-        if (
-            spec.target_ref is not None
-            or spec.target_refs
-            or ra.namespace not in (namespace, root_namespace)
-        ):
-            continue
-        selector = dict(spec.selector.match_labels or {}) if spec.selector is not None else {}
-        if all(labels.get(k) == v for k, v in selector.items()):
-            out.append(ra)
-    return out
+    return attached(config, "RequestAuthentication", namespace, labels, root_namespace).all()
 
 
 def _provider(rule: Any, fetched: Mapping[str, str]) -> jwt_pb2.JwtProvider:

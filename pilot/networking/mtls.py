@@ -17,6 +17,7 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tl
 from envoy.type.matcher.v3 import string_pb2
 
 from pilot.config.index import ConfigIndex
+from pilot.networking.attachment import attached
 from pilot.networking.protos import pack
 
 __all__ = [
@@ -121,17 +122,9 @@ def peer_auth_mode(
 ) -> str:
     """STRICT, PERMISSIVE or DISABLE for a workload port: workload, then namespace,
     then mesh-wide policy; UNSET inherits from the level above; the default is PERMISSIVE."""
-    workload, namespace_wide, mesh_wide = None, None, None
-    for pa in config.of("PeerAuthentication"):
-        spec: Any = pa.spec
-        selector = dict(spec.selector.match_labels or {}) if spec.selector is not None else {}
-        if pa.namespace == namespace and selector:
-            if workload is None and all(labels.get(k) == v for k, v in selector.items()):
-                workload = spec
-        elif pa.namespace == namespace and namespace_wide is None:
-            namespace_wide = spec
-        elif pa.namespace == root_namespace and not selector and mesh_wide is None:
-            mesh_wide = spec
+    found = attached(config, "PeerAuthentication", namespace, labels, root_namespace)
+    levels = (found.workload, found.namespace, found.mesh)
+    workload, namespace_wide, mesh_wide = (level[0].spec if level else None for level in levels)
     for spec in (workload, namespace_wide, mesh_wide):
         if spec is not None and (mode := _mode(spec, port)) != "UNSET":
             return mode

@@ -26,6 +26,7 @@ from envoy.type.v3 import percent_pb2
 from google.protobuf import duration_pb2, struct_pb2
 
 from pilot.config.index import ConfigIndex
+from pilot.networking.attachment import attached
 from pilot.networking.protos import pack
 
 __all__ = ["ZIPKIN_CLUSTER", "Observability", "apply", "effective", "zipkin_cluster"]
@@ -87,24 +88,9 @@ def effective(
     logging_on = bool(access_log_file)
     tracing_on = bool(zipkin)
     pct = sampling
-    layers: list[Any] = []
-    for level in ("root", "namespace", "workload"):
-        for t in config.of("Telemetry"):
-            spec: Any = t.spec
-            selector = dict(spec.selector.match_labels or {}) if spec.selector is not None else {}
-            if spec.target_ref is not None or spec.target_refs:
-                continue
-            if level == "root" and t.namespace == root and not selector and namespace != root:
-                layers.append(spec)
-            elif level == "namespace" and t.namespace == namespace and not selector:
-                layers.append(spec)
-            elif (
-                level == "workload"
-                and t.namespace == namespace
-                and selector
-                and all(labels.get(k) == v for k, v in selector.items())
-            ):
-                layers.append(spec)
+    layers: list[Any] = [
+        r.spec for r in attached(config, "Telemetry", namespace, labels, root).all()
+    ]
     for spec in layers:
         if (on := _enabled(spec.access_logging, "envoy")) is not None:
             logging_on = on
