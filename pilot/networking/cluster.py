@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, config_source_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
 from google.protobuf import duration_pb2
 
 from pilot.model import Service
-from pilot.networking import names
+from pilot.networking import mtls, names
 from pilot.networking.endpoint import load_assignment
+from pilot.networking.protos import pack
 from pilot.networking.traffic_policy import Policy, apply_policy
 
-__all__ = ["inbound_cluster", "outbound_cluster"]
+__all__ = ["MeshTls", "inbound_cluster", "outbound_cluster"]
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +32,39 @@ def _ads() -> config_source_pb2.ConfigSource:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class MeshTls:
+    """Mesh mTLS to a destination, for a proxy that has a mesh identity."""
+
+    sds: tuple[str, str, str]  # where the proxy's identity comes from (see mtls)
+    identities: tuple[str, ...]  # the destination's SPIFFE identities (SAN match)
+    forced: bool  # ISTIO_MUTUAL: always; else only to instances that terminate it
+
+
+def _apply_mesh_tls(cluster: cluster_pb2.Cluster, mesh: MeshTls, sni: str) -> None:
+    tls = mtls.upstream_tls(mesh.sds, mesh.identities, sni)
+    if mesh.forced:
+        cluster.transport_socket.name = "envoy.transport_sockets.tls"
+        cluster.transport_socket.typed_config.CopyFrom(pack(tls))
+        return
+    match = cluster.transport_socket_matches.add(name="tlsMode-istio")
+    match.match.update(mtls.ISTIO_TLS_MATCH)
+    match.transport_socket.name = "envoy.transport_sockets.tls"
+    match.transport_socket.typed_config.CopyFrom(pack(tls))
+    plain = cluster.transport_socket_matches.add(name="tlsMode-disabled")
+    plain.transport_socket.name = "envoy.transport_sockets.raw_buffer"
+    plain.transport_socket.typed_config.CopyFrom(pack(raw_buffer_pb2.RawBuffer()))
+
+
 def outbound_cluster(
     service: Service,
     policy: Policy | None = None,
     subset: str = "",
     subset_labels: Mapping[str, str] | None = None,
+    mesh: MeshTls | None = None,
 ) -> cluster_pb2.Cluster:
-    """EDS for catalog and STATIC ServiceEntry services; STRICT_DNS when Envoy must resolve."""
+    """EDS for catalog and STATIC ServiceEntry services; STRICT_DNS when Envoy must resolve.
+    With `mesh`, the proxy originates mesh mTLS (SNI and SAN checks included)."""
     name = names.outbound_cluster(service.key, service.port, subset)
     cluster = cluster_pb2.Cluster(
         name=name, connect_timeout=_CONNECT_TIMEOUT, lb_policy=cluster_pb2.Cluster.LEAST_REQUEST
@@ -59,6 +88,8 @@ def outbound_cluster(
         )
         unusable.load_assignment.cluster_name = name
         return unusable
+    if mesh is not None:
+        _apply_mesh_tls(cluster, mesh, names.outbound_sni(service.port, subset, service.hostname))
     return cluster
 
 

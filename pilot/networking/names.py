@@ -15,11 +15,17 @@ __all__ = [
     "outbound_cluster",
     "outbound_listener",
     "outbound_route",
+    "outbound_sni",
 ]
 
 
 def outbound_cluster(key: ServiceKey, port: int, subset: str = "") -> str:
     return f"outbound|{port}|{subset}|{key.hostname}"
+
+
+def outbound_sni(port: int, subset: str, hostname: str) -> str:
+    """The SNI a sidecar sends with mesh mTLS (Istio's form)."""
+    return f"outbound_.{port}_.{subset}_.{hostname}"
 
 
 def inbound_cluster(port: int) -> str:

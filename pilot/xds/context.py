@@ -12,9 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import extension_pb2
-from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
 
 from pilot.config.index import ConfigIndex, fqdn
 from pilot.model import MeshSnapshot, Proxy, Service, ServiceKey
@@ -31,7 +29,7 @@ from pilot.networking import (
     telemetry,
 )
 from pilot.networking.protos import pack
-from pilot.networking.traffic_policy import merged_policy
+from pilot.networking.traffic_policy import Policy, merged_policy
 from pilot.xds import typeurls
 from pilot.xds.resource import Resource, make_resource
 
@@ -111,7 +109,8 @@ class _ServiceResources:
     clusters: tuple[Resource, ...]
     assignments: tuple[Resource, ...]
     load_balancer: Any
-    tls_modes: tuple[str | None, ...] = ()  # the DestinationRule's TLS mode, per cluster
+    # Per cluster: (subset, subset labels, merged policy), to build its mesh-mTLS form.
+    variants: tuple[tuple[str, dict[str, str], Policy], ...] = ()
 
 
 def _build_service(svc: Service, config: ConfigIndex) -> _ServiceResources:
@@ -124,11 +123,11 @@ def _build_service(svc: Service, config: ConfigIndex) -> _ServiceResources:
         if spec
         else []
     )
-    clusters, assignments, tls_modes = [], [], []
+    clusters, assignments, merged = [], [], []
     for subset, labels, subset_policy in variants:
         name = names.outbound_cluster(svc.key, svc.port, subset)
         policy = merged_policy(rule_policy, svc.port, subset_policy)
-        tls_modes.append(policy.tls.mode if policy.tls is not None else None)
+        merged.append((subset, labels, policy))
         clusters.append(
             make_resource(
                 typeurls.CLUSTER, name, cluster.outbound_cluster(svc, policy, subset, labels)
@@ -142,7 +141,12 @@ def _build_service(svc: Service, config: ConfigIndex) -> _ServiceResources:
             )
     lb = merged_policy(rule_policy, svc.port).load_balancer
     return _ServiceResources(
-        svc, (dr.ref, spec) if dr is not None else None, tuple(clusters), tuple(assignments), lb
+        svc,
+        (dr.ref, spec) if dr is not None else None,
+        tuple(clusters),
+        tuple(assignments),
+        lb,
+        tuple(merged),
     )
 
 
@@ -298,29 +302,16 @@ class PushContext:
     def _mesh_tls(self, s: _ServiceResources, index: int, sds: tuple[str, str, str]) -> Resource:
         """A cluster as an mTLS-capable proxy gets it: ISTIO_MUTUAL when the rule says so,
         automatic mTLS to instances that terminate it, unchanged otherwise."""
-        base = s.clusters[index]
-        mode = s.tls_modes[index] if index < len(s.tls_modes) else None
+        subset, labels, policy = s.variants[index]
+        mode = policy.tls.mode if policy.tls is not None else None
         svc = s.service
         if svc.external or mode in ("DISABLE", "SIMPLE", "MUTUAL"):
-            return base
+            return s.clusters[index]
         td = self.snapshot.mesh.trust_domain
-        identities = [mtls.spiffe_uri(td, ns, sa) for ns, sa in sorted(_identities(svc))]
-        subset = base.name.split("|")[2]
-        sni = f"outbound_.{svc.port}_.{subset}_.{svc.hostname}"
-        tls = mtls.upstream_tls(sds, identities, sni)
-        cluster = cluster_pb2.Cluster.FromString(base.value_bytes)
-        if mode == "ISTIO_MUTUAL":
-            cluster.transport_socket.name = "envoy.transport_sockets.tls"
-            cluster.transport_socket.typed_config.CopyFrom(pack(tls))
-        else:
-            match = cluster.transport_socket_matches.add(name="tlsMode-istio")
-            match.match.update(mtls.ISTIO_TLS_MATCH)
-            match.transport_socket.name = "envoy.transport_sockets.tls"
-            match.transport_socket.typed_config.CopyFrom(pack(tls))
-            plain = cluster.transport_socket_matches.add(name="tlsMode-disabled")
-            plain.transport_socket.name = "envoy.transport_sockets.raw_buffer"
-            plain.transport_socket.typed_config.CopyFrom(pack(raw_buffer_pb2.RawBuffer()))
-        return make_resource(typeurls.CLUSTER, base.name, cluster)
+        identities = tuple(mtls.spiffe_uri(td, ns, sa) for ns, sa in sorted(_identities(svc)))
+        mesh = cluster.MeshTls(sds, identities, forced=mode == "ISTIO_MUTUAL")
+        built = cluster.outbound_cluster(svc, policy, subset, labels, mesh)
+        return make_resource(typeurls.CLUSTER, built.name, built)
 
     # --- resources that depend on the proxy (memoized by its shape) ---
 

@@ -448,8 +448,12 @@ spec:
   - hosts: ["./*"]
 """)
     eventually(lambda: "elsewhere.default" not in clusters_dump(scoped), what="CDS narrowed")
+    # RDS follows CDS: until the route table is narrowed too, the old route answers 503.
+    eventually(
+        lambda: mesh.request(scoped.outbound_port, "elsewhere.default").status == 404,
+        what="RDS narrowed",
+    )
     assert mesh.request(scoped.outbound_port, "inside").instance == "inside-1"
-    assert mesh.request(scoped.outbound_port, "elsewhere.default").status == 404
     assert "inside.scoped.svc.cluster.local" in clusters_dump(scoped)
 
 
