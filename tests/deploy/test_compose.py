@@ -171,3 +171,10 @@ def test_dockerfile_copies_what_exists_and_installs_the_launchers_entry_points()
     launcher = (ROOT / "meshctl" / "up.py").read_text()
     for module in ("pilot", "galley", "citadel", "meshctl.demo_app"):
         assert re.search(rf'"-m",\s*"{re.escape(module)}"', launcher), module  # same entry points
+
+
+def test_every_source_directory_is_a_package_the_image_installs() -> None:
+    """The image runs `pip install .`, which packages only directories with __init__.py."""
+    for root in ("api", "pilot", "citadel", "galley", "meshctl"):
+        for source in (ROOT / root).rglob("*.py"):
+            assert (source.parent / "__init__.py").exists(), f"{source.parent} is not a package"
