@@ -22,19 +22,15 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 
 from api.resources import Resource
 from pilot.config.index import ConfigIndex
-from pilot.networking import telemetry
+from pilot.networking import names, telemetry
 from pilot.networking.http_route import ClusterFor, http_routes
 from pilot.networking.listener import mesh_filters
 from pilot.networking.protos import pack
 
-__all__ = ["GatewayServer", "gateway_listener", "gateway_route_config", "route_name", "servers_for"]
+__all__ = ["GatewayServer", "gateway_listener", "gateway_route_config", "servers_for"]
 
 HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 GatewayServer = tuple[str, Any]  # ("ns/name", server)
-
-
-def route_name(port: int) -> str:
-    return f"http.{port}"
 
 
 def servers_for(config: ConfigIndex, labels: Mapping[str, str]) -> dict[int, list[GatewayServer]]:
@@ -55,9 +51,9 @@ def gateway_listener(
     address: str, port: int, obs: telemetry.Observability | None = None
 ) -> listener_pb2.Listener:
     hcm = hcm_pb2.HttpConnectionManager(
-        stat_prefix=f"gateway_{port}",
+        stat_prefix=names.gateway_stat_prefix(port),
         rds=hcm_pb2.Rds(
-            route_config_name=route_name(port),
+            route_config_name=names.gateway_route(port),
             config_source=config_source_pb2.ConfigSource(
                 ads=config_source_pb2.AggregatedConfigSource(),
                 resource_api_version=config_source_pb2.V3,
@@ -68,7 +64,7 @@ def gateway_listener(
     )
     telemetry.apply(hcm, obs, outbound=True)
     return listener_pb2.Listener(
-        name=f"gateway_{address}_{port}",
+        name=names.gateway_listener(address, port),
         address=address_pb2.Address(
             socket_address=address_pb2.SocketAddress(address=address, port_value=port)
         ),
@@ -112,7 +108,7 @@ def gateway_route_config(
             domains = _claim(vs, server, port, claimed)
             if not domains:
                 continue
-            name = f"{gateway_ref}|{vs.namespace}/{vs.name}:{port}"
+            name = names.gateway_vhost(gateway_ref, vs.namespace, vs.name, port)
             if name in vhosts:  # the same binding through another server of this port
                 vhosts[name].domains.extend(domains)
                 continue
@@ -130,7 +126,7 @@ def gateway_route_config(
                 ),
             )
     return route_pb2.RouteConfiguration(
-        name=route_name(port),
+        name=names.gateway_route(port),
         virtual_hosts=list(vhosts.values()),
         validate_clusters={"value": False},
     )

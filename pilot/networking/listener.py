@@ -118,10 +118,10 @@ def inbound_listener(
     """
     name = names.inbound_listener(address, port)
     route_config = route_pb2.RouteConfiguration(
-        name=f"inbound|{port}",
+        name=names.inbound_route(port),
         virtual_hosts=[
             route_components_pb2.VirtualHost(
-                name=f"inbound|http|{port}",
+                name=names.inbound_vhost(port),
                 domains=["*"],
                 routes=[
                     route_components_pb2.Route(

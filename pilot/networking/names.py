@@ -10,12 +10,21 @@ __all__ = [
     "RBAC_ALLOW_FILTER",
     "RBAC_AUDIT_FILTER",
     "RBAC_DENY_FILTER",
+    "ZIPKIN_CLUSTER",
+    "gateway_listener",
+    "gateway_route",
+    "gateway_stat_prefix",
+    "gateway_vhost",
     "inbound_cluster",
     "inbound_listener",
+    "inbound_route",
+    "inbound_vhost",
     "outbound_cluster",
     "outbound_listener",
     "outbound_route",
     "outbound_sni",
+    "outbound_vhost",
+    "unknown_cluster",
 ]
 
 
@@ -28,8 +37,47 @@ def outbound_sni(port: int, subset: str, hostname: str) -> str:
     return f"outbound_.{port}_.{subset}_.{hostname}"
 
 
+def outbound_vhost(hostname: str, port: int) -> str:
+    return f"{hostname}:{port}"
+
+
+def unknown_cluster(port: int | None, subset: str, hostname: str) -> str:
+    """A destination host no service has: a cluster name Envoy lacks, so it answers 503
+    (Istio's BlackHoleCluster, but for that host)."""
+    return f"outbound|{port or 80}|{subset}|{hostname}"
+
+
 def inbound_cluster(port: int) -> str:
     return f"inbound|{port}||"
+
+
+def inbound_route(port: int) -> str:
+    return f"inbound|{port}"
+
+
+def inbound_vhost(port: int) -> str:
+    return f"inbound|http|{port}"
+
+
+def gateway_listener(address: str, port: int) -> str:
+    return f"gateway_{address}_{port}"
+
+
+def gateway_stat_prefix(port: int) -> str:
+    return f"gateway_{port}"
+
+
+def gateway_route(port: int) -> str:
+    """One route table per gateway port: ``http.<port>``."""
+    return f"http.{port}"
+
+
+def gateway_vhost(gateway: str, namespace: str, virtual_service: str, port: int) -> str:
+    return f"{gateway}|{namespace}/{virtual_service}:{port}"
+
+
+# The cluster of the mesh's trace collector (Pilot's --zipkin-addr).
+ZIPKIN_CLUSTER = "zipkin"
 
 
 def outbound_listener(address: str, port: int) -> str:

@@ -110,7 +110,7 @@ def outbound_route_config(
                 r.route.hash_policy.extend(hashing)
         vhosts.append(
             route_components_pb2.VirtualHost(
-                name=f"{service.hostname}:{service.port}",
+                name=names.outbound_vhost(service.hostname, service.port),
                 domains=domains_for(service, proxy_namespace, service.key in bare),
                 routes=routes,
             )

@@ -26,12 +26,12 @@ from envoy.type.v3 import percent_pb2
 from google.protobuf import duration_pb2, struct_pb2
 
 from pilot.config.index import ConfigIndex
+from pilot.networking import names
 from pilot.networking.attachment import attached
 from pilot.networking.protos import pack
 
-__all__ = ["ZIPKIN_CLUSTER", "Observability", "apply", "effective", "zipkin_cluster"]
+__all__ = ["Observability", "apply", "effective", "zipkin_cluster"]
 
-ZIPKIN_CLUSTER = "zipkin"
 # Istio-like JSON access log fields.
 JSON_FIELDS = {
     "start_time": "%START_TIME%",
@@ -139,7 +139,7 @@ def apply(hcm: hcm_pb2.HttpConnectionManager, obs: Observability | None, outboun
                 name="envoy.tracers.zipkin",
                 typed_config=pack(
                     zipkin_pb2.ZipkinConfig(
-                        collector_cluster=ZIPKIN_CLUSTER,
+                        collector_cluster=names.ZIPKIN_CLUSTER,
                         collector_endpoint="/api/v2/spans",
                         collector_endpoint_version=zipkin_pb2.ZipkinConfig.HTTP_JSON,
                         trace_id_128bit=True,
@@ -153,12 +153,12 @@ def apply(hcm: hcm_pb2.HttpConnectionManager, obs: Observability | None, outboun
 def zipkin_cluster(address: str) -> cluster_pb2.Cluster:
     host, _, port = address.rpartition(":")
     cluster = cluster_pb2.Cluster(
-        name=ZIPKIN_CLUSTER,
+        name=names.ZIPKIN_CLUSTER,
         connect_timeout=duration_pb2.Duration(seconds=1),
         type=cluster_pb2.Cluster.STRICT_DNS,
         dns_lookup_family=cluster_pb2.Cluster.V4_ONLY,
     )
-    cluster.load_assignment.cluster_name = ZIPKIN_CLUSTER
+    cluster.load_assignment.cluster_name = names.ZIPKIN_CLUSTER
     cluster.load_assignment.endpoints.add().lb_endpoints.append(
         endpoint_components_pb2.LbEndpoint(
             endpoint=endpoint_components_pb2.Endpoint(

@@ -208,7 +208,7 @@ class PushContext:
             if svc is not None:
                 return names.outbound_cluster(svc.key, svc.port, subset)
             # Unknown host: a name Envoy has no cluster for answers 503, as Istio's blackhole.
-            return f"outbound|{port or 80}|{subset}|{full}"
+            return names.unknown_cluster(port, subset, full)
 
         return resolve
 
@@ -281,7 +281,7 @@ class PushContext:
             ("zipkin",),
             lambda: (
                 make_resource(
-                    typeurls.CLUSTER, telemetry.ZIPKIN_CLUSTER, telemetry.zipkin_cluster(zipkin)
+                    typeurls.CLUSTER, names.ZIPKIN_CLUSTER, telemetry.zipkin_cluster(zipkin)
                 ),
             ),
         )
@@ -414,31 +414,36 @@ class PushContext:
 
         return self.memo(("gateway-listeners", proxy.instance_ip, proxy.namespace, labels), build)
 
+    def _gateway_servers(self, proxy: Proxy) -> dict[int, list[gateway.GatewayServer]]:
+        labels = frozenset(proxy.labels.items())
+        return self.memo(
+            ("gateway-servers", labels),
+            lambda: gateway.servers_for(self.snapshot.config, dict(labels)),
+        )
+
     def _gateway_route(self, name: str, proxy: Proxy) -> Resource | None:
-        port_text = name.removeprefix("http.")
-        if not port_text.isdigit():
+        servers = self._gateway_servers(proxy)
+        port = next((p for p in servers if names.gateway_route(p) == name), None)
+        if port is None:
             return None
         labels = frozenset(proxy.labels.items())
 
         def build() -> Resource | None:
-            servers = gateway.servers_for(self.snapshot.config, dict(labels)).get(
-                int(port_text), []
-            )
             table = gateway.gateway_route_config(
-                int(port_text), servers, self.snapshot.config, self.cluster_for
+                port, servers[port], self.snapshot.config, self.cluster_for
             )
             return make_resource(typeurls.ROUTE, name, table)
 
         return self.memo(("gateway-route", name, labels), build)
 
     def route(self, name: str, proxy: Proxy) -> Resource | None:
-        """RDS by name; the outbound table of namespace ns is ``outbound|http|<ns>``."""
+        """RDS by name: a gateway's table per port; a sidecar's outbound table, which
+        its outbound listener names after the proxy's namespace."""
         if proxy.kind == "gateway":
             return self._gateway_route(name, proxy)
-        prefix = names.outbound_route("")
-        if not name.startswith(prefix):
+        if name != names.outbound_route(proxy.namespace):
             return None
-        namespace = name[len(prefix) :]
+        namespace = proxy.namespace
         labels = frozenset(proxy.labels.items()) if self._source_labels else frozenset()
         config = self.snapshot.config
         scope_key, scoped = self._scoped(proxy)
