@@ -3,14 +3,23 @@
 Authorization and request authentication travel here rather than inside the
 listener, so that Envoy applies a policy change to the very next request on
 every connection, pooled keep-alive ones included, with no listener drain.
+Every sidecar with an inbound listener gets all four filter configs (request
+authentication, then authorization: audit, deny, allow); "no policy" is an
+empty config that enforces nothing.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from envoy.config.core.v3 import extension_pb2
+
 from pilot.model import Proxy
+from pilot.networking import authz, jwt, names
+from pilot.networking.protos import pack
 from pilot.xds import typeurls
 from pilot.xds.context import Change, PushContext
-from pilot.xds.resource import Resource
+from pilot.xds.resource import Resource, make_resource
 
 __all__ = ["ExtensionConfigGenerator"]
 
@@ -24,4 +33,31 @@ class ExtensionConfigGenerator:
     def generate(
         self, ctx: PushContext, proxy: Proxy, names: frozenset[str], change: Change | None
     ) -> list[Resource]:
-        return [r for r in ctx.auth_filter_configs(proxy) if r.name in names]
+        return [r for r in _auth_filter_configs(ctx, proxy) if r.name in names]
+
+
+def _auth_filter_configs(ctx: PushContext, proxy: Proxy) -> tuple[Resource, ...]:
+    if proxy.kind != "sidecar" or proxy.inbound_port is None:
+        return ()
+    labels = frozenset(proxy.labels.items())
+
+    def build() -> tuple[Resource, ...]:
+        config, root = ctx.snapshot.config, ctx.snapshot.mesh.root_namespace
+        policies = authz.applicable_policies(config, proxy.namespace, proxy.labels, root)
+        authns = jwt.applicable_authentications(config, proxy.namespace, proxy.labels, root)
+        configs: dict[str, Any] = {
+            names.JWT_AUTHN_FILTER: jwt.jwt_config(
+                authns, authz.requires_token(policies), ctx.snapshot.jwks
+            ),
+            **authz.rbac_configs(policies, proxy.app_port),
+        }
+        return tuple(
+            make_resource(
+                typeurls.EXTENSION_CONFIG,
+                name,
+                extension_pb2.TypedExtensionConfig(name=name, typed_config=pack(configs[name])),
+            )
+            for name in names.INBOUND_AUTH_FILTERS
+        )
+
+    return ctx.memo(("auth-filters", proxy.namespace, labels, proxy.app_port), build)
