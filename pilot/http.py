@@ -79,8 +79,7 @@ class DebugServer:
         snapshot = self._pilot.snapshot
         body = {
             "snapshot": snapshot.version if snapshot else None,
-            "proxies": [c.status() for c in self._pilot.ads.connections.values()]
-            + [c.status() for c in self._pilot.ads.delta.connections.values()],
+            "proxies": self._pilot.ads.status(),
         }
         return web.json_response(body)
 
@@ -100,8 +99,7 @@ class DebugServer:
     async def _config_dump(self, request: web.Request) -> web.Response:
         proxy_id = request.query.get("proxy", "")
         ads = self._pilot.ads
-        conns: list[Any] = [*ads.connections.values(), *ads.delta.connections.values()]
-        conn = next((c for c in conns if c.proxy.id == proxy_id), None)
+        conn = next((c for c in ads.connections.values() if c.proxy.id == proxy_id), None)
         if conn is None:
             return web.json_response({"error": f"no connected proxy {proxy_id!r}"}, status=404)
         ctx = ads.context
