@@ -79,10 +79,8 @@ def _host_claims(resources: list[Any], services: set[str], out: dict[str, list[I
                 )
 
 
-def analyze(resources: list[Any], services: set[str]) -> dict[str, list[Issue]]:
-    """Warnings per resource ref ('Kind/ns/name')."""
-    out: dict[str, list[Issue]] = defaultdict(list)
-    _host_claims(resources, services, out)
+def _targets(resources: list[Any], services: set[str]) -> tuple[dict[str, set[str]], set[str]]:
+    """(subsets per DestinationRule host, every declared host) of the config."""
     subsets: dict[str, set[str]] = defaultdict(set)
     declared: set[str] = set(services)
     for r in resources:
@@ -91,46 +89,66 @@ def analyze(resources: list[Any], services: set[str]) -> dict[str, list[Issue]]:
             subsets[host].update(s.name for s in (r.spec.subsets or []))
         elif r.kind == "ServiceEntry":
             declared.update(fqdn(h, r.namespace) for h in (r.spec.hosts or []))
+    return subsets, declared
 
-    def known(host: str) -> bool:
-        return any(_matches(d, host) or _matches(host, d) for d in declared)
 
-    owners: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for r in sorted(resources, key=_age):
-        if r.kind != "VirtualService":
-            continue
-        gateways = list(r.spec.gateways or []) or ["mesh"]
-        for i, host in enumerate(r.spec.hosts or []):
-            full = fqdn(host, r.namespace)
-            for gw in gateways:
-                owners[(full, gw)].append(r.ref)
-            if services and "*" not in host and gateways == ["mesh"] and not known(full):
-                out[r.ref].append(
-                    Issue(
-                        _path(("hosts", i)),
-                        f"host {host!r} is not a known service or ServiceEntry host",
-                        Severity.WARNING,
-                    )
+def _known(host: str, declared: set[str]) -> bool:
+    return any(_matches(d, host) or _matches(host, d) for d in declared)
+
+
+def _check_hosts(
+    r: Any,
+    services: set[str],
+    declared: set[str],
+    owners: dict[tuple[str, str], list[str]],
+    out: dict[str, list[Issue]],
+) -> None:
+    """Record the VirtualService's (host, gateway) claims; warn on unknown mesh hosts."""
+    gateways = list(r.spec.gateways or []) or ["mesh"]
+    for i, host in enumerate(r.spec.hosts or []):
+        full = fqdn(host, r.namespace)
+        for gw in gateways:
+            owners[(full, gw)].append(r.ref)
+        if services and "*" not in host and gateways == ["mesh"] and not _known(full, declared):
+            out[r.ref].append(
+                Issue(
+                    _path(("hosts", i)),
+                    f"host {host!r} is not a known service or ServiceEntry host",
+                    Severity.WARNING,
                 )
-        for path, dest in _destinations(r.spec):
-            host = fqdn(dest.host, r.namespace)
-            if services and not known(host):
-                out[r.ref].append(
-                    Issue(
-                        _path((*path, "host")),
-                        f"destination host {dest.host!r} "
-                        "is not a known service or ServiceEntry host",
-                        Severity.WARNING,
-                    )
+            )
+
+
+def _check_destinations(
+    r: Any,
+    services: set[str],
+    declared: set[str],
+    subsets: dict[str, set[str]],
+    out: dict[str, list[Issue]],
+) -> None:
+    """Warn on destinations to unknown hosts or undefined subsets."""
+    for path, dest in _destinations(r.spec):
+        host = fqdn(dest.host, r.namespace)
+        if services and not _known(host, declared):
+            out[r.ref].append(
+                Issue(
+                    _path((*path, "host")),
+                    f"destination host {dest.host!r} is not a known service or ServiceEntry host",
+                    Severity.WARNING,
                 )
-            if dest.subset and dest.subset not in subsets.get(host, set()):
-                out[r.ref].append(
-                    Issue(
-                        _path((*path, "subset")),
-                        f"subset {dest.subset!r} is not defined by any DestinationRule for {host}",
-                        Severity.WARNING,
-                    )
+            )
+        if dest.subset and dest.subset not in subsets.get(host, set()):
+            out[r.ref].append(
+                Issue(
+                    _path((*path, "subset")),
+                    f"subset {dest.subset!r} is not defined by any DestinationRule for {host}",
+                    Severity.WARNING,
                 )
+            )
+
+
+def _shared_hosts(owners: dict[tuple[str, str], list[str]], out: dict[str, list[Issue]]) -> None:
+    """Warn every VirtualService of a (host, gateway) that more than one routes."""
     for (host, gw), refs in owners.items():
         refs = list(dict.fromkeys(refs))  # oldest first
         if len(refs) > 1:
@@ -146,4 +164,18 @@ def analyze(resources: list[Any], services: set[str]) -> dict[str, list[Issue]]:
                         Severity.WARNING,
                     )
                 )
+
+
+def analyze(resources: list[Any], services: set[str]) -> dict[str, list[Issue]]:
+    """Warnings per resource ref ('Kind/ns/name')."""
+    out: dict[str, list[Issue]] = defaultdict(list)
+    _host_claims(resources, services, out)
+    subsets, declared = _targets(resources, services)
+    owners: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for r in sorted(resources, key=_age):
+        if r.kind != "VirtualService":
+            continue
+        _check_hosts(r, services, declared, owners, out)
+        _check_destinations(r, services, declared, subsets, out)
+    _shared_hosts(owners, out)
     return dict(out)

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
@@ -62,6 +62,9 @@ class KindInfo:
     spec_required: bool = False
 
 
+S = TypeVar("S", bound=Spec)
+
+
 @dataclass(frozen=True, slots=True)
 class Resource:
     kind: str
@@ -102,6 +105,12 @@ class Resource:
             "metadata": meta,
             "spec": self.spec.dump(),
         }
+
+    def spec_as(self, model: type[S]) -> S:
+        """The spec as its kind's model (a wrong model is a bug, not bad input)."""
+        if not isinstance(self.spec, model):
+            raise TypeError(f"{self.ref}: spec is {type(self.spec).__name__}, not {model.__name__}")
+        return self.spec
 
     def canonical_json(self) -> str:
         """What is stored: sorted keys, no whitespace, no resourceVersion."""

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -58,6 +59,23 @@ def cluster_name(service: str) -> str:
 # --- simulated proxies ------------------------------------------------------------
 
 
+def _eds_clusters(clusters: Iterable[cluster_pb2.Cluster]) -> list[str]:
+    """Names of the EDS clusters, in order."""
+    return [c.name for c in clusters if c.type == cluster_pb2.Cluster.EDS]
+
+
+def _route_names(listeners: Iterable[listener_pb2.Listener]) -> list[str]:
+    """Route configurations that the listeners' HTTP connection managers fetch by RDS."""
+    names: list[str] = []
+    for lis in listeners:
+        for chain in lis.filter_chains:
+            for f in chain.filters:
+                hcm = hcm_pb2.HttpConnectionManager.FromString(f.typed_config.value)
+                if hcm.HasField("rds"):
+                    names.append(hcm.rds.route_config_name)
+    return names
+
+
 @dataclass
 class Target:
     cluster: str
@@ -88,6 +106,19 @@ class SimProxy:
             }
         )
         return base_pb2.Node(id=self.node_id, cluster="bench", metadata=meta)
+
+    def _store_endpoints(self, assignments: Iterable[endpoint_pb2.ClusterLoadAssignment]) -> None:
+        for cla in assignments:
+            self.endpoints[cla.cluster_name] = sum(len(e.lb_endpoints) for e in cla.endpoints)
+
+    def _check_progress(self) -> None:
+        """Record the latency once the target count is in; mark synced once every cluster is."""
+        target = self.target
+        if target and self.latency is None and self.endpoints.get(target.cluster) == target.count:
+            self.latency = time.monotonic() - target.t0
+            self.got.set()
+        if len(self.endpoints) >= self.expected_clusters:
+            self.synced.set()
 
     async def run(self, channel: grpc.aio.Channel) -> None:
         call = channel.stream_stream(
@@ -120,40 +151,22 @@ class SimProxy:
             t = resp.type_url
             if t == CDS:
                 names = sorted(
-                    c.name
-                    for c in (cluster_pb2.Cluster.FromString(r.value) for r in resp.resources)
-                    if c.type == cluster_pb2.Cluster.EDS
+                    _eds_clusters(cluster_pb2.Cluster.FromString(r.value) for r in resp.resources)
                 )
                 await call.write(req(CDS, nonce=resp.nonce, version=resp.version_info))
                 if names != eds_names:
                     eds_names = names
                     await call.write(req(EDS, eds_names))
             elif t == EDS:
-                for r in resp.resources:
-                    cla = endpoint_pb2.ClusterLoadAssignment.FromString(r.value)
-                    self.endpoints[cla.cluster_name] = sum(
-                        len(e.lb_endpoints) for e in cla.endpoints
-                    )
+                self._store_endpoints(
+                    endpoint_pb2.ClusterLoadAssignment.FromString(r.value) for r in resp.resources
+                )
                 await call.write(req(EDS, eds_names, nonce=resp.nonce, version=resp.version_info))
-                target = self.target
-                if (
-                    target
-                    and self.latency is None
-                    and self.endpoints.get(target.cluster) == target.count
-                ):
-                    self.latency = time.monotonic() - target.t0
-                    self.got.set()
-                if len(self.endpoints) >= self.expected_clusters:
-                    self.synced.set()
+                self._check_progress()
             elif t == LDS:
-                names = []
-                for r in resp.resources:
-                    lis = listener_pb2.Listener.FromString(r.value)
-                    for chain in lis.filter_chains:
-                        for f in chain.filters:
-                            hcm = hcm_pb2.HttpConnectionManager.FromString(f.typed_config.value)
-                            if hcm.HasField("rds"):
-                                names.append(hcm.rds.route_config_name)
+                names = _route_names(
+                    listener_pb2.Listener.FromString(r.value) for r in resp.resources
+                )
                 await call.write(req(LDS, nonce=resp.nonce, version=resp.version_info))
                 if sorted(names) != rds_names:
                     rds_names = sorted(names)
@@ -200,40 +213,26 @@ class DeltaSimProxy(SimProxy):
             t = resp.type_url
             await call.write(req(t, nonce=resp.nonce))  # ACK
             if t == CDS:
-                new = []
-                for r in resp.resources:
-                    c = cluster_pb2.Cluster.FromString(r.resource.value)
-                    if c.type == cluster_pb2.Cluster.EDS and c.name not in clusters:
-                        clusters.add(c.name)
-                        new.append(c.name)
+                eds = _eds_clusters(
+                    cluster_pb2.Cluster.FromString(r.resource.value) for r in resp.resources
+                )
+                new = [name for name in dict.fromkeys(eds) if name not in clusters]
+                clusters.update(new)
                 clusters -= set(resp.removed_resources)
                 if new:
                     await call.write(req(EDS, sorted(new)))
             elif t == EDS:
-                for r in resp.resources:
-                    cla = endpoint_pb2.ClusterLoadAssignment.FromString(r.resource.value)
-                    self.endpoints[cla.cluster_name] = sum(
-                        len(e.lb_endpoints) for e in cla.endpoints
-                    )
-                target = self.target
-                if (
-                    target
-                    and self.latency is None
-                    and self.endpoints.get(target.cluster) == target.count
-                ):
-                    self.latency = time.monotonic() - target.t0
-                    self.got.set()
-                if len(self.endpoints) >= self.expected_clusters:
-                    self.synced.set()
+                self._store_endpoints(
+                    endpoint_pb2.ClusterLoadAssignment.FromString(r.resource.value)
+                    for r in resp.resources
+                )
+                self._check_progress()
             elif t == LDS:
-                names = set()
-                for r in resp.resources:
-                    lis = listener_pb2.Listener.FromString(r.resource.value)
-                    for chain in lis.filter_chains:
-                        for f in chain.filters:
-                            hcm = hcm_pb2.HttpConnectionManager.FromString(f.typed_config.value)
-                            if hcm.HasField("rds"):
-                                names.add(hcm.rds.route_config_name)
+                names = set(
+                    _route_names(
+                        listener_pb2.Listener.FromString(r.resource.value) for r in resp.resources
+                    )
+                )
                 if names - routes:
                     await call.write(req(RDS, sorted(names - routes)))
                     routes |= names
@@ -394,7 +393,7 @@ def _consul_put(consul_http: int, path: str, body: dict[str, Any] | None = None)
         resp.read()
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.convergence",
         description=__doc__,
@@ -415,7 +414,141 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debounce-quiet", type=float, default=0.1)
     parser.add_argument("--debounce-max", type=float, default=1.0)
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _start_pilot(sup: Supervisor, consul_http: int, args: argparse.Namespace) -> tuple[int, int]:
+    """Start Pilot on free ports and wait until it is ready: (its pid, its gRPC port)."""
+    grpc_port, http_port = free_port(), free_port()
+    pilot = sup.start(
+        "pilot",
+        [
+            sys.executable,
+            "-m",
+            "pilot",
+            f"--consul-addr=127.0.0.1:{consul_http}",
+            f"--grpc-addr=127.0.0.1:{grpc_port}",
+            f"--http-addr=127.0.0.1:{http_port}",
+            f"--debounce-quiet={args.debounce_quiet}",
+            f"--debounce-max={args.debounce_max}",
+            "--log-level=WARNING",
+        ],
+    )
+    sup.wait_http("pilot", f"http://127.0.0.1:{http_port}/ready", timeout=120)
+    return pilot.popen.pid, grpc_port
+
+
+def _start_envoys(
+    sup: Supervisor, workdir: Path, grpc_port: int, args: argparse.Namespace
+) -> EnvoyFleet:
+    fleet = EnvoyFleet(sup, workdir, grpc_port, args.envoys, args.delta)
+    for i, admin in enumerate(fleet.admins):
+        sup.wait_http(f"envoy-{i}", f"http://127.0.0.1:{admin}/ready", timeout=120)
+    return fleet
+
+
+def _start_workers(
+    grpc_port: int, args: argparse.Namespace, workers: list[tuple[mp.Process, Connection]]
+) -> None:
+    """Spread the simulated proxies over worker processes and wait for their initial sync."""
+    ctx = mp.get_context("spawn")
+    ids = [f"sim-{i}" for i in range(args.proxies)]
+    for w in range(args.client_procs):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=_worker_main,
+            daemon=True,
+            args=(
+                f"127.0.0.1:{grpc_port}",
+                ids[w :: args.client_procs],
+                args.services,
+                child,
+                args.delta,
+            ),
+        )
+        proc.start()
+        workers.append((proc, parent))
+    for _, c in workers:
+        c.send(("sync", 300.0))
+    for _, c in workers:
+        assert c.recv() == ("synced",)
+
+
+def _ask_workers(workers: list[tuple[mp.Process, Connection]], cmd: tuple[Any, ...]) -> list[Any]:
+    """Send one command to every worker, then collect every answer."""
+    for _, c in workers:
+        c.send(cmd)
+    return [c.recv() for _, c in workers]
+
+
+def _change(consul_http: int, svc: str, adding: bool, r: int) -> None:
+    """Add (or remove) the extra instance of a service in Consul."""
+    if adding:
+        _consul_put(
+            consul_http,
+            "/v1/agent/service/register",
+            registration_payload(
+                service=svc,
+                instance_id=f"{svc}-extra",
+                address="127.0.0.3",
+                port=20_000 + r,
+            ),
+        )
+    else:
+        _consul_put(consul_http, f"/v1/agent/service/deregister/{svc}-extra")
+
+
+def _run_rounds(
+    args: argparse.Namespace,
+    consul_http: int,
+    fleet: EnvoyFleet | None,
+    workers: list[tuple[mp.Process, Connection]],
+) -> tuple[list[float], int]:
+    """(every latency seen, sorted; how many proxies missed a change)."""
+    latencies: list[float] = []
+    missing = 0
+    for r in range(args.rounds):
+        svc = f"svc-{r % args.services}"
+        adding = (r // args.services) % 2 == 0
+        cluster = cluster_name(svc)
+        count = 2 if adding else 1
+        t0 = time.monotonic()
+        if fleet is None:
+            _ask_workers(workers, ("arm", cluster, count, t0))
+        _change(consul_http, svc, adding, r)
+        if fleet is not None:
+            got = fleet.wait(cluster, count, t0, 30.0)
+        else:
+            got = []
+            for answer in _ask_workers(workers, ("collect", 30.0)):
+                got.extend(answer[1])
+        latencies.extend(x for x in got if x is not None)
+        missing += sum(1 for x in got if x is None)
+        time.sleep(0.05)
+    latencies.sort()
+    return latencies, missing
+
+
+def _pct(latencies: list[float], p: float) -> float:
+    """The p-th percentile of sorted latencies, in milliseconds."""
+    if not latencies:
+        return float("nan")
+    return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1)
+
+
+def _stop_workers(workers: list[tuple[mp.Process, Connection]]) -> None:
+    for proc, c in workers:
+        try:
+            c.send(("stop",))
+        except OSError:
+            pass
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-convergence-"))
@@ -428,112 +561,31 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(1.0)
         log(f"registering {args.services} services")
         asyncio.run(_register_all(ports.http, args.services))
-        grpc_port, http_port = free_port(), free_port()
-        pilot = sup.start(
-            "pilot",
-            [
-                sys.executable,
-                "-m",
-                "pilot",
-                f"--consul-addr=127.0.0.1:{ports.http}",
-                f"--grpc-addr=127.0.0.1:{grpc_port}",
-                f"--http-addr=127.0.0.1:{http_port}",
-                f"--debounce-quiet={args.debounce_quiet}",
-                f"--debounce-max={args.debounce_max}",
-                "--log-level=WARNING",
-            ],
-        )
-        sup.wait_http("pilot", f"http://127.0.0.1:{http_port}/ready", timeout=120)
-        pid = pilot.popen.pid
+        pid, grpc_port = _start_pilot(sup, ports.http, args)
         _, cpu_start = _proc_stats(pid)
         t_sync = time.monotonic()
         fleet: EnvoyFleet | None = None
         n = args.envoys or args.proxies
         if args.envoys:
-            fleet = EnvoyFleet(sup, workdir, grpc_port, args.envoys, args.delta)
-            for i, admin in enumerate(fleet.admins):
-                sup.wait_http(f"envoy-{i}", f"http://127.0.0.1:{admin}/ready", timeout=120)
+            fleet = _start_envoys(sup, workdir, grpc_port, args)
         else:
-            ctx = mp.get_context("spawn")
-            ids = [f"sim-{i}" for i in range(args.proxies)]
-            for w in range(args.client_procs):
-                parent, child = ctx.Pipe()
-                proc = ctx.Process(
-                    target=_worker_main,
-                    daemon=True,
-                    args=(
-                        f"127.0.0.1:{grpc_port}",
-                        ids[w :: args.client_procs],
-                        args.services,
-                        child,
-                        args.delta,
-                    ),
-                )
-                proc.start()
-                workers.append((proc, parent))
-            for _, c in workers:
-                c.send(("sync", 300.0))
-            for _, c in workers:
-                assert c.recv() == ("synced",)
+            _start_workers(grpc_port, args, workers)
         sync_s = time.monotonic() - t_sync
         rss_sync, cpu_sync = _proc_stats(pid)
         log(f"{n} proxies synced in {sync_s:.2f}s; pilot RSS {rss_sync:.0f} MB")
 
-        latencies: list[float] = []
-        missing = 0
         cpu_before = _proc_stats(pid)[1]
-        for r in range(args.rounds):
-            svc = f"svc-{r % args.services}"
-            adding = (r // args.services) % 2 == 0
-            cluster = cluster_name(svc)
-            count = 2 if adding else 1
-            t0 = time.monotonic()
-            if fleet is None:
-                for _, c in workers:
-                    c.send(("arm", cluster, count, t0))
-                for _, c in workers:
-                    c.recv()
-            if adding:
-                _consul_put(
-                    ports.http,
-                    "/v1/agent/service/register",
-                    registration_payload(
-                        service=svc,
-                        instance_id=f"{svc}-extra",
-                        address="127.0.0.3",
-                        port=20_000 + r,
-                    ),
-                )
-            else:
-                _consul_put(ports.http, f"/v1/agent/service/deregister/{svc}-extra")
-            if fleet is not None:
-                got = fleet.wait(cluster, count, t0, 30.0)
-            else:
-                got = []
-                for _, c in workers:
-                    c.send(("collect", 30.0))
-                for _, c in workers:
-                    got.extend(c.recv()[1])
-            latencies.extend(x for x in got if x is not None)
-            missing += sum(1 for x in got if x is None)
-            time.sleep(0.05)
+        latencies, missing = _run_rounds(args, ports.http, fleet, workers)
         rss, cpu_end = _proc_stats(pid)
-        latencies.sort()
-
-        def pct(p: float) -> float:
-            if not latencies:
-                return float("nan")
-            return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1)
-
         result = {
             "proxies": n,
             "services": args.services,
             "real_envoys": bool(args.envoys),
             "delta": args.delta,
             "rounds": args.rounds,
-            "p50_ms": pct(0.50),
-            "p90_ms": pct(0.90),
-            "p99_ms": pct(0.99),
+            "p50_ms": _pct(latencies, 0.50),
+            "p90_ms": _pct(latencies, 0.90),
+            "p99_ms": _pct(latencies, 0.99),
             "max_ms": round(1000 * latencies[-1], 1) if latencies else None,
             "mean_ms": round(1000 * statistics.fmean(latencies), 1) if latencies else None,
             "missed": missing,
@@ -548,14 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result), flush=True)
         return 0
     finally:
-        for proc, c in workers:
-            try:
-                c.send(("stop",))
-            except OSError:
-                pass
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
+        _stop_workers(workers)
         sup.stop_all()
 
 

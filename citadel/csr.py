@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from typing import Any
 
 import grpc
 
@@ -29,7 +30,9 @@ class CertificateService(citadel_ca_pb2_grpc.CertificateServiceServicer):
         self._ca, self._signer, self._metrics, self._max_ttl = ca, signer, metrics, max_ttl
 
     async def CreateCertificate(
-        self, request: citadel_ca_pb2.CreateCertificateRequest, context: grpc.aio.ServicerContext
+        self,
+        request: citadel_ca_pb2.CreateCertificateRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> citadel_ca_pb2.CreateCertificateResponse:
         token = bearer_token(context)
         if token is None:

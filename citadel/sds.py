@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -160,7 +161,7 @@ def root_secret(bundle: bytes) -> secret_pb2.Secret:
     )
 
 
-def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
+def bearer_token(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
     for key, value in context.invocation_metadata() or ():
         if key.lower() == "authorization" and isinstance(value, str):
             scheme, _, token = value.partition(" ")
@@ -178,12 +179,12 @@ class SdsServer:
         self.streams = 0
 
     def rpc_handlers(self) -> grpc.GenericRpcHandler:
-        stream = grpc.stream_stream_rpc_method_handler(
+        stream: grpc.RpcMethodHandler[Any, Any] = grpc.stream_stream_rpc_method_handler(
             self._stream, request_deserializer=None, response_serializer=None
         )
         return grpc.method_handlers_generic_handler(SDS_SERVICE, {"StreamSecrets": stream})
 
-    async def authenticate(self, context: grpc.aio.ServicerContext) -> Claims:
+    async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Claims:
         token = bearer_token(context)
         if token is None:
             self._metrics.auth_failures.labels("missing").inc()
@@ -195,7 +196,7 @@ class SdsServer:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"identity token refused: {err}")
             raise  # abort raises; this keeps type checkers honest
 
-    async def _stream(self, _requests: object, context: grpc.aio.ServicerContext) -> None:
+    async def _stream(self, _requests: object, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         claims = await self.authenticate(context)
         ns, sa = claims.namespace, claims.service_account
         wake = self._cache.subscribe(ns, sa)
@@ -304,7 +305,10 @@ class SdsServer:
             self._metrics.streams.set(self.streams)
 
     async def _check_claims(
-        self, req: discovery_pb2.DiscoveryRequest, claims: Claims, context: grpc.aio.ServicerContext
+        self,
+        req: discovery_pb2.DiscoveryRequest,
+        claims: Claims,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
         """Node metadata may repeat the identity, never change it."""
         meta = json_format.MessageToDict(req.node.metadata) if req.node.HasField("metadata") else {}

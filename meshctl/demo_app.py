@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 __all__ = ["main"]
 
@@ -43,6 +44,52 @@ FORWARDED = (
 )
 
 
+def _internal(path: str) -> bool:
+    """Health, fault toggles and the counter: not counted, never failed on purpose."""
+    return path in ("/healthz", "/_count") or path.startswith(("/health/", "/fail/"))
+
+
+def _counting(state: dict[str, Any], instance: str) -> Middleware:
+    """Count served requests, and answer 500 instead while failing is on."""
+
+    @web.middleware
+    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not _internal(request.path):
+            state["count"] += 1
+            if state["failing"]:
+                return web.json_response({"instance": instance, "failing": True}, status=500)
+        return await handler(request)
+
+    return count
+
+
+async def _call(
+    session: aiohttp.ClientSession, url: str, proxy: str | None, headers: dict[str, str]
+) -> dict[str, Any]:
+    """The upstream's status and body (JSON when it parses), or the client error."""
+    try:
+        async with session.get(url, proxy=proxy, headers=headers) as resp:
+            text = await resp.text()
+            try:
+                return {"status": resp.status, "body": json.loads(text)}
+            except ValueError:
+                return {"status": resp.status, "body": text}
+    except aiohttp.ClientError as err:
+        return {"status": 0, "error": str(err)}
+
+
+async def _call_upstreams(
+    request: web.Request, upstreams: list[str], proxy: str | None, body: dict[str, object]
+) -> None:
+    """Call every upstream (forwarding identity and trace headers) and add the answers."""
+    # Propagate the caller's identity and trace headers, as bookinfo's apps do.
+    headers = {h: request.headers[h] for h in FORWARDED if h in request.headers}
+    session: aiohttp.ClientSession = request.app["session"]
+    results = await asyncio.gather(*(_call(session, u, proxy, headers) for u in upstreams))
+    body["upstream"] = results[0]
+    body["upstreams"] = dict(zip(upstreams, results, strict=True))
+
+
 def build_app(
     service: str,
     instance: str,
@@ -55,30 +102,7 @@ def build_app(
     state: dict[str, Any] = {"healthy": True, "failing": False, "flaky": 0, "count": 0}
     app = web.Application()
 
-    @web.middleware
-    async def count(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        internal = request.path in ("/healthz", "/_count") or request.path.startswith(
-            ("/health/", "/fail/")
-        )
-        if not internal:
-            state["count"] += 1
-            if state["failing"]:
-                return web.json_response({"instance": instance, "failing": True}, status=500)
-        return await handler(request)
-
-    app.middlewares.append(count)
-
-    async def _call(request: web.Request, url: str, headers: dict[str, str]) -> dict[str, Any]:
-        session: aiohttp.ClientSession = request.app["session"]
-        try:
-            async with session.get(url, proxy=proxy, headers=headers) as resp:
-                text = await resp.text()
-                try:
-                    return {"status": resp.status, "body": json.loads(text)}
-                except ValueError:
-                    return {"status": resp.status, "body": text}
-        except aiohttp.ClientError as err:
-            return {"status": 0, "error": str(err)}
+    app.middlewares.append(_counting(state, instance))
 
     async def status(request: web.Request) -> web.Response:
         code = int(request.match_info["code"])
@@ -109,11 +133,7 @@ def build_app(
         }
         body.update(attrs or {})
         if upstreams:
-            # Propagate the caller's identity and trace headers, as bookinfo's apps do.
-            headers = {h: request.headers[h] for h in FORWARDED if h in request.headers}
-            results = await asyncio.gather(*(_call(request, u, headers) for u in upstreams))
-            body["upstream"] = results[0]
-            body["upstreams"] = dict(zip(upstreams, results, strict=True))
+            await _call_upstreams(request, upstreams, proxy, body)
         if page and request.path == "/productpage":
             return web.Response(text=render_page(body), content_type="text/html")
         return web.json_response(body)

@@ -17,11 +17,15 @@ from api.networking.policy import (
     AlphaWorkloadSelector,
     ClientTLSSettings,
     ConnectionPoolSettings,
+    ConsistentHashLB,
+    HTTPCookie,
     LoadBalancerSettings,
     LocalityLoadBalancerSetting,
+    MagLev,
     OutlierDetection,
     TrafficPolicy,
     TunnelSettings,
+    WarmupConfiguration,
     WorkloadSelector,
 )
 
@@ -264,6 +268,86 @@ def _is_prime(n: int) -> bool:
     return True
 
 
+def _check_hash_cookie(cookie: HTTPCookie, at: Issues) -> None:
+    """`at` is rooted at consistentHash."""
+    if not cookie.name:
+        at.error("required field is missing", "httpCookie", "name")
+    duration(at, cookie.ttl, "httpCookie", "ttl", allow_zero=True)
+    names: set[str] = set()
+    for i, attribute in enumerate(cookie.attributes or []):
+        if not attribute.name:
+            at.error(
+                "cookie attribute name must not be empty",
+                "httpCookie",
+                "attributes",
+                i,
+                "name",
+            )
+        elif attribute.name in names:
+            at.error(
+                f"duplicate cookie attribute {attribute.name!r}",
+                "httpCookie",
+                "attributes",
+                i,
+                "name",
+            )
+        names.add(attribute.name or "")
+
+
+def _check_maglev(maglev: MagLev, at: Issues) -> None:
+    """`at` is rooted at consistentHash."""
+    size = maglev.table_size or 0
+    if size == 0:
+        at.error("maglev tableSize must be set", "maglev", "tableSize")
+    elif size >= _MAX_MAGLEV_TABLE:
+        at.error(f"maglev tableSize must be below {_MAX_MAGLEV_TABLE}", "maglev", "tableSize")
+    elif not _is_prime(size):
+        at.error(f"maglev tableSize {size} must be a prime number", "maglev", "tableSize")
+
+
+def _check_consistent_hash(ch: ConsistentHashLB, at: Issues) -> None:
+    """`at` is rooted at consistentHash."""
+    keys = [
+        n
+        for n, v in (
+            ("httpHeaderName", ch.http_header_name),
+            ("httpCookie", ch.http_cookie),
+            ("useSourceIp", ch.use_source_ip),
+            ("httpQueryParameterName", ch.http_query_parameter_name),
+        )
+        if v is not None
+    ]
+    if len(keys) > 1:
+        at.error(f"only one hash key may be set, not {' and '.join(keys)}")
+    if ch.ring_hash is not None and ch.maglev is not None:
+        at.error("only one of ringHash or maglev may be set")
+    if ch.http_cookie is not None:
+        _check_hash_cookie(ch.http_cookie, at)
+    if ch.minimum_ring_size:
+        at.warn("minimumRingSize is deprecated; use ringHash.minimumRingSize", "minimumRingSize")
+        if ch.ring_hash is not None or ch.maglev is not None:
+            at.error(
+                "minimumRingSize cannot be combined with ringHash or maglev", "minimumRingSize"
+            )
+    if ch.maglev is not None:
+        _check_maglev(ch.maglev, at)
+
+
+def _check_warmup(warmup: WarmupConfiguration, issues: Issues) -> None:
+    """`issues` is rooted at the load balancer."""
+    duration(issues, warmup.duration, "warmup", "duration")
+    if warmup.minimum_percent is not None and not 0 <= warmup.minimum_percent <= 100:
+        issues.error(
+            f"minimumPercent {warmup.minimum_percent} must be in 0..100",
+            "warmup",
+            "minimumPercent",
+        )
+    if warmup.aggression is not None and warmup.aggression <= 0:
+        issues.error(
+            f"aggression {warmup.aggression} must be greater than 0", "warmup", "aggression"
+        )
+
+
 def check_load_balancer(
     lb: LoadBalancerSettings | None, outlier: OutlierDetection | None, issues: Issues
 ) -> None:
@@ -271,77 +355,12 @@ def check_load_balancer(
         return
     if lb.simple is not None and lb.consistent_hash is not None:
         issues.error("only one of simple or consistentHash may be set")
-    if (ch := lb.consistent_hash) is not None:
-        at = issues.at("consistentHash")
-        keys = [
-            n
-            for n, v in (
-                ("httpHeaderName", ch.http_header_name),
-                ("httpCookie", ch.http_cookie),
-                ("useSourceIp", ch.use_source_ip),
-                ("httpQueryParameterName", ch.http_query_parameter_name),
-            )
-            if v is not None
-        ]
-        if len(keys) > 1:
-            at.error(f"only one hash key may be set, not {' and '.join(keys)}")
-        if ch.ring_hash is not None and ch.maglev is not None:
-            at.error("only one of ringHash or maglev may be set")
-        if (cookie := ch.http_cookie) is not None:
-            if not cookie.name:
-                at.error("required field is missing", "httpCookie", "name")
-            duration(at, cookie.ttl, "httpCookie", "ttl", allow_zero=True)
-            names: set[str] = set()
-            for i, attribute in enumerate(cookie.attributes or []):
-                if not attribute.name:
-                    at.error(
-                        "cookie attribute name must not be empty",
-                        "httpCookie",
-                        "attributes",
-                        i,
-                        "name",
-                    )
-                elif attribute.name in names:
-                    at.error(
-                        f"duplicate cookie attribute {attribute.name!r}",
-                        "httpCookie",
-                        "attributes",
-                        i,
-                        "name",
-                    )
-                names.add(attribute.name or "")
-        if ch.minimum_ring_size:
-            at.warn(
-                "minimumRingSize is deprecated; use ringHash.minimumRingSize", "minimumRingSize"
-            )
-            if ch.ring_hash is not None or ch.maglev is not None:
-                at.error(
-                    "minimumRingSize cannot be combined with ringHash or maglev", "minimumRingSize"
-                )
-        if (maglev := ch.maglev) is not None:
-            size = maglev.table_size or 0
-            if size == 0:
-                at.error("maglev tableSize must be set", "maglev", "tableSize")
-            elif size >= _MAX_MAGLEV_TABLE:
-                at.error(
-                    f"maglev tableSize must be below {_MAX_MAGLEV_TABLE}", "maglev", "tableSize"
-                )
-            elif not _is_prime(size):
-                at.error(f"maglev tableSize {size} must be a prime number", "maglev", "tableSize")
+    if lb.consistent_hash is not None:
+        _check_consistent_hash(lb.consistent_hash, issues.at("consistentHash"))
     check_locality(lb.locality_lb_setting, outlier, issues.at("localityLbSetting"))
     duration(issues, lb.warmup_duration_secs, "warmupDurationSecs")
-    if (warmup := lb.warmup) is not None:
-        duration(issues, warmup.duration, "warmup", "duration")
-        if warmup.minimum_percent is not None and not 0 <= warmup.minimum_percent <= 100:
-            issues.error(
-                f"minimumPercent {warmup.minimum_percent} must be in 0..100",
-                "warmup",
-                "minimumPercent",
-            )
-        if warmup.aggression is not None and warmup.aggression <= 0:
-            issues.error(
-                f"aggression {warmup.aggression} must be greater than 0", "warmup", "aggression"
-            )
+    if lb.warmup is not None:
+        _check_warmup(lb.warmup, issues)
 
 
 def check_locality(
@@ -425,27 +444,28 @@ def _check_localities(localities: Iterable[str], issues: Issues) -> None:
 # --- client TLS ----------------------------------------------------------------------------------
 
 
-def check_client_tls(tls: ClientTLSSettings | None, namespace: str, issues: Issues) -> None:
-    if tls is None:
+def _check_insecure_skip_verify(tls: ClientTLSSettings, mode: str, issues: Issues) -> None:
+    """Fields that insecureSkipVerify makes meaningless in this mode."""
+    if mode == "SIMPLE":
+        fields: tuple[tuple[str, object], ...] = (
+            ("caCertificates", tls.ca_certificates),
+            ("credentialName", tls.credential_name),
+            ("subjectAltNames", tls.subject_alt_names),
+        )
+    elif mode == "MUTUAL":
+        fields = (
+            ("caCertificates", tls.ca_certificates),
+            ("subjectAltNames", tls.subject_alt_names),
+        )
+    else:
         return
-    mode = tls.mode or "DISABLE"
-    if tls.insecure_skip_verify:
-        if mode == "SIMPLE":
-            for name, value in (
-                ("caCertificates", tls.ca_certificates),
-                ("credentialName", tls.credential_name),
-                ("subjectAltNames", tls.subject_alt_names),
-            ):
-                if value:
-                    issues.error("cannot be set when insecureSkipVerify is true", name)
-        if mode == "MUTUAL":
-            for name, value in (
-                ("caCertificates", tls.ca_certificates),
-                ("subjectAltNames", tls.subject_alt_names),
-            ):
-                if value:
-                    issues.error("cannot be set when insecureSkipVerify is true", name)
-    credential = tls.credential_name or ""
+    for name, value in fields:
+        if value:
+            issues.error("cannot be set when insecureSkipVerify is true", name)
+
+
+def _check_configmap_credential(credential: str, namespace: str, issues: Issues) -> None:
+    """A configmap:// credentialName may only name a ConfigMap in this namespace."""
     if credential.startswith("configmap://"):
         ns, slash, _ = credential.removeprefix("configmap://").rpartition("/")
         if slash and ns != namespace:
@@ -453,15 +473,30 @@ def check_client_tls(tls: ClientTLSSettings | None, namespace: str, issues: Issu
                 f"{credential!r} must reference a ConfigMap in this namespace ({namespace!r})",
                 "credentialName",
             )
+
+
+def _check_with_credential(tls: ClientTLSSettings, issues: Issues) -> None:
+    """File fields that credentialName replaces."""
+    for name, value in (
+        ("clientCertificate", tls.client_certificate),
+        ("caCertificates", tls.ca_certificates),
+        ("privateKey", tls.private_key),
+        ("caCrl", tls.ca_crl),
+    ):
+        if value:
+            issues.error("cannot be set together with credentialName", name)
+
+
+def check_client_tls(tls: ClientTLSSettings | None, namespace: str, issues: Issues) -> None:
+    if tls is None:
+        return
+    mode = tls.mode or "DISABLE"
+    if tls.insecure_skip_verify:
+        _check_insecure_skip_verify(tls, mode, issues)
+    credential = tls.credential_name or ""
+    _check_configmap_credential(credential, namespace, issues)
     if mode in ("SIMPLE", "MUTUAL") and credential:
-        for name, value in (
-            ("clientCertificate", tls.client_certificate),
-            ("caCertificates", tls.ca_certificates),
-            ("privateKey", tls.private_key),
-            ("caCrl", tls.ca_crl),
-        ):
-            if value:
-                issues.error("cannot be set together with credentialName", name)
+        _check_with_credential(tls, issues)
         return
     if mode == "MUTUAL":
         if not tls.client_certificate:

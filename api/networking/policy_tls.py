@@ -37,6 +37,72 @@ CIPHER_SUITES = frozenset(
 _NEEDS_CERTS = ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL")
 
 
+def _check_sources(tls: ServerTLSSettings, issues: Issues) -> None:
+    """At most one certificate source."""
+    sources = [
+        name
+        for name, used in (
+            ("serverCertificate/privateKey", tls.server_certificate or tls.private_key),
+            ("credentialName", tls.credential_name),
+            ("credentialNames", tls.credential_names),
+            ("tlsCertificates", tls.tls_certificates),
+        )
+        if used
+    ]
+    if len(sources) > 1:
+        issues.error(f"only one certificate source may be set, not {' and '.join(sources)}")
+
+
+def _check_tls_certificates(tls: ServerTLSSettings, mode: str, issues: Issues) -> None:
+    """Each tlsCertificates entry needs its files (a CA for the mutual modes)."""
+    certs = tls.tls_certificates or []
+    mutual = mode != "SIMPLE"
+    if len(certs) > 2:
+        issues.warn("more than 2 tlsCertificates: only one RSA and one ECDSA are used")
+    for i, cert in enumerate(certs):
+        if not cert.server_certificate:
+            issues.error(f"required in {mode} mode", "tlsCertificates", i, "serverCertificate")
+        if not cert.private_key:
+            issues.error(f"required in {mode} mode", "tlsCertificates", i, "privateKey")
+        if mutual and not (cert.ca_certificates or tls.ca_certificates):
+            issues.error(f"required in {mode} mode", "tlsCertificates", i, "caCertificates")
+
+
+def _check_file_certificates(tls: ServerTLSSettings, mode: str, issues: Issues) -> None:
+    """Without tlsCertificates, the top-level files are required."""
+    if not tls.server_certificate:
+        issues.error(f"required in {mode} mode", "serverCertificate")
+    if not tls.private_key:
+        issues.error(f"required in {mode} mode", "privateKey")
+    if mode != "SIMPLE" and not tls.ca_certificates:
+        issues.error(f"required in {mode} mode", "caCertificates")
+
+
+def _check_ca_crl(tls: ServerTLSSettings, mode: str, issues: Issues) -> None:
+    if tls.ca_crl:
+        if tls.credential_name or tls.credential_names:
+            issues.error("caCrl cannot be combined with credentialName(s)", "caCrl")
+        if mode == "SIMPLE":
+            issues.error("caCrl is not supported in SIMPLE mode", "caCrl")
+
+
+def _check_ciphers(tls: ServerTLSSettings, issues: Issues) -> None:
+    """Unknown or repeated cipher suites, and old protocol versions left without any."""
+    seen: set[str] = set()
+    for i, suite in enumerate(tls.cipher_suites or []):
+        if suite not in CIPHER_SUITES:
+            issues.warn(f"unknown cipher suite {suite!r} is ignored", "cipherSuites", i)
+        elif suite in seen:
+            issues.warn(f"duplicate cipher suite {suite!r} is ignored", "cipherSuites", i)
+        seen.add(suite)
+    if tls.min_protocol_version in ("TLSV1_0", "TLSV1_1") and not tls.cipher_suites:
+        issues.warn(
+            f"minProtocolVersion {tls.min_protocol_version} without cipherSuites allows "
+            "insecure ciphers",
+            "minProtocolVersion",
+        )
+
+
 def check_server_tls(tls: ServerTLSSettings | None, issues: Issues) -> None:
     """Issues rooted at the tls block."""
     if tls is None:
@@ -57,54 +123,11 @@ def check_server_tls(tls: ServerTLSSettings | None, issues: Issues) -> None:
         return
     if mode in ("PASSTHROUGH", "AUTO_PASSTHROUGH") and any(v for _, v in cert_fields):
         issues.warn(f"{mode} mode does not use certificates; they will be ignored")
-    sources = [
-        name
-        for name, used in (
-            ("serverCertificate/privateKey", tls.server_certificate or tls.private_key),
-            ("credentialName", tls.credential_name),
-            ("credentialNames", tls.credential_names),
-            ("tlsCertificates", tls.tls_certificates),
-        )
-        if used
-    ]
-    if len(sources) > 1:
-        issues.error(f"only one certificate source may be set, not {' and '.join(sources)}")
+    _check_sources(tls, issues)
     if mode in _NEEDS_CERTS and not tls.credential_name and not tls.credential_names:
-        mutual = mode != "SIMPLE"
         if tls.tls_certificates:
-            if len(tls.tls_certificates) > 2:
-                issues.warn("more than 2 tlsCertificates: only one RSA and one ECDSA are used")
-            for i, cert in enumerate(tls.tls_certificates):
-                if not cert.server_certificate:
-                    issues.error(
-                        f"required in {mode} mode", "tlsCertificates", i, "serverCertificate"
-                    )
-                if not cert.private_key:
-                    issues.error(f"required in {mode} mode", "tlsCertificates", i, "privateKey")
-                if mutual and not (cert.ca_certificates or tls.ca_certificates):
-                    issues.error(f"required in {mode} mode", "tlsCertificates", i, "caCertificates")
+            _check_tls_certificates(tls, mode, issues)
         else:
-            if not tls.server_certificate:
-                issues.error(f"required in {mode} mode", "serverCertificate")
-            if not tls.private_key:
-                issues.error(f"required in {mode} mode", "privateKey")
-            if mutual and not tls.ca_certificates:
-                issues.error(f"required in {mode} mode", "caCertificates")
-    if tls.ca_crl:
-        if tls.credential_name or tls.credential_names:
-            issues.error("caCrl cannot be combined with credentialName(s)", "caCrl")
-        if mode == "SIMPLE":
-            issues.error("caCrl is not supported in SIMPLE mode", "caCrl")
-    seen: set[str] = set()
-    for i, suite in enumerate(tls.cipher_suites or []):
-        if suite not in CIPHER_SUITES:
-            issues.warn(f"unknown cipher suite {suite!r} is ignored", "cipherSuites", i)
-        elif suite in seen:
-            issues.warn(f"duplicate cipher suite {suite!r} is ignored", "cipherSuites", i)
-        seen.add(suite)
-    if tls.min_protocol_version in ("TLSV1_0", "TLSV1_1") and not tls.cipher_suites:
-        issues.warn(
-            f"minProtocolVersion {tls.min_protocol_version} without cipherSuites allows "
-            "insecure ciphers",
-            "minProtocolVersion",
-        )
+            _check_file_certificates(tls, mode, issues)
+    _check_ca_crl(tls, mode, issues)
+    _check_ciphers(tls, issues)

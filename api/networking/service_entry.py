@@ -128,12 +128,7 @@ def _check_static_endpoint(
         at.error(message, "labels")
 
 
-def validate(spec: ServiceEntrySpec, meta: Mapping[str, Any], issues: Issues) -> None:
-    namespace = str(meta.get("namespace", ""))
-    resolution = spec.resolution or "NONE"
-    endpoints = spec.endpoints or []
-    if spec.workload_selector is not None and endpoints:
-        issues.error("only one of workloadSelector or endpoints can be set", "workloadSelector")
+def _check_hosts(spec: ServiceEntrySpec, resolution: str, issues: Issues) -> None:
     if not spec.hosts:
         issues.error("at least one host is required", "hosts")
     for i, host in enumerate(spec.hosts):
@@ -143,6 +138,9 @@ def validate(spec: ServiceEntrySpec, meta: Mapping[str, Any], issues: Issues) ->
             issues.error(m, "hosts", i)
         elif resolution != "DYNAMIC_DNS" and (m := checks.partial_wildcard(host)) is not None:
             issues.warn(m, "hosts", i)
+
+
+def _check_addresses(spec: ServiceEntrySpec, resolution: str, issues: Issues) -> None:
     cidr = False
     for i, address in enumerate(spec.addresses or []):
         cidr = cidr or "/" in address
@@ -152,58 +150,72 @@ def validate(spec: ServiceEntrySpec, meta: Mapping[str, Any], issues: Issues) ->
         issues.error(
             "CIDR addresses are allowed only for NONE/STATIC resolution types", "addresses"
         )
-    _check_ports(spec, issues)
-    port_names = {p.name or "" for p in spec.ports or []}
-    if resolution == "NONE":
-        if endpoints:
-            issues.error("NONE mode cannot set endpoints", "endpoints")
-        if spec.workload_selector is not None:
-            issues.warn("workloadSelector has no effect with resolution NONE", "workloadSelector")
-    elif resolution == "STATIC":
-        for i, endpoint in enumerate(endpoints):
-            _check_static_endpoint(endpoint, spec, port_names, issues.at("endpoints", i))
-    elif resolution in ("DNS", "DNS_ROUND_ROBIN"):
-        if not endpoints:
-            for i, host in enumerate(spec.hosts):
-                if checks.fqdn(host) is not None:
-                    issues.error(
-                        f"hosts must be fully qualified names when {resolution} has no endpoints",
-                        "hosts",
-                        i,
-                    )
-        if resolution == "DNS_ROUND_ROBIN" and len(endpoints) > 1:
-            issues.error("DNS_ROUND_ROBIN mode cannot have multiple endpoints", "endpoints")
-        for i, endpoint in enumerate(endpoints):
-            at = issues.at("endpoints", i)
-            address = endpoint.address or ""
-            if not checks.is_ip(address) and checks.fqdn(address) is not None:
-                at.error(f"endpoint address {address!r} is not an FQDN or an IP address", "address")
-            _check_endpoint_ports(endpoint, port_names, at)
-        if spec.addresses and len(spec.hosts) > 1:
-            if any(_protocol(p) in checks.TCP_LIKE for p in spec.ports or []):
-                issues.warn(
-                    "a service entry with addresses and a TCP port should have only one host",
-                    "hosts",
-                )
-    else:  # DYNAMIC_DNS
+
+
+def _check_none(spec: ServiceEntrySpec, issues: Issues) -> None:
+    """Resolution NONE: no endpoints, and a workload selector does nothing."""
+    if spec.endpoints:
+        issues.error("NONE mode cannot set endpoints", "endpoints")
+    if spec.workload_selector is not None:
+        issues.warn("workloadSelector has no effect with resolution NONE", "workloadSelector")
+
+
+def _check_dns_endpoint(endpoint: WorkloadEntry, port_names: set[str], at: Issues) -> None:
+    address = endpoint.address or ""
+    if not checks.is_ip(address) and checks.fqdn(address) is not None:
+        at.error(f"endpoint address {address!r} is not an FQDN or an IP address", "address")
+    _check_endpoint_ports(endpoint, port_names, at)
+
+
+def _check_dns(
+    spec: ServiceEntrySpec, resolution: str, port_names: set[str], issues: Issues
+) -> None:
+    """Resolution DNS or DNS_ROUND_ROBIN."""
+    endpoints = spec.endpoints or []
+    if not endpoints:
         for i, host in enumerate(spec.hosts):
-            if not host.startswith("*"):
-                issues.error("DYNAMIC_DNS needs wildcard hosts ('*.example.com')", "hosts", i)
-        if spec.addresses:
-            issues.error("DYNAMIC_DNS mode cannot set addresses", "addresses")
-        if endpoints:
-            issues.error("DYNAMIC_DNS mode cannot set endpoints", "endpoints")
-        for i, port in enumerate(spec.ports or []):
-            if _protocol(port) not in _DYNAMIC_DNS_PROTOCOLS:
+            if checks.fqdn(host) is not None:
                 issues.error(
-                    "DYNAMIC_DNS supports only HTTP, TLS, GRPC and HTTP2 ports",
-                    "ports",
+                    f"hosts must be fully qualified names when {resolution} has no endpoints",
+                    "hosts",
                     i,
-                    "protocol",
                 )
-        labels = meta.get("labels") or {}
-        if spec.location == "MESH_INTERNAL" and _WAYPOINT_LABEL in labels:
-            issues.error("DYNAMIC_DNS with a waypoint cannot be MESH_INTERNAL", "location")
+    if resolution == "DNS_ROUND_ROBIN" and len(endpoints) > 1:
+        issues.error("DNS_ROUND_ROBIN mode cannot have multiple endpoints", "endpoints")
+    for i, endpoint in enumerate(endpoints):
+        _check_dns_endpoint(endpoint, port_names, issues.at("endpoints", i))
+    if spec.addresses and len(spec.hosts) > 1:
+        if any(_protocol(p) in checks.TCP_LIKE for p in spec.ports or []):
+            issues.warn(
+                "a service entry with addresses and a TCP port should have only one host",
+                "hosts",
+            )
+
+
+def _check_dynamic_dns(spec: ServiceEntrySpec, meta: Mapping[str, Any], issues: Issues) -> None:
+    """Resolution DYNAMIC_DNS: wildcard hosts, HTTP/TLS ports, no addresses or endpoints."""
+    for i, host in enumerate(spec.hosts):
+        if not host.startswith("*"):
+            issues.error("DYNAMIC_DNS needs wildcard hosts ('*.example.com')", "hosts", i)
+    if spec.addresses:
+        issues.error("DYNAMIC_DNS mode cannot set addresses", "addresses")
+    if spec.endpoints:
+        issues.error("DYNAMIC_DNS mode cannot set endpoints", "endpoints")
+    for i, port in enumerate(spec.ports or []):
+        if _protocol(port) not in _DYNAMIC_DNS_PROTOCOLS:
+            issues.error(
+                "DYNAMIC_DNS supports only HTTP, TLS, GRPC and HTTP2 ports",
+                "ports",
+                i,
+                "protocol",
+            )
+    labels = meta.get("labels") or {}
+    if spec.location == "MESH_INTERNAL" and _WAYPOINT_LABEL in labels:
+        issues.error("DYNAMIC_DNS with a waypoint cannot be MESH_INTERNAL", "location")
+
+
+def _check_multi_host_ports(spec: ServiceEntrySpec, resolution: str, issues: Issues) -> None:
+    """Several resolved hosts share ports only by HTTP or TLS; the first other port is reported."""
     if resolution != "NONE" and len(spec.hosts) > 1:
         for i, port in enumerate(spec.ports or []):
             protocol = _protocol(port)
@@ -215,6 +227,27 @@ def validate(spec: ServiceEntrySpec, meta: Mapping[str, Any], issues: Issues) ->
                     "protocol",
                 )
                 break
+
+
+def validate(spec: ServiceEntrySpec, meta: Mapping[str, Any], issues: Issues) -> None:
+    namespace = str(meta.get("namespace", ""))
+    resolution = spec.resolution or "NONE"
+    if spec.workload_selector is not None and spec.endpoints:
+        issues.error("only one of workloadSelector or endpoints can be set", "workloadSelector")
+    _check_hosts(spec, resolution, issues)
+    _check_addresses(spec, resolution, issues)
+    _check_ports(spec, issues)
+    port_names = {p.name or "" for p in spec.ports or []}
+    if resolution == "NONE":
+        _check_none(spec, issues)
+    elif resolution == "STATIC":
+        for i, endpoint in enumerate(spec.endpoints or []):
+            _check_static_endpoint(endpoint, spec, port_names, issues.at("endpoints", i))
+    elif resolution in ("DNS", "DNS_ROUND_ROBIN"):
+        _check_dns(spec, resolution, port_names, issues)
+    else:  # DYNAMIC_DNS
+        _check_dynamic_dns(spec, meta, issues)
+    _check_multi_host_ports(spec, resolution, issues)
     check_export_to(spec.export_to, namespace, issues, allow_none=True)
     check_alpha_selector(spec.workload_selector, issues)
 

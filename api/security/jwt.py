@@ -159,14 +159,8 @@ def _non_empty(values: list[str] | None, issues: Issues, field: str) -> None:
             issues.error("must not be an empty string", field, i)
 
 
-def check_jwt_rule(rule: JwtRule | None, issues: Issues) -> None:
-    """One JWT rule; `issues` is rooted at ``spec.jwtRules[i]``."""
-    if rule is None:
-        issues.error("a JWT rule must not be null")
-        return
-    if not rule.issuer and not rule.jwks_uri:
-        issues.error("one of issuer or jwksUri must be set", "issuer")
-    _non_empty(rule.audiences, issues, "audiences")
+def _check_key_source(rule: JwtRule, issues: Issues) -> None:
+    """jwksUri or inline jwks, not both, and each one well formed."""
     if rule.jwks_uri is not None and rule.jwks is not None:
         issues.error("only one of jwks or jwksUri may be set", "jwks")
     if rule.jwks_uri and (message := jwks_uri(rule.jwks_uri)) is not None:
@@ -177,24 +171,43 @@ def check_jwt_rule(rule: JwtRule | None, issues: Issues) -> None:
             issues.error(message, "jwks")
         for message in warnings:
             issues.warn(message, "jwks")
-    for i, header in enumerate(rule.from_headers or []):
+
+
+def _check_from_headers(headers: list[JwtHeader | None] | None, issues: Issues) -> None:
+    for i, header in enumerate(headers or []):
         if header is None:
             issues.error("must not be null", "fromHeaders", i)
         elif not header.name:
             issues.error("required field is missing", "fromHeaders", i, "name")
+
+
+def _check_claim_to_header(pair: ClaimToHeader | None, at: Issues) -> None:
+    """`at` is rooted at ``outputClaimToHeaders[i]``."""
+    if pair is None:
+        at.error("must not be null")
+        return
+    if not pair.claim:
+        at.error("required field is missing", "claim")
+    if not pair.header:
+        at.error("required field is missing", "header")
+    elif not _HEADER.match(pair.header):
+        at.error(f"header {pair.header!r} must match ^[-_A-Za-z0-9]+$", "header")
+
+
+def check_jwt_rule(rule: JwtRule | None, issues: Issues) -> None:
+    """One JWT rule; `issues` is rooted at ``spec.jwtRules[i]``."""
+    if rule is None:
+        issues.error("a JWT rule must not be null")
+        return
+    if not rule.issuer and not rule.jwks_uri:
+        issues.error("one of issuer or jwksUri must be set", "issuer")
+    _non_empty(rule.audiences, issues, "audiences")
+    _check_key_source(rule, issues)
+    _check_from_headers(rule.from_headers, issues)
     _non_empty(rule.from_params, issues, "fromParams")
     _non_empty(rule.from_cookies, issues, "fromCookies")
     _non_empty(rule.space_delimited_claims, issues, "spaceDelimitedClaims")
     for i, pair in enumerate(rule.output_claim_to_headers or []):
-        at = issues.at("outputClaimToHeaders", i)
-        if pair is None:
-            at.error("must not be null")
-            continue
-        if not pair.claim:
-            at.error("required field is missing", "claim")
-        if not pair.header:
-            at.error("required field is missing", "header")
-        elif not _HEADER.match(pair.header):
-            at.error(f"header {pair.header!r} must match ^[-_A-Za-z0-9]+$", "header")
+        _check_claim_to_header(pair, issues.at("outputClaimToHeaders", i))
     if rule.timeout is not None and (message := checks.duration(rule.timeout)) is not None:
         issues.error(message, "timeout")

@@ -10,17 +10,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
 from api.analyze import fqdn
+from api.networking.destination_rule import DestinationRuleSpec
+from api.networking.sidecar import SidecarSpec
+from api.networking.virtual_service import VirtualServiceSpec
 from api.resources import Resource
 
 __all__ = ["ConfigIndex", "fqdn", "gateway_ref"]
 
 
-def _spec(r: Resource) -> Any:
-    """The spec, typed loosely: each kind's model is known by its kind name."""
-    return r.spec
+def _dr(r: Resource) -> DestinationRuleSpec:
+    return r.spec_as(DestinationRuleSpec)
+
+
+def _vs(r: Resource) -> VirtualServiceSpec:
+    return r.spec_as(VirtualServiceSpec)
 
 
 def _host_matches(pattern: str, host: str) -> bool:
@@ -55,8 +60,8 @@ class ConfigIndex:
         found = [
             r
             for r in self.of("DestinationRule")
-            if _spec(r).workload_selector is None
-            and _host_matches(fqdn(_spec(r).host, r.namespace), host)
+            if _dr(r).workload_selector is None
+            and _host_matches(fqdn(_dr(r).host or "", r.namespace), host)
         ]
         if not found:
             return None
@@ -67,22 +72,24 @@ class ConfigIndex:
                     return r
         return found[0]
 
-    def virtual_service(self, host: str, gateway: str = "mesh") -> tuple[Resource, Any] | None:
+    def virtual_service(
+        self, host: str, gateway: str = "mesh"
+    ) -> tuple[Resource, VirtualServiceSpec] | None:
         """The oldest VirtualService routing `host` for the mesh or a gateway ('ns/name')."""
         for r in self.of("VirtualService"):
-            gateways = [gateway_ref(g, r.namespace) for g in (_spec(r).gateways or [])] or ["mesh"]
+            gateways = [gateway_ref(g, r.namespace) for g in (_vs(r).gateways or [])] or ["mesh"]
             if gateway not in gateways:
                 continue
-            for h in _spec(r).hosts or []:
+            for h in _vs(r).hosts or []:
                 if _host_matches(fqdn(h, r.namespace), host):
-                    return r, _spec(r)
+                    return r, _vs(r)
         return None
 
     def virtual_services_for_gateway(self, gateway: str) -> list[Resource]:
         return [
             r
             for r in self.of("VirtualService")
-            if gateway in [gateway_ref(g, r.namespace) for g in (_spec(r).gateways or [])]
+            if gateway in [gateway_ref(g, r.namespace) for g in (_vs(r).gateways or [])]
         ]
 
     def sidecar_for(self, namespace: str, labels: Mapping[str, str]) -> Resource | None:
@@ -91,7 +98,7 @@ class ConfigIndex:
         for r in self.of("Sidecar"):
             if r.namespace != namespace:
                 continue
-            selector = _spec(r).workload_selector
+            selector = r.spec_as(SidecarSpec).workload_selector
             if selector is None or not selector.labels:
                 default = default or r
             elif all(labels.get(k) == v for k, v in selector.labels.items()):

@@ -11,7 +11,6 @@ VirtualService: a later one claiming the same host is left out.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from envoy.config.core.v3 import address_pb2, config_source_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
@@ -20,6 +19,8 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
+from api.networking.gateway import GatewaySpec, Server
+from api.networking.virtual_service import VirtualServiceSpec
 from api.resources import Resource
 from pilot.config.index import ConfigIndex
 from pilot.networking import names, telemetry
@@ -30,20 +31,23 @@ from pilot.networking.protos import pack
 __all__ = ["GatewayServer", "gateway_listener", "gateway_route_config", "servers_for"]
 
 HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
-GatewayServer = tuple[str, Any]  # ("ns/name", server)
+GatewayServer = tuple[str, Server]  # ("ns/name", server)
 
 
 def servers_for(config: ConfigIndex, labels: Mapping[str, str]) -> dict[int, list[GatewayServer]]:
     """Plain-HTTP servers of every Gateway selecting this proxy, by port."""
     out: dict[int, list[GatewayServer]] = {}
     for gw in config.of("Gateway"):
-        spec: Any = gw.spec
+        spec = gw.spec_as(GatewaySpec)
         selector = dict(spec.selector or {})
         if not selector or any(labels.get(k) != v for k, v in selector.items()):
             continue
         for server in spec.servers or []:
-            if (server.port.protocol or "").upper() in HTTP_PROTOCOLS and server.tls is None:
-                out.setdefault(server.port.number, []).append((f"{gw.namespace}/{gw.name}", server))
+            port = server.port
+            if port is None or port.number is None or server.tls is not None:
+                continue  # validation requires a port; TLS servers are not served yet
+            if (port.protocol or "").upper() in HTTP_PROTOCOLS:
+                out.setdefault(port.number, []).append((f"{gw.namespace}/{gw.name}", server))
     return out
 
 
@@ -112,7 +116,7 @@ def gateway_route_config(
             if name in vhosts:  # the same binding through another server of this port
                 vhosts[name].domains.extend(domains)
                 continue
-            spec: Any = vs.spec
+            spec = vs.spec_as(VirtualServiceSpec)
             vhosts[name] = route_components_pb2.VirtualHost(
                 name=name,
                 domains=domains,
@@ -132,9 +136,9 @@ def gateway_route_config(
     )
 
 
-def _claim(vs: Resource, server: Any, port: int, claimed: set[str]) -> list[str]:
+def _claim(vs: Resource, server: Server, port: int, claimed: set[str]) -> list[str]:
     """The domains of `vs` that this server admits and no older VirtualService took."""
-    spec: Any = vs.spec
+    spec = vs.spec_as(VirtualServiceSpec)
     domains: list[str] = []
     for host in spec.hosts or []:
         if not any(_server_host_matches(h, host, vs.namespace) for h in server.hosts or []):

@@ -241,38 +241,36 @@ def _cors(cors: Any) -> cors_pb2.CorsPolicy | None:
     return out
 
 
-def _action(rule: Any, cluster_for: ClusterFor, route: rc.Route) -> None:
-    """Fill the route's action from one HTTP rule (route, redirect or direct response)."""
-    if rule.redirect is not None:
-        r = rule.redirect
-        redirect = rc.RedirectAction()
-        if r.uri:
-            redirect.path_redirect = r.uri
-        if r.authority:
-            redirect.host_redirect = r.authority
-        if r.port:
-            redirect.port_redirect = r.port
-        if r.scheme:
-            redirect.scheme_redirect = r.scheme
-        code = r.redirect_code or 301
-        redirect.response_code = _REDIRECT_CODES.get(code, rc.RedirectAction.MOVED_PERMANENTLY)
-        route.redirect.CopyFrom(redirect)
-        return
-    if rule.direct_response is not None:
-        dr = rule.direct_response
-        action = rc.DirectResponseAction(status=dr.status)
-        body = dr.body
-        if body is not None:
-            if body.string is not None:
-                action.body.inline_string = body.string
-            elif body.bytes is not None:
-                import base64
+def _redirect(r: Any) -> rc.RedirectAction:
+    redirect = rc.RedirectAction()
+    if r.uri:
+        redirect.path_redirect = r.uri
+    if r.authority:
+        redirect.host_redirect = r.authority
+    if r.port:
+        redirect.port_redirect = r.port
+    if r.scheme:
+        redirect.scheme_redirect = r.scheme
+    code = r.redirect_code or 301
+    redirect.response_code = _REDIRECT_CODES.get(code, rc.RedirectAction.MOVED_PERMANENTLY)
+    return redirect
 
-                action.body.inline_bytes = base64.b64decode(body.bytes)
-        route.direct_response.CopyFrom(action)
-        return
-    action = route.route
-    dests = list(rule.route or [])
+
+def _direct_response(dr: Any) -> rc.DirectResponseAction:
+    action = rc.DirectResponseAction(status=dr.status)
+    body = dr.body
+    if body is not None:
+        if body.string is not None:
+            action.body.inline_string = body.string
+        elif body.bytes is not None:
+            import base64
+
+            action.body.inline_bytes = base64.b64decode(body.bytes)
+    return action
+
+
+def _route_clusters(dests: list[Any], cluster_for: ClusterFor, action: rc.RouteAction) -> None:
+    """One cluster, or weighted clusters (also for one destination with request headers)."""
     if (
         len(dests) == 1
         and not _header_options(
@@ -281,41 +279,43 @@ def _action(rule: Any, cluster_for: ClusterFor, route: rc.Route) -> None:
     ):
         d = dests[0].destination
         action.cluster = cluster_for(d.host, _dest_port(d), d.subset or "")
-    else:
-        total = sum(d.weight or 0 for d in dests)
-        for d in dests:
-            weight = d.weight if total else (100 // len(dests))
-            if total and not weight:
-                continue
-            cw = action.weighted_clusters.clusters.add(
-                name=cluster_for(
-                    d.destination.host, _dest_port(d.destination), d.destination.subset or ""
-                ),
-                weight={"value": weight},
-            )
-            if d.headers is not None:
-                adds, removes = _header_options(d.headers.request)
-                cw.request_headers_to_add.extend(adds)
-                cw.request_headers_to_remove.extend(removes)
-                adds, removes = _header_options(d.headers.response)
-                cw.response_headers_to_add.extend(adds)
-                cw.response_headers_to_remove.extend(removes)
-    timeout = duration(rule.timeout)
-    action.timeout.CopyFrom(timeout or duration_pb2.Duration(seconds=0))
-    retry = _retry(rule.retries)
-    if retry is not None:
-        action.retry_policy.CopyFrom(retry)
-    rewrite = rule.rewrite
-    if rewrite is not None:
-        if rewrite.uri is not None:
-            action.prefix_rewrite = rewrite.uri
-        regex_rw = getattr(rewrite, "uri_regex_rewrite", None)
-        if regex_rw is not None:
-            action.regex_rewrite.pattern.CopyFrom(_regex(regex_rw.match))
-            action.regex_rewrite.substitution = regex_rw.rewrite
-        if rewrite.authority:
-            action.host_rewrite_literal = rewrite.authority
-    mirrors = []
+        return
+    total = sum(d.weight or 0 for d in dests)
+    for d in dests:
+        weight = d.weight if total else (100 // len(dests))
+        if total and not weight:
+            continue
+        cw = action.weighted_clusters.clusters.add(
+            name=cluster_for(
+                d.destination.host, _dest_port(d.destination), d.destination.subset or ""
+            ),
+            weight={"value": weight},
+        )
+        if d.headers is not None:
+            adds, removes = _header_options(d.headers.request)
+            cw.request_headers_to_add.extend(adds)
+            cw.request_headers_to_remove.extend(removes)
+            adds, removes = _header_options(d.headers.response)
+            cw.response_headers_to_add.extend(adds)
+            cw.response_headers_to_remove.extend(removes)
+
+
+def _rewrite(rewrite: Any, action: rc.RouteAction) -> None:
+    if rewrite is None:
+        return
+    if rewrite.uri is not None:
+        action.prefix_rewrite = rewrite.uri
+    regex_rw = getattr(rewrite, "uri_regex_rewrite", None)
+    if regex_rw is not None:
+        action.regex_rewrite.pattern.CopyFrom(_regex(regex_rw.match))
+        action.regex_rewrite.substitution = regex_rw.rewrite
+    if rewrite.authority:
+        action.host_rewrite_literal = rewrite.authority
+
+
+def _mirrors(rule: Any) -> list[tuple[Any, float]]:
+    """(destination, percentage) for the legacy `mirror` and each of `mirrors`."""
+    mirrors: list[tuple[Any, float]] = []
     if rule.mirror is not None:
         pct = (
             rule.mirror_percentage.value
@@ -329,7 +329,26 @@ def _action(rule: Any, cluster_for: ClusterFor, route: rc.Route) -> None:
         mirrors.append((rule.mirror, pct))
     for m in getattr(rule, "mirrors", None) or []:
         mirrors.append((m.destination, m.percentage.value if m.percentage is not None else 100.0))
-    for dest, pct in mirrors:
+    return mirrors
+
+
+def _action(rule: Any, cluster_for: ClusterFor, route: rc.Route) -> None:
+    """Fill the route's action from one HTTP rule (route, redirect or direct response)."""
+    if rule.redirect is not None:
+        route.redirect.CopyFrom(_redirect(rule.redirect))
+        return
+    if rule.direct_response is not None:
+        route.direct_response.CopyFrom(_direct_response(rule.direct_response))
+        return
+    action = route.route
+    _route_clusters(list(rule.route or []), cluster_for, action)
+    timeout = duration(rule.timeout)
+    action.timeout.CopyFrom(timeout or duration_pb2.Duration(seconds=0))
+    retry = _retry(rule.retries)
+    if retry is not None:
+        action.retry_policy.CopyFrom(retry)
+    _rewrite(rule.rewrite, action)
+    for dest, pct in _mirrors(rule):
         policy = action.request_mirror_policies.add(
             cluster=cluster_for(dest.host, _dest_port(dest), dest.subset or "")
         )

@@ -9,9 +9,8 @@ the one before.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.cluster.v3 import cluster_pb2
@@ -25,6 +24,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.type.v3 import percent_pb2
 from google.protobuf import duration_pb2, struct_pb2
 
+from api.telemetry.telemetry import AccessLogging, TelemetrySpec, Tracing
 from pilot.config.index import ConfigIndex
 from pilot.networking import names
 from pilot.networking.attachment import attached
@@ -61,7 +61,7 @@ class Observability:
     sampling: float | None  # None: no tracing
 
 
-def _enabled(entries: list[Any] | None, provider: str) -> bool | None:
+def _enabled(entries: Sequence[AccessLogging | Tracing] | None, provider: str) -> bool | None:
     """What a Telemetry's list says about one provider; None when it says nothing."""
     if not entries:
         return None
@@ -69,7 +69,9 @@ def _enabled(entries: list[Any] | None, provider: str) -> bool | None:
         names = [p.name for p in (entry.providers or [])]
         if names and provider not in names:
             continue
-        if getattr(entry, "disabled", None) or getattr(entry, "disable_span_reporting", None):
+        if isinstance(entry, AccessLogging) and entry.disabled:
+            return False
+        if isinstance(entry, Tracing) and entry.disable_span_reporting:
             return False
         return True
     return None
@@ -88,8 +90,9 @@ def effective(
     logging_on = bool(access_log_file)
     tracing_on = bool(zipkin)
     pct = sampling
-    layers: list[Any] = [
-        r.spec for r in attached(config, "Telemetry", namespace, labels, root).all()
+    layers = [
+        r.spec_as(TelemetrySpec)
+        for r in attached(config, "Telemetry", namespace, labels, root).all()
     ]
     for spec in layers:
         if (on := _enabled(spec.access_logging, "envoy")) is not None:

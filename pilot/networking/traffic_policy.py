@@ -97,6 +97,64 @@ def _load_balancer(cluster: cluster_pb2.Cluster, lb: Any) -> None:
                 cluster.ring_hash_lb_config.minimum_ring_size.value = size
 
 
+def _tcp_settings(
+    cluster: cluster_pb2.Cluster,
+    tcp: Any,
+    thresholds: circuit_breaker_pb2.CircuitBreakers.Thresholds,
+) -> bool:
+    """Apply the TCP settings; True when a circuit-breaker threshold was set."""
+    touched = False
+    if tcp.max_connections:
+        thresholds.max_connections.value = tcp.max_connections
+        touched = True
+    if (timeout := duration(tcp.connect_timeout)) is not None:
+        cluster.connect_timeout.CopyFrom(timeout)
+    keepalive = getattr(tcp, "tcp_keepalive", None)
+    if keepalive is not None:
+        ka = cluster.upstream_connection_options.tcp_keepalive
+        if keepalive.probes:
+            ka.keepalive_probes.value = keepalive.probes
+        if (t := duration(keepalive.time)) is not None:
+            ka.keepalive_time.value = max(1, t.seconds)
+        if (t := duration(keepalive.interval)) is not None:
+            ka.keepalive_interval.value = max(1, t.seconds)
+    return touched
+
+
+def _http_thresholds(http: Any, thresholds: circuit_breaker_pb2.CircuitBreakers.Thresholds) -> bool:
+    """Apply the HTTP circuit-breaker limits; True when one was set."""
+    touched = False
+    for field, target in (
+        ("http1_max_pending_requests", "max_pending_requests"),
+        ("http2_max_requests", "max_requests"),
+        ("max_retries", "max_retries"),
+    ):
+        value = getattr(http, field, None)
+        if value:
+            getattr(thresholds, target).value = value
+            touched = True
+    return touched
+
+
+def _http_options(http: Any) -> hpo_pb2.HttpProtocolOptions | None:
+    """Upstream HTTP protocol options, or None when the settings need none."""
+    common = protocol_pb2.HttpProtocolOptions()
+    if http.max_requests_per_connection:
+        common.max_requests_per_connection.value = http.max_requests_per_connection
+    if (idle := duration(http.idle_timeout)) is not None:
+        common.idle_timeout.CopyFrom(idle)
+    if not (common.ByteSize() or http.h2_upgrade_policy == "UPGRADE" or http.use_client_protocol):
+        return None
+    options = hpo_pb2.HttpProtocolOptions(common_http_protocol_options=common)
+    if http.use_client_protocol:
+        options.use_downstream_protocol_config.SetInParent()
+    elif http.h2_upgrade_policy == "UPGRADE":
+        options.explicit_http_config.http2_protocol_options.SetInParent()
+    else:
+        options.explicit_http_config.http_protocol_options.SetInParent()
+    return options
+
+
 def _connection_pool(cluster: cluster_pb2.Cluster, pool: Any) -> None:
     if pool is None:
         return
@@ -104,44 +162,11 @@ def _connection_pool(cluster: cluster_pb2.Cluster, pool: Any) -> None:
     touched = False
     tcp, http = getattr(pool, "tcp", None), getattr(pool, "http", None)
     if tcp is not None:
-        if tcp.max_connections:
-            thresholds.max_connections.value = tcp.max_connections
-            touched = True
-        if (timeout := duration(tcp.connect_timeout)) is not None:
-            cluster.connect_timeout.CopyFrom(timeout)
-        keepalive = getattr(tcp, "tcp_keepalive", None)
-        if keepalive is not None:
-            ka = cluster.upstream_connection_options.tcp_keepalive
-            if keepalive.probes:
-                ka.keepalive_probes.value = keepalive.probes
-            if (t := duration(keepalive.time)) is not None:
-                ka.keepalive_time.value = max(1, t.seconds)
-            if (t := duration(keepalive.interval)) is not None:
-                ka.keepalive_interval.value = max(1, t.seconds)
+        touched = _tcp_settings(cluster, tcp, thresholds)
     options = None
     if http is not None:
-        for field, target in (
-            ("http1_max_pending_requests", "max_pending_requests"),
-            ("http2_max_requests", "max_requests"),
-            ("max_retries", "max_retries"),
-        ):
-            value = getattr(http, field, None)
-            if value:
-                getattr(thresholds, target).value = value
-                touched = True
-        common = protocol_pb2.HttpProtocolOptions()
-        if http.max_requests_per_connection:
-            common.max_requests_per_connection.value = http.max_requests_per_connection
-        if (idle := duration(http.idle_timeout)) is not None:
-            common.idle_timeout.CopyFrom(idle)
-        if common.ByteSize() or http.h2_upgrade_policy == "UPGRADE" or http.use_client_protocol:
-            options = hpo_pb2.HttpProtocolOptions(common_http_protocol_options=common)
-            if http.use_client_protocol:
-                options.use_downstream_protocol_config.SetInParent()
-            elif http.h2_upgrade_policy == "UPGRADE":
-                options.explicit_http_config.http2_protocol_options.SetInParent()
-            else:
-                options.explicit_http_config.http_protocol_options.SetInParent()
+        touched = _http_thresholds(http, thresholds) or touched
+        options = _http_options(http)
     if touched:
         cluster.circuit_breakers.thresholds.append(thresholds)
     if options is not None:

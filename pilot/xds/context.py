@@ -18,6 +18,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from api.networking.destination_rule import DestinationRuleSpec, Subset
+from api.networking.policy import TrafficPolicy
+from api.networking.sidecar import SidecarSpec
+from api.networking.virtual_service import VirtualServiceSpec
 from pilot.config.index import ConfigIndex, fqdn
 from pilot.model import MeshSnapshot, Proxy, Service, ServiceKey
 from pilot.networking import (
@@ -61,20 +65,21 @@ class Change:
         )
 
 
-def _any_spec(r: Any) -> Any:
-    return r.spec
-
-
-def _subsets(config: ConfigIndex, svc: Service) -> list[Any]:
+def _rule(config: ConfigIndex, svc: Service) -> tuple[str, DestinationRuleSpec] | None:
+    """(ref, spec) of the DestinationRule in force for a service, if any."""
     dr = config.destination_rule(svc.hostname, svc.key.namespace)
-    spec: Any = dr.spec if dr is not None else None
-    return list(spec.subsets or []) if spec is not None else []
+    return (dr.ref, dr.spec_as(DestinationRuleSpec)) if dr is not None else None
+
+
+def _subsets(config: ConfigIndex, svc: Service) -> list[Subset]:
+    rule = _rule(config, svc)
+    return list(rule[1].subsets or []) if rule is not None else []
 
 
 def cluster_names(config: ConfigIndex, svc: Service) -> list[str]:
     """The service's default cluster and one per DestinationRule subset."""
     return [names.outbound_cluster(svc.key, svc.port)] + [
-        names.outbound_cluster(svc.key, svc.port, s.name) for s in _subsets(config, svc)
+        names.outbound_cluster(svc.key, svc.port, s.name or "") for s in _subsets(config, svc)
     ]
 
 
@@ -111,7 +116,7 @@ def diff(old: MeshSnapshot | None, new: MeshSnapshot, started: float = 0.0) -> C
 @dataclass(frozen=True, slots=True)
 class ServiceResources:
     service: Service
-    rule: tuple[str, Any] | None  # (ref, spec) of the DestinationRule in force
+    rule: tuple[str, DestinationRuleSpec] | None  # (ref, spec) of the DestinationRule in force
     clusters: tuple[Resource, ...]
     assignments: tuple[Resource, ...]
     load_balancer: Any
@@ -120,15 +125,14 @@ class ServiceResources:
 
 
 def _build_service(svc: Service, config: ConfigIndex) -> ServiceResources:
-    dr = config.destination_rule(svc.hostname, svc.key.namespace)
-    spec: Any = dr.spec if dr is not None else None
+    rule = _rule(config, svc)
+    spec = rule[1] if rule is not None else None
     rule_policy = spec.traffic_policy if spec is not None else None
-    variants: list[tuple[str, dict[str, str], Any]] = [("", {}, None)]
-    variants += (
-        [(s.name, dict(s.labels or {}), s.traffic_policy) for s in (spec.subsets or [])]
-        if spec
-        else []
-    )
+    variants: list[tuple[str, dict[str, str], TrafficPolicy | None]] = [("", {}, None)]
+    variants += [
+        (s.name or "", dict(s.labels or {}), s.traffic_policy)
+        for s in (spec.subsets or [] if spec is not None else [])
+    ]
     clusters, assignments, merged = [], [], []
     for subset, labels, subset_policy in variants:
         name = names.outbound_cluster(svc.key, svc.port, subset)
@@ -148,7 +152,7 @@ def _build_service(svc: Service, config: ConfigIndex) -> ServiceResources:
     lb = merged_policy(rule_policy, svc.port).load_balancer
     return ServiceResources(
         svc,
-        (dr.ref, spec) if dr is not None else None,
+        rule,
         tuple(clusters),
         tuple(assignments),
         lb,
@@ -174,18 +178,18 @@ class PushContext:
         by_host: dict[str, list[Service]] = {}
         for key, svc in snapshot.services.items():
             by_host.setdefault(svc.hostname, []).append(svc)
-            dr = config.destination_rule(svc.hostname, svc.key.namespace)
-            rule = (dr.ref, dr.spec) if dr is not None else None
+            rule = _rule(config, svc)
             old = carried.get(key)
             if old is not None and old.service == svc and old.rule == rule:
                 by_service[key] = old
             else:
                 by_service[key] = _build_service(svc, config)
         source_labels = any(
-            m is not None and getattr(m, "source_labels", None)
+            m is not None and m.source_labels
             for vs in config.of("VirtualService")
-            for rule in (_any_spec(vs).http or [])
-            for m in (rule.match or [])
+            for http in (vs.spec_as(VirtualServiceSpec).http or [])
+            if http is not None
+            for m in (http.match or [])
         )
         return cls(
             snapshot=snapshot,
@@ -220,14 +224,14 @@ class PushContext:
 
     # --- what a proxy may see: its Sidecar resource's egress hosts ---
 
-    def scope(self, proxy: Proxy) -> tuple[str, Any] | None:
+    def scope(self, proxy: Proxy) -> tuple[str, tuple[str, ...]] | None:
         """(ref, egress host patterns) of the Sidecar that narrows this proxy, if any."""
         if proxy.kind != "sidecar":
             return None
         sidecar = self.snapshot.config.sidecar_for(proxy.namespace, proxy.labels)
         if sidecar is None:
             return None
-        spec: Any = sidecar.spec
+        spec = sidecar.spec_as(SidecarSpec)
         hosts = tuple(h for eg in (spec.egress or []) for h in (eg.hosts or []))
         return (sidecar.ref, hosts) if hosts else None
 

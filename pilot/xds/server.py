@@ -202,8 +202,10 @@ class AdsServer:
         self.streams.publish(ctx, change)
 
     def rpc_handlers(self) -> grpc.GenericRpcHandler:
-        def handler(protocol: Any) -> grpc.RpcMethodHandler:
-            async def serve(_requests: object, context: grpc.aio.ServicerContext) -> None:
+        def handler(protocol: Any) -> grpc.RpcMethodHandler[bytes, bytes]:
+            async def serve(
+                _requests: object, context: grpc.aio.ServicerContext[Any, bytes]
+            ) -> None:
                 await self.streams.serve(protocol, context)
 
             return grpc.stream_stream_rpc_method_handler(

@@ -172,7 +172,7 @@ class Streams:
                 conn.inflight.pop(next(iter(conn.inflight)))
 
     async def serve(
-        self, protocol: StreamProtocol[Any, Any], context: grpc.aio.ServicerContext
+        self, protocol: StreamProtocol[Any, Any], context: grpc.aio.ServicerContext[Any, bytes]
     ) -> None:
         """Requests are handled as they are read (so a flood of ACKs is flow-controlled
         by gRPC instead of queueing here); pushes run in a task of their own."""
@@ -222,12 +222,12 @@ class Streams:
                 self.metrics.connected.dec()
                 log.info("proxy %s disconnected", conn.proxy.id)
 
-    async def _refuse(self, context: grpc.aio.ServicerContext, message: str) -> None:
+    async def _refuse(self, context: grpc.aio.ServicerContext[Any, bytes], message: str) -> None:
         self.metrics.rejected_requests.inc()
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
 
     def _connect(
-        self, node: Node, context: grpc.aio.ServicerContext, delta: bool
+        self, node: Node, context: grpc.aio.ServicerContext[Any, bytes], delta: bool
     ) -> Connection[Any]:
         proxy = Proxy.from_node(node.id, node.cluster, node.metadata)
         conn: Connection[Any] = Connection(
