@@ -76,14 +76,14 @@ HTTP_LIKE = frozenset({"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"})
 TLS_LIKE = frozenset({"HTTPS", "TLS"})
 TCP_LIKE = frozenset({"TCP", "HTTPS", "TLS", "MONGO", "REDIS", "MYSQL"})
 
-_DNS_LABEL = re.compile(r"^[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?$")
-_DURATION = re.compile(r"^(-?)((\d+(\.\d*)?|\.\d+)(h|m|s|ms|us|µs|ns))+$")
+_DNS_LABEL = re.compile(r"[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?")
+_DURATION = re.compile(r"(-?)((\d+(\.\d*)?|\.\d+)(h|m|s|ms|us|µs|ns))+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s|us|µs|ns)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _PSEUDO_HEADERS = frozenset({":method", ":scheme", ":authority", ":path", ":status"})
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_QUALIFIED_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _MAX_REGEX = 1024
 ENVOY_MAX_REGEX_PROGRAM = 100  # Envoy's default re2.max_program_size.error_level
 
@@ -94,7 +94,7 @@ def port(value: int) -> str | None:
 
 def duration_seconds(text: str) -> float | None:
     """A Go/protobuf duration ('1s', '1.5m', '100ms') in seconds, None if malformed."""
-    if not isinstance(text, str) or not _DURATION.match(text):
+    if not isinstance(text, str) or not _DURATION.fullmatch(text):
         return None
     total = sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _DURATION_PART.findall(text))
     return -total if text.startswith("-") else total
@@ -116,7 +116,7 @@ def duration(text: str, *, allow_zero: bool = False) -> str | None:
 
 
 def dns_label(value: str) -> str | None:
-    if not value or not _DNS_LABEL.match(value):
+    if not value or not _DNS_LABEL.fullmatch(value):
         return f"{value!r} is not a DNS-1123 label (letters, digits, '-', at most 63)"
     return None
 
@@ -205,7 +205,7 @@ def regex(value: str) -> str | None:
 def header_name(value: str) -> str | None:
     if value in _PSEUDO_HEADERS or value.startswith("@request.auth.claims"):
         return None
-    if not value or not _TOKEN.match(value):
+    if not value or not _TOKEN.fullmatch(value):
         return f"invalid header name {value!r}"
     return None
 
@@ -231,9 +231,9 @@ def header_value(value: str) -> str | None:
 
 def _label_key(key: str) -> str | None:
     prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
         return f"label key {key!r}: invalid prefix"
-    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
+    if not name or len(name) > 63 or not _QUALIFIED_NAME.fullmatch(name):
         return f"label key {key!r}: invalid name"
     return None
 
@@ -243,7 +243,7 @@ def labels(values: Mapping[str, str]) -> list[str]:
     for key, value in values.items():
         if (m := _label_key(key)) is not None:
             problems.append(m)
-        if value and (len(value) > 63 or not _QUALIFIED_NAME.match(value)):
+        if value and (len(value) > 63 or not _QUALIFIED_NAME.fullmatch(value)):
             problems.append(f"label value {value!r} for {key!r} is invalid")
     return problems
 

@@ -24,7 +24,8 @@ __all__ = ["Checked", "KindInfo", "Resource", "check_document", "check_text", "k
 
 NETWORKING = "networking.istio.io"
 SECURITY = "security.istio.io"
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _METADATA_FIELDS = frozenset(
     {
         "name",
@@ -172,6 +173,16 @@ def kind_by_plural(plural: str) -> KindInfo | None:
     return next((k for k in kinds().values() if k.plural == plural.lower()), None)
 
 
+def valid_name(value: str) -> bool:
+    """A resource name: a lower-case DNS-1123 subdomain, matched in full."""
+    return _NAME.fullmatch(value) is not None
+
+
+def valid_namespace(value: str) -> bool:
+    """A namespace: a DNS-1123 label, matched in full."""
+    return _LABEL.fullmatch(value) is not None
+
+
 def _metadata(
     meta: Any, issues: Issues, default_namespace: str
 ) -> tuple[str, str, dict[str, str], dict[str, str], str | None]:
@@ -182,13 +193,11 @@ def _metadata(
         if key not in _METADATA_FIELDS:
             issues.error("unknown field", "metadata", key)
     name = meta.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         issues.error("must be a lower-case DNS-1123 name (a-z, 0-9, '-', '.')", "metadata", "name")
         name = ""
     namespace = meta.get("namespace", default_namespace)
-    if not isinstance(namespace, str) or not re.match(
-        r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", namespace
-    ):
+    if not isinstance(namespace, str) or not _LABEL.fullmatch(namespace):
         issues.error("must be a DNS-1123 label", "metadata", "namespace")
         namespace = default_namespace
     result_maps: list[dict[str, str]] = []

@@ -25,8 +25,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = ["CaError", "CertificateAuthority", "IssuedCert", "spiffe_id"]
 
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_SA = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_SA = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 ROOT_TTL = datetime.timedelta(days=3650)
 
 
@@ -35,9 +35,9 @@ class CaError(Exception):
 
 
 def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
-    if not _LABEL.match(namespace):
+    if not _LABEL.fullmatch(namespace):
         raise CaError(f"namespace {namespace!r} is not a DNS label")
-    if not _SA.match(service_account):
+    if not _SA.fullmatch(service_account):
         raise CaError(f"service account {service_account!r} is not a valid name")
     return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
 

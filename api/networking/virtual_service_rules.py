@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["check_export_to", "validate"]
 
 # A gateway's SNI host for auto-passthrough: outbound_.<port>_._.<hostname>
-_GATEWAY_SNI = re.compile(r"^outbound_\.(\d+)_\._\.(.+)$")
+_GATEWAY_SNI = re.compile(r"outbound_\.(\d+)_\._\.(.+)")
 
 
 def validate(spec: VirtualServiceSpec, meta: Mapping[str, Any], issues: Issues) -> None:
@@ -69,7 +69,7 @@ def validate(spec: VirtualServiceSpec, meta: Mapping[str, Any], issues: Issues) 
 
 
 def _host_error(host: str, *, gateway_sni: bool) -> str | None:
-    if gateway_sni and (m := _GATEWAY_SNI.match(host)):
+    if gateway_sni and (m := _GATEWAY_SNI.fullmatch(host)):
         msg = checks.port(int(m.group(1))) or checks.wildcard_domain(m.group(2))
     elif (msg := checks.wildcard_domain(host)) is not None and checks.is_ip(host):
         msg = None

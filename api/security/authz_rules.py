@@ -89,15 +89,15 @@ class Rule(Spec):
 
 # ---- value checks: each returns an error message or None --------------------
 
-_PORT = re.compile(r"^[0-9]+$")
+_PORT = re.compile(r"[0-9]+")
 # Characters Envoy accepts in a literal segment of a path template (RFC 3986 pchar).
-_PATH_LITERAL = re.compile(r"^[A-Za-z0-9\-._~%!$&'()+,;:@=]+$")
+_PATH_LITERAL = re.compile(r"[A-Za-z0-9\-._~%!$&'()+,;:@=]+")
 _MAX_SERVICE_ACCOUNTS = 16
 _MAX_SERVICE_ACCOUNT_LEN = 320
 
 
 def port_value(value: str) -> str | None:
-    if not _PORT.match(value) or int(value) > 65535:
+    if not _PORT.fullmatch(value) or int(value) > 65535:
         return f"port {value!r} must be a decimal number in 0..65535"
     return None
 
@@ -134,7 +134,7 @@ def path_template(value: str) -> str | None:
             continue
         if "{" in segment or "}" in segment:
             return f"path {value!r}: '{{' and '}}' are only allowed as {{*}} or {{**}}"
-        if templated and not _PATH_LITERAL.match(segment):
+        if templated and not _PATH_LITERAL.fullmatch(segment):
             return f"path {value!r}: segment {segment!r} has characters not allowed in a URI path"
     return None
 

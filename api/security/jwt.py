@@ -49,8 +49,8 @@ class JwtRule(Spec):
     presence: Literal["OPTIONAL", "REQUIRED"] | None = None
 
 
-_HEADER = re.compile(r"^[-_A-Za-z0-9]+$")
-_BASE64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
+_HEADER = re.compile(r"[-_A-Za-z0-9]+")
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 _EC_CURVES: dict[str, ec.EllipticCurve] = {
     "P-256": ec.SECP256R1(),
     "P-384": ec.SECP384R1(),
@@ -88,7 +88,7 @@ def _b64_int(key: dict[str, Any], member: str) -> int:
 
 def _b64(key: dict[str, Any], member: str) -> bytes:
     text = key.get(member)
-    if not isinstance(text, str) or not _BASE64URL.match(text):
+    if not isinstance(text, str) or not _BASE64URL.fullmatch(text):
         raise ValueError(f"{member!r} must be a base64url string")
     try:
         return base64.urlsafe_b64decode(text.rstrip("=") + "=" * (-len(text.rstrip("=")) % 4))
@@ -190,7 +190,7 @@ def _check_claim_to_header(pair: ClaimToHeader | None, at: Issues) -> None:
         at.error("required field is missing", "claim")
     if not pair.header:
         at.error("required field is missing", "header")
-    elif not _HEADER.match(pair.header):
+    elif not _HEADER.fullmatch(pair.header):
         at.error(f"header {pair.header!r} must match ^[-_A-Za-z0-9]+$", "header")
 
 

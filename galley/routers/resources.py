@@ -11,7 +11,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from api.resources import KindInfo, Resource, check_document, kind_by_plural
+from api.resources import (
+    KindInfo,
+    Resource,
+    check_document,
+    kind_by_plural,
+    valid_name,
+    valid_namespace,
+)
 from api.store import ConfigStore, Conflict, NotFound, StoredResource, Write
 from galley.dependencies import StoreDep, read_documents, require_reader, require_writer
 from galley.errors import ApiError, details
@@ -19,6 +26,15 @@ from galley.errors import ApiError, details
 __all__ = ["router"]
 
 router = APIRouter(prefix="/apis", tags=["resources"])
+
+
+def _where(namespace: str, name: str | None = None) -> None:
+    """Path parameters follow the rules of the metadata they name (checked in full, so a
+    trailing newline or a control character is refused before it reaches the store)."""
+    if not valid_namespace(namespace):
+        raise ApiError(400, "BadRequest", f"namespace {namespace!r} is not a DNS-1123 label")
+    if name is not None and not valid_name(name):
+        raise ApiError(400, "BadRequest", f"name {name!r} is not a lower-case DNS-1123 name")
 
 
 def _kind(group: str, version: str, plural: str) -> KindInfo:
@@ -84,6 +100,7 @@ async def list_all(group: str, version: str, plural: str, s: StoreDep) -> dict[s
 async def list_namespace(
     group: str, version: str, namespace: str, plural: str, s: StoreDep
 ) -> dict[str, Any]:
+    _where(namespace)
     return await _list(s, group, version, plural, namespace)
 
 
@@ -112,6 +129,7 @@ async def get_one(
     s: StoreDep,
 ) -> dict[str, Any]:
     info = _kind(group, version, plural)
+    _where(namespace, name)
     try:
         return _out(await s.get(info.kind, namespace, name), version)
     except NotFound as err:
@@ -132,6 +150,7 @@ async def create(
     s: StoreDep,
 ) -> dict[str, Any]:
     info = _kind(group, version, plural)
+    _where(namespace)
     res = await _checked_one(request, info, namespace, None)
     try:
         (stored,) = await s.write([Write(res, None)])
@@ -155,6 +174,7 @@ async def replace(
     s: StoreDep,
 ) -> dict[str, Any]:
     info = _kind(group, version, plural)
+    _where(namespace, name)
     res = await _checked_one(request, info, namespace, name)
     if res.resource_version is not None:
         if not res.resource_version.isdigit():
@@ -193,6 +213,7 @@ async def delete(
     resource_version: int | None = None,
 ) -> Response:
     info = _kind(group, version, plural)
+    _where(namespace, name)
     try:
         await s.delete(info.kind, namespace, name, resource_version)
     except NotFound as err:

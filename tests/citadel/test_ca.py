@@ -103,10 +103,16 @@ def test_plugged_in_intermediate(tmp_path: Path) -> None:
     inter.verify_directly_issued_by(root_cert)
 
 
-def test_bad_identity_names_are_refused() -> None:
+@pytest.mark.parametrize(
+    ("namespace", "account"), [("Bad_NS", "sa"), ("ns", "x\n"), ("ns\n", "sa"), ("ns", "s\u00e4")]
+)
+def test_bad_identity_names_are_refused(namespace: str, account: str, tmp_path: Path) -> None:
     assert spiffe_id("td", "ns", "sa") == "spiffe://td/ns/ns/sa/sa"
     with pytest.raises(CaError):
-        spiffe_id("td", "Bad_NS", "sa")
+        spiffe_id("td", namespace, account)
+    # A token for such a name would become a certificate whose SAN ends oddly.
+    with pytest.raises(CaError):
+        TokenSigner.load_or_create(tmp_path / "k.pem").mint(namespace, account, 60)
 
 
 def test_tokens_bind_identity_and_expire(tmp_path: Path) -> None:

@@ -201,3 +201,19 @@ def test_openapi_docs_are_served(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert "/v1/apply" in spec["paths"]
     assert json.dumps(spec)  # serializable
+
+
+@pytest.mark.parametrize("odd", ["lockout\n", "x\r", "a\tb", "caf\u00e9", "x\x00", "UPPER"])
+def test_identifiers_are_matched_in_full(client: TestClient, ns: str, odd: str) -> None:
+    """A trailing newline once passed a `$` regex: stored, enforced, and never deletable."""
+    r = client.post(PA.format(ns=ns), json=pa(odd), headers=AUTH)
+    assert r.status_code == 422, r.text
+    assert "metadata.name" in r.text
+    quoted = odd.encode().hex()
+    path = "".join(f"%{quoted[i : i + 2]}" for i in range(0, len(quoted), 2))
+    for method in ("GET", "DELETE"):
+        r = client.request(method, f"{PA.format(ns=ns)}/{path}", headers=AUTH)
+        assert r.status_code == 400, (method, odd, r.status_code, r.text)
+    r = client.get(PA.format(ns=path), headers=AUTH)
+    assert r.status_code == 400, r.text
+    assert client.post("/v1/apply", json=pa("ok", namespace=odd), headers=AUTH).status_code == 422
