@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import ValidationError
 
+from api.documents import DocumentError, check_bounds, parse_yaml
 from api.issues import Issue, Issues, Severity
 from api.model import Spec, report_pydantic
 
@@ -228,6 +228,11 @@ def check_document(doc: Any, where: str, default_namespace: str = "default") -> 
     """Validate one parsed YAML/JSON document."""
     issues = Issues()
     try:
+        check_bounds(doc)
+    except DocumentError as err:
+        issues.error(str(err))
+        return Checked(where, None, issues.items)
+    try:
         # As Kubernetes stores it: JSON, so `80:` map keys become "80".
         doc = json.loads(json.dumps(doc, default=str))
     except (TypeError, ValueError) as err:
@@ -289,15 +294,13 @@ def check_document(doc: Any, where: str, default_namespace: str = "default") -> 
 
 
 def load_documents(text: str, source: str) -> list[tuple[str, Any]] | Checked:
-    """(where, document) for each non-empty YAML document, or one Checked with the syntax error."""
+    """(where, document) for each non-empty YAML document, or one Checked with the error
+    (syntax, or past the bounds of api.documents)."""
     try:
-        docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        return Checked(source, None, [Issue("", f"not valid YAML{at}: {problem}")])
-    return [(f"{source}:{i}", d) for i, d in enumerate(docs) if d is not None]
+        docs = parse_yaml(text)
+    except DocumentError as err:
+        return Checked(source, None, [Issue("", str(err))])
+    return [(f"{source}:{i}", d) for i, d in enumerate(docs)]
 
 
 def check_text(text: str, source: str, default_namespace: str = "default") -> list[Checked]:

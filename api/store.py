@@ -19,6 +19,7 @@ import aiohttp
 import consul
 import consul.aio
 
+from api.documents import DocumentError, parse_json
 from api.resources import Checked, Resource, check_document
 
 __all__ = [
@@ -78,8 +79,9 @@ def decode(
 ) -> StoredResource | Checked:
     """Parse a stored value back into a Resource (re-validated: a bad value is reported)."""
     try:
-        doc = json.loads(raw or b"")
-    except ValueError as err:
+        text = raw.decode() if isinstance(raw, bytes) else (raw or "")
+        doc = parse_json(text)
+    except (DocumentError, UnicodeDecodeError) as err:
         return _bad(key, f"not JSON: {err}")
     checked = check_document(doc, key)
     if checked.resource is None or checked.errors:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 from typing import Annotated, Any
 
-import yaml
 from fastapi import Depends, Request
 
+from api.documents import BeyondBounds, DocumentError, parse_json, parse_yaml
 from api.store import ConfigStore
 from galley.errors import ApiError
 
@@ -93,18 +92,14 @@ async def read_documents(request: Request) -> list[tuple[str, Any]]:
         raise ApiError(400, "BadRequest", f"body is not UTF-8: {err}") from err
     try:
         if kind == "json":
-            parsed = json.loads(text)
+            parsed = parse_json(text)
             docs = parsed if isinstance(parsed, list) else [parsed]
         else:
-            docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except (ValueError, yaml.YAMLError) as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise ApiError(
-            400,
-            "BadRequest",
-            f"body is not valid {kind.upper()}{at}: {getattr(err, 'problem', None) or err}",
-        ) from err
+            docs = parse_yaml(text)
+    except BeyondBounds as err:
+        raise ApiError(422, "Invalid", f"body: {err}") from err
+    except DocumentError as err:
+        raise ApiError(400, "BadRequest", f"body: {err}") from err
     if not docs:
         raise ApiError(400, "BadRequest", "the body holds no document")
     return [(f"{source}:{i}", d) for i, d in enumerate(docs)]

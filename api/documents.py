@@ -1,0 +1,137 @@
+"""Untrusted text to documents, bounded: the one place YAML and JSON are parsed.
+
+Galley's REST API, `meshctl validate` and the store all read config through
+here, so no input can nest deeper than `MAX_DEPTH` or expand to more than
+`MAX_NODES` values (a YAML "billion laughs" of a few hundred bytes expands
+to 10^9 nodes through aliases). YAML is checked on its event stream before
+any Python object is built: each alias counts the full size of what it
+repeats, so the bound holds whatever the nesting of anchors.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "BeyondBounds",
+    "DocumentError",
+    "check_bounds",
+    "parse_json",
+    "parse_yaml",
+]
+
+MAX_DEPTH = 64  # Istio config nests about 12 levels deep
+MAX_NODES = 200_000  # values after alias expansion; a 1 MiB body of real config has ~50,000
+
+
+class DocumentError(ValueError):
+    """The text is not a document this API accepts (syntax, depth or size)."""
+
+
+class BeyondBounds(DocumentError):
+    """Well-formed, but nested too deep or expanding to too many values."""
+
+
+def _too_deep() -> BeyondBounds:
+    return BeyondBounds(f"nested deeper than {MAX_DEPTH} levels")
+
+
+def _too_big() -> BeyondBounds:
+    return BeyondBounds(f"more than {MAX_NODES} values (aliases count what they repeat)")
+
+
+def _scan_yaml(text: str) -> None:
+    """Depth and expanded size from the event stream, before anything is constructed."""
+    sizes: dict[str, int] = {}  # anchor -> values its node holds
+    open_nodes: list[tuple[str | None, int]] = []  # (anchor, total before it) per collection
+    total = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in (a for a, _ in open_nodes):
+                raise BeyondBounds(f"alias *{event.anchor} refers to a node that contains it")
+            total += sizes.get(event.anchor or "", 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            total += 1
+            if event.anchor:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            open_nodes.append((event.anchor, total))
+            total += 1
+            if len(open_nodes) > MAX_DEPTH:
+                raise _too_deep()
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, before = open_nodes.pop()
+            if anchor:
+                sizes[anchor] = total - before
+        if total > MAX_NODES:
+            raise _too_big()
+
+
+def parse_yaml(text: str) -> list[Any]:
+    """Every document in a YAML stream (empty ones left out)."""
+    try:
+        _scan_yaml(text)
+        return [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise DocumentError(f"not valid YAML{at}: {problem}") from err
+    except RecursionError as err:  # a bound above should have caught it first
+        raise _too_deep() from err
+
+
+def _json_depth_ok(text: str) -> None:
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _too_deep()
+        elif ch in "]}":
+            depth -= 1
+
+
+def parse_json(text: str) -> Any:
+    try:
+        _json_depth_ok(text)
+        value = json.loads(text)
+    except ValueError as err:
+        if isinstance(err, DocumentError):
+            raise
+        raise DocumentError(f"not valid JSON: {err}") from err
+    except RecursionError as err:
+        raise _too_deep() from err
+    check_bounds(value)
+    return value
+
+
+def check_bounds(value: Any) -> None:
+    """Depth and size of an already-built value (a document handed over as objects)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    seen = 0
+    while stack:
+        item, depth = stack.pop()
+        seen += 1
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        if seen > MAX_NODES:
+            raise _too_big()
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
