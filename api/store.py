@@ -189,8 +189,13 @@ class ConfigStore:
         ]
 
     async def delete(self, kind: str, namespace: str, name: str, expect: int | None = None) -> None:
+        """Delete at version `expect` (None: the current one). A missing resource is
+        NotFound whatever the version (Consul's delete-cas at index 0 would succeed)."""
+        current = (await self.get(kind, namespace, name)).version
         if expect is None:
-            expect = (await self.get(kind, namespace, name)).version
+            expect = current
+        elif expect != current:
+            raise Conflict(f"{kind} {namespace}/{name} is at version {current}, not {expect}")
         ops = [
             {"KV": {"Verb": "delete-cas", "Key": key_for(kind, namespace, name), "Index": expect}}
         ]

@@ -16,7 +16,6 @@ from citadel.metrics import CitadelMetrics
 from citadel.sds import IdentityCache, SdsServer
 from citadel.settings import CitadelSettings
 from citadel.tokens import TokenSigner
-from protos import citadel_ca_pb2_grpc
 
 __all__ = ["Citadel"]
 
@@ -63,15 +62,13 @@ class Citadel:
     async def run(self, started: asyncio.Event | None = None) -> None:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         server.add_generic_rpc_handlers((self.sds.rpc_handlers(),))
-        citadel_ca_pb2_grpc.add_CertificateServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            CertificateService(
-                self.ca,
-                self.signer,
-                self.metrics,
-                datetime.timedelta(seconds=self.settings.workload_ttl_seconds),
-            ),
-            server,
+        csr = CertificateService(
+            self.ca,
+            self.signer,
+            self.metrics,
+            datetime.timedelta(seconds=self.settings.workload_ttl_seconds),
         )
+        server.add_generic_rpc_handlers((csr.rpc_handlers(),))
         host, port = _split(self.settings.sds_addr)
         self.grpc_port = server.add_insecure_port(f"{host}:{port}")
         if self.grpc_port == 0:

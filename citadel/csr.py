@@ -1,4 +1,9 @@
-"""The CSR-signing gRPC API (protos/citadel_ca.proto), for workloads without Envoy."""
+"""The CSR-signing gRPC API (protos/citadel_ca.proto), for workloads without Envoy.
+
+Requests arrive as raw bytes and are decoded here, after the caller's token
+is checked: a message that cannot be decoded is one log line and
+INVALID_ARGUMENT, never a traceback from the gRPC runtime.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,23 @@ import logging
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from citadel.ca import CaError, CertificateAuthority
 from citadel.metrics import CitadelMetrics
 from citadel.sds import bearer_token
 from citadel.tokens import TokenError, TokenSigner
-from protos import citadel_ca_pb2, citadel_ca_pb2_grpc
+from protos import citadel_ca_pb2
 
 __all__ = ["CertificateService"]
 
 log = logging.getLogger(__name__)
 
 
-class CertificateService(citadel_ca_pb2_grpc.CertificateServiceServicer):
+SERVICE = "meshpy.citadel.v1.CertificateService"
+
+
+class CertificateService:
     def __init__(
         self,
         ca: CertificateAuthority,
@@ -29,10 +38,16 @@ class CertificateService(citadel_ca_pb2_grpc.CertificateServiceServicer):
     ) -> None:
         self._ca, self._signer, self._metrics, self._max_ttl = ca, signer, metrics, max_ttl
 
-    async def CreateCertificate(
-        self,
-        request: citadel_ca_pb2.CreateCertificateRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+    def rpc_handlers(self) -> grpc.GenericRpcHandler:
+        handler: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(
+            self.create_certificate,
+            request_deserializer=None,
+            response_serializer=citadel_ca_pb2.CreateCertificateResponse.SerializeToString,
+        )
+        return grpc.method_handlers_generic_handler(SERVICE, {"CreateCertificate": handler})
+
+    async def create_certificate(
+        self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> citadel_ca_pb2.CreateCertificateResponse:
         token = bearer_token(context)
         if token is None:
@@ -43,6 +58,14 @@ class CertificateService(citadel_ca_pb2_grpc.CertificateServiceServicer):
         except TokenError as err:
             self._metrics.auth_failures.labels("invalid").inc()
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"identity token refused: {err}")
+            raise
+        try:
+            request = citadel_ca_pb2.CreateCertificateRequest.FromString(raw)
+        except DecodeError:
+            log.warning("CreateCertificate from %s: not a CreateCertificateRequest", context.peer())
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "the request is not a CreateCertificateRequest"
+            )
             raise
         ttl = self._max_ttl
         if 0 < request.validity_seconds < ttl.total_seconds():

@@ -69,6 +69,11 @@ def validate(spec: AuthorizationPolicySpec, meta: Mapping[str, Any], issues: Iss
     action = spec.action or "ALLOW"
     check_dry_run("AuthorizationPolicy", action, meta, issues)
     if action == "CUSTOM":
+        issues.warn(
+            "no external authorizer is configured in this mesh: the requests this "
+            "policy's rules match are denied",
+            "action",
+        )
         if spec.rules is None:
             issues.error("the CUSTOM action needs rules (use [{}] to match every request)", "rules")
         if spec.provider is None:

@@ -29,7 +29,7 @@ from envoy.extensions.path.match.uri_template.v3 import uri_template_match_pb2
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2, value_pb2
 
 from api.resources import Resource
-from api.security.authorization_policy import AuthorizationPolicySpec
+from api.security.authorization_policy import DRY_RUN_ANNOTATION, AuthorizationPolicySpec
 from api.security.authz_rules import (
     OPERATION_ATTRIBUTES,
     SOURCE_ATTRIBUTES,
@@ -352,7 +352,7 @@ def _rule_or_fallback(
             raise Untranslatable("a null rule")
         return _policy(rule, target)
     except Untranslatable as err:
-        action = _spec(ap).action or "ALLOW"
+        action = _ACTIONS[_spec(ap).action or "ALLOW"]
         log.warning(
             "%s rules[%d]: cannot be translated (%s); the %s rule %s",
             ap.ref,
@@ -385,14 +385,31 @@ def _spec(ap: Resource) -> AuthorizationPolicySpec:
     return spec
 
 
-def _config(action: int, policies: Mapping[str, rbac_pb2.Policy]) -> rbac_filter_pb2.RBAC:
-    """An RBAC filter config; without policies it enforces nothing (no `rules`)."""
-    if not policies:
-        return rbac_filter_pb2.RBAC()
-    rules = rbac_pb2.RBAC(action=action)
-    for key, policy in policies.items():
-        rules.policies[key].CopyFrom(policy)
-    return rbac_filter_pb2.RBAC(rules=rules)
+def _config(
+    action: int, policies: Mapping[str, rbac_pb2.Policy], shadow: Mapping[str, rbac_pb2.Policy]
+) -> rbac_filter_pb2.RBAC:
+    """An RBAC filter config; without policies it enforces nothing (no `rules`).
+    Dry-run policies go to `shadow_rules`: evaluated and counted, never enforced."""
+    config = rbac_filter_pb2.RBAC()
+    if policies:
+        config.rules.action = action
+        for key, policy in policies.items():
+            config.rules.policies[key].CopyFrom(policy)
+    if shadow:
+        config.shadow_rules.action = action
+        for key, policy in shadow.items():
+            config.shadow_rules.policies[key].CopyFrom(policy)
+        config.shadow_rules_stat_prefix = "istio_dry_run_"
+    return config
+
+
+def _dry_run(ap: Resource) -> bool:
+    return ap.annotations.get(DRY_RUN_ANNOTATION, "").lower() in ("1", "t", "true")
+
+
+# CUSTOM delegates to an external authorizer, and none is configured: the
+# requests its rules select are denied (fail closed), never let through.
+_ACTIONS = {"ALLOW": "ALLOW", "DENY": "DENY", "AUDIT": "AUDIT", "CUSTOM": "DENY"}
 
 
 def rbac_configs(
@@ -404,32 +421,41 @@ def rbac_configs(
     All three are always there, the unused ones enforcing nothing, so that a
     policy change only changes filter configs (ECDS), never the listener.
     """
-    by_action: dict[str, dict[str, rbac_pb2.Policy]] = {"DENY": {}, "ALLOW": {}, "AUDIT": {}}
+    enforced: dict[str, dict[str, rbac_pb2.Policy]] = {"DENY": {}, "ALLOW": {}, "AUDIT": {}}
+    shadow: dict[str, dict[str, rbac_pb2.Policy]] = {"DENY": {}, "ALLOW": {}, "AUDIT": {}}
     for ap in policies:
         spec = _spec(ap)
-        action = spec.action or "ALLOW"
-        if action not in by_action:
-            log.warning("%s: action %s is not supported; ignored", ap.ref, action)
-            continue
+        action = _ACTIONS[spec.action or "ALLOW"]
+        if spec.action == "CUSTOM":
+            log.warning(
+                "%s: CUSTOM needs an external authorizer and none is configured; "
+                "the requests its rules match are denied",
+                ap.ref,
+            )
+        into = (shadow if _dry_run(ap) else enforced)[action]
         target = _Target(ap.namespace, app_port)
         for i, rule in enumerate(spec.rules or []):
             key = f"ns[{ap.namespace}]-policy[{ap.name}]-rule[{i}]"
-            by_action[action][key] = _rule_or_fallback(ap, i, rule, target)
+            into[key] = _rule_or_fallback(ap, i, rule, target)
         if action == "ALLOW" and not spec.rules:
             # An ALLOW policy without rules allows nothing, but it does switch the
             # workload to "only what is allowed": keep a policy that never matches.
-            by_action["ALLOW"][f"ns[{ap.namespace}]-policy[{ap.name}]-none"] = _NEVER
+            into[f"ns[{ap.namespace}]-policy[{ap.name}]-none"] = _NEVER
     return {
-        names.RBAC_AUDIT_FILTER: _config(rbac_pb2.RBAC.LOG, by_action["AUDIT"]),
-        names.RBAC_DENY_FILTER: _config(rbac_pb2.RBAC.DENY, by_action["DENY"]),
-        names.RBAC_ALLOW_FILTER: _config(rbac_pb2.RBAC.ALLOW, by_action["ALLOW"]),
+        names.RBAC_AUDIT_FILTER: _config(rbac_pb2.RBAC.LOG, enforced["AUDIT"], shadow["AUDIT"]),
+        names.RBAC_DENY_FILTER: _config(rbac_pb2.RBAC.DENY, enforced["DENY"], shadow["DENY"]),
+        names.RBAC_ALLOW_FILTER: _config(rbac_pb2.RBAC.ALLOW, enforced["ALLOW"], shadow["ALLOW"]),
     }
 
 
 def requires_token(policies: Iterable[Resource]) -> bool:
     """True when every way in (every ALLOW rule) needs a request principal: then a
     missing token is refused by jwt_authn (401) rather than by RBAC (403)."""
-    allow = [_spec(ap) for ap in policies if (_spec(ap).action or "ALLOW") == "ALLOW"]
+    allow = [
+        _spec(ap)
+        for ap in policies
+        if (_spec(ap).action or "ALLOW") == "ALLOW" and not _dry_run(ap)
+    ]
     rules = [r for spec in allow for r in (spec.rules or [])]
     if not rules:
         return False

@@ -84,11 +84,17 @@ def gateway_listener(
     )
 
 
-def _server_host_matches(server_host: str, vs_host: str, vs_namespace: str) -> bool:
+def _server_host_matches(
+    server_host: str, vs_host: str, vs_namespace: str, gateway_namespace: str
+) -> bool:
+    """A server's `[namespace/]host` admits a VirtualService's host: `*/` or no prefix
+    any namespace, `./` the Gateway's own namespace, `ns/` that one."""
     ns, slash, host = server_host.partition("/")
     if not slash:
         ns, host = "*", server_host
-    if ns not in ("*", ".") and ns != vs_namespace:
+    if ns == ".":
+        ns = gateway_namespace
+    if ns != "*" and ns != vs_namespace:
         return False
     if host == "*" or vs_host == "*":
         return True
@@ -109,7 +115,7 @@ def gateway_route_config(
     vhosts: dict[str, route_components_pb2.VirtualHost] = {}
     for gateway_ref, server in servers:
         for vs in config.virtual_services_for_gateway(gateway_ref):
-            domains = _claim(vs, server, port, claimed)
+            domains = _claim(vs, server, port, claimed, gateway_ref.partition("/")[0])
             if not domains:
                 continue
             name = names.gateway_vhost(gateway_ref, vs.namespace, vs.name, port)
@@ -136,12 +142,17 @@ def gateway_route_config(
     )
 
 
-def _claim(vs: Resource, server: Server, port: int, claimed: set[str]) -> list[str]:
+def _claim(
+    vs: Resource, server: Server, port: int, claimed: set[str], gateway_namespace: str
+) -> list[str]:
     """The domains of `vs` that this server admits and no older VirtualService took."""
     spec = vs.spec_as(VirtualServiceSpec)
     domains: list[str] = []
     for host in spec.hosts or []:
-        if not any(_server_host_matches(h, host, vs.namespace) for h in server.hosts or []):
+        if not any(
+            _server_host_matches(h, host, vs.namespace, gateway_namespace)
+            for h in server.hosts or []
+        ):
             continue
         for d in [host] if host == "*" else [host, f"{host}:{port}"]:
             if d not in claimed:

@@ -414,3 +414,29 @@ def test_meshctl_cert_gets_files_for_the_proven_identity(
     )
     assert out.returncode == 1 and "PERMISSION_DENIED" in out.stderr
     assert out.stderr.count("\n") == 1
+
+
+def test_garbage_csr_calls_get_invalid_argument_and_no_traceback(
+    env: tuple[Supervisor, CitadelProc, Path],
+) -> None:
+    import grpc
+
+    _, citadel, tmp = env
+    token = citadel.token("shop", "reviews")
+    with grpc.insecure_channel(f"127.0.0.1:{citadel.grpc}") as channel:
+        call = channel.unary_unary(
+            "/meshpy.citadel.v1.CertificateService/CreateCertificate",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        for metadata, code in (
+            ((), grpc.StatusCode.UNAUTHENTICATED),  # no proof: nothing else is looked at
+            ((("authorization", f"Bearer {token}"),), grpc.StatusCode.INVALID_ARGUMENT),
+        ):
+            for _ in range(3):
+                with pytest.raises(grpc.RpcError) as info:
+                    call(b"\xff\xff\xff\xff", metadata=metadata, timeout=5)
+                assert info.value.code() == code, info.value
+    log = (tmp / "logs" / "citadel.log").read_text()
+    assert "Traceback" not in log
+    assert log.count("not a CreateCertificateRequest") == 3  # one line per bad call

@@ -217,3 +217,17 @@ def test_identifiers_are_matched_in_full(client: TestClient, ns: str, odd: str) 
     r = client.get(PA.format(ns=path), headers=AUTH)
     assert r.status_code == 400, r.text
     assert client.post("/v1/apply", json=pa("ok", namespace=odd), headers=AUTH).status_code == 422
+
+
+def test_delete_of_a_missing_resource_is_404_whatever_the_version(
+    client: TestClient, ns: str
+) -> None:
+    for suffix in ("", "?resource_version=0", "?resource_version=7"):
+        r = client.delete(f"{PA.format(ns=ns)}/ghost{suffix}", headers=AUTH)
+        assert r.status_code == 404, (suffix, r.text)
+    created = client.post(PA.format(ns=ns), json=pa("real"), headers=AUTH).json()
+    rv = int(created["metadata"]["resourceVersion"])
+    r = client.delete(f"{PA.format(ns=ns)}/real?resource_version={rv + 1}", headers=AUTH)
+    assert r.status_code == 409, r.text
+    r = client.delete(f"{PA.format(ns=ns)}/real?resource_version={rv}", headers=AUTH)
+    assert r.status_code == 200, r.text

@@ -174,3 +174,28 @@ def test_ports_are_the_workloads_app_port() -> None:
     assert _only_policy(configs, "envoy.filters.http.rbac").permissions[0].any
     configs = authz.rbac_configs(policies(AP.format(n="a", s=rule)), 8080)
     assert _only_policy(configs, "envoy.filters.http.rbac").permissions[0].not_rule.any
+
+
+def test_dry_run_policies_are_shadow_rules_never_enforced() -> None:
+    text = (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: trial, namespace: default, annotations: {istio.io/dry-run: 'true'}}\n"
+        'spec: {rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]}\n'
+    )
+    configs = authz.rbac_configs(policies(text), 9080)
+    allow = configs["envoy.filters.http.rbac"]
+    assert not allow.HasField("rules"), "a dry-run ALLOW must not switch on allow-listing"
+    assert list(allow.shadow_rules.policies) == ["ns[default]-policy[trial]-rule[0]"]
+    assert allow.shadow_rules_stat_prefix == "istio_dry_run_"
+    assert not authz.requires_token(policies(text))  # nor require a token
+
+
+def test_custom_without_an_authorizer_denies_what_its_rules_select() -> None:
+    text = AP.format(
+        n="ext",
+        s='{action: CUSTOM, provider: {name: opa}, rules: [{to: [{operation: {paths: ["/x*"]}}]}]}',
+    )
+    configs = authz.rbac_configs(policies(text), 9080)
+    deny = _only_policy(configs, "envoy.filters.http.rbac.deny")
+    assert deny.permissions[0].url_path.path.prefix == "/x"
+    assert not configs["envoy.filters.http.rbac"].HasField("rules")
