@@ -83,14 +83,23 @@ def outbound_cluster(
             "sending it with no endpoints rather than in plaintext",
             name,
         )
-        unusable = cluster_pb2.Cluster(
-            name=name, type=cluster_pb2.Cluster.STATIC, connect_timeout=_CONNECT_TIMEOUT
-        )
-        unusable.load_assignment.cluster_name = name
-        return unusable
+        return _unusable(name)
+    if mesh is None and policy is not None and policy.tls is not None:
+        if policy.tls.mode == "ISTIO_MUTUAL":
+            # Mesh mTLS asked for, by a proxy with no mesh identity: never plaintext.
+            return _unusable(name)
     if mesh is not None:
         _apply_mesh_tls(cluster, mesh, names.outbound_sni(service.port, subset, service.hostname))
     return cluster
+
+
+def _unusable(name: str) -> cluster_pb2.Cluster:
+    """A cluster with no endpoints: requests to it fail (503) rather than go out unprotected."""
+    unusable = cluster_pb2.Cluster(
+        name=name, type=cluster_pb2.Cluster.STATIC, connect_timeout=_CONNECT_TIMEOUT
+    )
+    unusable.load_assignment.cluster_name = name
+    return unusable
 
 
 def inbound_cluster(inbound_port: int, app_port: int) -> cluster_pb2.Cluster:

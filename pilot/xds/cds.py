@@ -47,15 +47,18 @@ def _service_clusters(ctx: PushContext, proxy: Proxy) -> tuple[Resource, ...]:
 def _mesh_tls(
     ctx: PushContext, s: ServiceResources, index: int, sds: tuple[str, str, str]
 ) -> Resource:
-    """A cluster as an mTLS-capable proxy gets it: ISTIO_MUTUAL when the rule says so,
-    automatic mTLS to instances that terminate it, unchanged otherwise."""
+    """A cluster as an mTLS-capable proxy gets it: ISTIO_MUTUAL when the rule says so
+    (to a ServiceEntry host too, checking only the mesh root: it has no mesh identity
+    we know), automatic mTLS to instances that terminate it, unchanged otherwise."""
     subset, labels, policy = s.variants[index]
     mode = policy.tls.mode if policy.tls is not None else None
     svc = s.service
-    if svc.external or mode in ("DISABLE", "SIMPLE", "MUTUAL"):
+    if mode in ("DISABLE", "SIMPLE", "MUTUAL") or (svc.external and mode != "ISTIO_MUTUAL"):
         return s.clusters[index]
     td = ctx.snapshot.mesh.trust_domain
-    sans = tuple(mtls.spiffe_uri(td, ns, sa) for ns, sa in sorted(identities(svc)))
+    sans = tuple(
+        mtls.spiffe_uri(td, ns, sa) for ns, sa in sorted(identities(svc)) if not svc.external
+    )
     mesh = cluster.MeshTls(sds, sans, forced=mode == "ISTIO_MUTUAL")
     built = cluster.outbound_cluster(svc, policy, subset, labels, mesh)
     return make_resource(typeurls.CLUSTER, built.name, built)
