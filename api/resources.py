@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from api.documents import DocumentError, check_bounds, parse_yaml
 from api.issues import Issue, Issues, Severity
 from api.model import Spec, report_pydantic
+from api.unsupported import not_applied
 
 __all__ = ["Checked", "KindInfo", "Resource", "check_document", "check_text", "kinds"]
 
@@ -279,6 +280,8 @@ def check_document(doc: Any, where: str, default_namespace: str = "default") -> 
         )
     meta = {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations}
     info.validate(spec, meta, issues.at("spec"))
+    for at, message in not_applied(info.kind, spec.dump()):
+        issues.warn(message, "spec", *at)
     resource = Resource(
         info.kind,
         info.group,

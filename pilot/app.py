@@ -7,11 +7,11 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import grpc
 
 from api.resources import Resource
+from api.security.request_authentication import RequestAuthenticationSpec
 from pilot.clock import Clock, MonotonicClock
 from pilot.config import ConfigSource
 from pilot.config.consul import ConsulConfigSource
@@ -48,8 +48,15 @@ GRPC_SERVER_OPTIONS = [
 
 
 def _jwks_uris(config: Sequence[Resource]) -> list[str]:
-    specs: list[Any] = [r.spec for r in config if r.kind == "RequestAuthentication"]
-    return [rule.jwks_uri for spec in specs for rule in (spec.jwt_rules or []) if rule.jwks_uri]
+    specs = [
+        r.spec_as(RequestAuthenticationSpec) for r in config if r.kind == "RequestAuthentication"
+    ]
+    return [
+        rule.jwks_uri
+        for spec in specs
+        for rule in (spec.jwt_rules or [])
+        if rule is not None and rule.jwks_uri  # a null rule is refused by validation
+    ]
 
 
 def _tls_credentials(cert_file: str, key_file: str) -> grpc.ServerCredentials:

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from api.catalog import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, Instance
+from api.networking.service_entry import ServiceEntrySpec, WorkloadEntry
 from api.resources import Resource
 from pilot.config.index import ConfigIndex
 from pilot.conflicts import Conflict, host_owners, virtual_service_conflicts
@@ -142,20 +143,28 @@ def service_entry_services(entries: Sequence[Resource]) -> list[Service]:
     """
     out: list[Service] = []
     for r in entries:
-        spec: Any = r.spec
+        spec = r.spec_as(ServiceEntrySpec)
         resolution = spec.resolution or "NONE"
         for host in spec.hosts or []:
             if "*" in host:
                 continue
             for port in spec.ports or []:
+                if port.number is None:  # refused by validation: never reaches Pilot
+                    continue
                 protocol = "http" if (port.protocol or "").upper() in _HTTP_PROTOCOLS else "tcp"
                 instances = []
-                endpoints = list(spec.endpoints or [])
+                endpoints: list[WorkloadEntry | None] = list(spec.endpoints or [])
                 if not endpoints and resolution in ("DNS", "DNS_ROUND_ROBIN"):
                     endpoints = [None]
                 for i, ep in enumerate(endpoints):
-                    address = ep.address if ep is not None else host
-                    ep_port = (ep.ports or {}).get(port.name) if ep is not None else None
+                    # A STATIC endpoint may lack an address (validation only warns when it
+                    # names a network); the proto reads an unset address as "".
+                    address = (ep.address or "") if ep is not None else host
+                    ep_port = (
+                        ep.ports.get(port.name)
+                        if ep is not None and ep.ports and port.name is not None
+                        else None
+                    )
                     target = ep_port or port.target_port or port.number
                     instances.append(
                         Instance(

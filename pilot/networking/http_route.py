@@ -11,16 +11,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import duration_pb2
 
 from api.checks import GRPC_STATUS_NAMES
+from api.networking.virtual_service import (
+    CorsPolicy,
+    Destination,
+    HeaderOperations,
+    HTTPDirectResponse,
+    HTTPFaultInjection,
+    HTTPMatchRequest,
+    HTTPRedirect,
+    HTTPRetry,
+    HTTPRewrite,
+    HTTPRoute,
+    HTTPRouteDestination,
+    Percent,
+    StringMatch,
+    VirtualServiceSpec,
+)
 from pilot.networking.protos import duration, fraction, pack
 
 __all__ = ["CORS_FILTER", "FAULT_FILTER", "default_route", "http_routes"]
@@ -45,7 +61,7 @@ def _regex(pattern: str) -> regex_pb2.RegexMatcher:
     return regex_pb2.RegexMatcher(regex=pattern)
 
 
-def _string_matcher(m: Any, ignore_case: bool = False) -> string_pb2.StringMatcher:
+def _string_matcher(m: StringMatch, ignore_case: bool = False) -> string_pb2.StringMatcher:
     if m.exact is not None:
         return string_pb2.StringMatcher(exact=m.exact, ignore_case=ignore_case)
     if m.prefix is not None:
@@ -53,7 +69,7 @@ def _string_matcher(m: Any, ignore_case: bool = False) -> string_pb2.StringMatch
     return string_pb2.StringMatcher(safe_regex=_regex(m.regex or ".*"))
 
 
-def _header(name: str, m: Any, invert: bool = False) -> rc.HeaderMatcher:
+def _header(name: str, m: StringMatch | None, invert: bool = False) -> rc.HeaderMatcher:
     matcher = rc.HeaderMatcher(name=name, invert_match=invert)
     if m is None or (m.exact is None and m.prefix is None and m.regex is None):
         matcher.present_match = True
@@ -64,25 +80,27 @@ def _header(name: str, m: Any, invert: bool = False) -> rc.HeaderMatcher:
     return matcher
 
 
-def _route_match(match: Any) -> rc.RouteMatch:
+def _route_match(match: HTTPMatchRequest | None) -> rc.RouteMatch:
     out = rc.RouteMatch()
     uri = match.uri if match is not None else None
-    ignore_case = bool(getattr(match, "ignore_uri_case", False))
-    if uri is None or (uri.exact is None and uri.prefix is None and uri.regex is None):
+    ignore_case = bool(match.ignore_uri_case) if match is not None else False
+    if uri is None:
         out.prefix = "/"
     elif uri.exact is not None:
         out.path = uri.exact
     elif uri.prefix is not None:
         out.prefix = uri.prefix
-    else:
+    elif uri.regex is not None:
         out.safe_regex.CopyFrom(_regex(uri.regex))
+    else:
+        out.prefix = "/"
     if ignore_case:
         out.case_sensitive.value = False
     if match is None:
         return out
     for name, m in (match.headers or {}).items():
         out.headers.append(_header(name.lower(), m))
-    for name, m in (getattr(match, "without_headers", None) or {}).items():
+    for name, m in (match.without_headers or {}).items():
         out.headers.append(_header(name.lower(), m, invert=True))
     for pseudo, m in (
         (":method", match.method),
@@ -102,7 +120,11 @@ def _route_match(match: Any) -> rc.RouteMatch:
 
 
 def _applies(
-    match: Any, proxy_labels: Mapping[str, str], proxy_namespace: str, port: int, gateway: str
+    match: HTTPMatchRequest | None,
+    proxy_labels: Mapping[str, str],
+    proxy_namespace: str,
+    port: int,
+    gateway: str,
 ) -> bool:
     """Matches decided at config time: port, source labels/namespace, gateways."""
     if match is None:
@@ -115,7 +137,7 @@ def _applies(
         and any(proxy_labels.get(k) != v for k, v in match.source_labels.items())
     ):
         return False
-    if getattr(match, "source_namespace", None) and match.source_namespace != proxy_namespace:
+    if match.source_namespace and match.source_namespace != proxy_namespace:
         return False
     gateways = list(match.gateways or [])
     return (
@@ -125,7 +147,9 @@ def _applies(
     )
 
 
-def _header_options(ops: Any) -> tuple[list[base_pb2.HeaderValueOption], list[str]]:
+def _header_options(
+    ops: HeaderOperations | None,
+) -> tuple[list[base_pb2.HeaderValueOption], list[str]]:
     adds: list[base_pb2.HeaderValueOption] = []
     if ops is None:
         return adds, []
@@ -146,11 +170,11 @@ def _header_options(ops: Any) -> tuple[list[base_pb2.HeaderValueOption], list[st
     return adds, list(ops.remove or [])
 
 
-def _dest_port(dest: Any) -> int | None:
+def _dest_port(dest: Destination) -> int | None:
     return dest.port.number if dest.port is not None and dest.port.number else None
 
 
-def _retry(retries: Any) -> rc.RetryPolicy | None:
+def _retry(retries: HTTPRetry | None) -> rc.RetryPolicy | None:
     if retries is None:
         return rc.RetryPolicy(
             retry_on=DEFAULT_RETRY_ON,
@@ -175,8 +199,7 @@ def _retry(retries: Any) -> rc.RetryPolicy | None:
         policy.retry_on = ",".join(sorted(set(names) | {"retriable-status-codes"}))
     if (t := duration(retries.per_try_timeout)) is not None:
         policy.per_try_timeout.CopyFrom(t)
-    backoff = getattr(retries, "backoff", None)
-    if (t := duration(backoff)) is not None:
+    if (t := duration(retries.backoff)) is not None:
         policy.retry_back_off.base_interval.CopyFrom(t)
     policy.retry_host_predicate.append(
         rc.RetryPolicy.RetryHostPredicate(
@@ -187,23 +210,26 @@ def _retry(retries: Any) -> rc.RetryPolicy | None:
     return policy
 
 
-def _previous_hosts() -> Any:
-    from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
-
+def _previous_hosts() -> previous_hosts_pb2.PreviousHostsPredicate:
     return previous_hosts_pb2.PreviousHostsPredicate()
 
 
-def _fault(fault: Any) -> fault_pb2.HTTPFault | None:
+def _percent(pct: Percent) -> float:
+    """A set percentage's value; `percentage: {}` is 0, as Istio reads it."""
+    return pct.value or 0.0
+
+
+def _fault(fault: HTTPFaultInjection | None) -> fault_pb2.HTTPFault | None:
     if fault is None:
         return None
     out = fault_pb2.HTTPFault()
     delay = fault.delay
     if delay is not None and (d := duration(delay.fixed_delay)) is not None:
         out.delay.fixed_delay.CopyFrom(d)
-        pct = (
-            delay.percentage.value
+        pct: float = (
+            _percent(delay.percentage)
             if delay.percentage is not None
-            else (delay.percent if getattr(delay, "percent", None) is not None else 100.0)
+            else (delay.percent if delay.percent is not None else 100.0)
         )
         out.delay.percentage.CopyFrom(fraction(pct))
     abort = fault.abort
@@ -212,7 +238,7 @@ def _fault(fault: Any) -> fault_pb2.HTTPFault | None:
             out.abort.http_status = abort.http_status
         else:
             out.abort.grpc_status = _GRPC_CODES.get(str(abort.grpc_status), 2)
-        pct = abort.percentage.value if abort.percentage is not None else 100.0
+        pct = _percent(abort.percentage) if abort.percentage is not None else 100.0
         out.abort.percentage.CopyFrom(fraction(pct))
     return out if out.ByteSize() else None
 
@@ -220,13 +246,13 @@ def _fault(fault: Any) -> fault_pb2.HTTPFault | None:
 _GRPC_CODES = {name: code for code, name in enumerate(GRPC_STATUS_NAMES)}
 
 
-def _cors(cors: Any) -> cors_pb2.CorsPolicy | None:
+def _cors(cors: CorsPolicy | None) -> cors_pb2.CorsPolicy | None:
     if cors is None:
         return None
     out = cors_pb2.CorsPolicy()
     for m in cors.allow_origins or []:
         out.allow_origin_string_match.append(_string_matcher(m))
-    for origin in getattr(cors, "allow_origin", None) or []:
+    for origin in cors.allow_origin or []:
         out.allow_origin_string_match.append(string_pb2.StringMatcher(exact=origin))
     if cors.allow_methods:
         out.allow_methods = ",".join(cors.allow_methods)
@@ -241,7 +267,7 @@ def _cors(cors: Any) -> cors_pb2.CorsPolicy | None:
     return out
 
 
-def _redirect(r: Any) -> rc.RedirectAction:
+def _redirect(r: HTTPRedirect) -> rc.RedirectAction:
     redirect = rc.RedirectAction()
     if r.uri:
         redirect.path_redirect = r.uri
@@ -256,7 +282,7 @@ def _redirect(r: Any) -> rc.RedirectAction:
     return redirect
 
 
-def _direct_response(dr: Any) -> rc.DirectResponseAction:
+def _direct_response(dr: HTTPDirectResponse) -> rc.DirectResponseAction:
     action = rc.DirectResponseAction(status=dr.status)
     body = dr.body
     if body is not None:
@@ -269,16 +295,17 @@ def _direct_response(dr: Any) -> rc.DirectResponseAction:
     return action
 
 
-def _route_clusters(dests: list[Any], cluster_for: ClusterFor, action: rc.RouteAction) -> None:
+def _route_clusters(
+    dests: list[HTTPRouteDestination], cluster_for: ClusterFor, action: rc.RouteAction
+) -> None:
     """One cluster, or weighted clusters (also for one destination with request headers)."""
+    first_headers = dests[0].headers if dests else None
     if (
         len(dests) == 1
-        and not _header_options(
-            getattr(dests[0].headers, "request", None) if dests[0].headers else None
-        )[0]
+        and not _header_options(first_headers.request if first_headers is not None else None)[0]
     ):
-        d = dests[0].destination
-        action.cluster = cluster_for(d.host, _dest_port(d), d.subset or "")
+        dest = dests[0].destination
+        action.cluster = cluster_for(dest.host, _dest_port(dest), dest.subset or "")
         return
     total = sum(d.weight or 0 for d in dests)
     for d in dests:
@@ -300,39 +327,38 @@ def _route_clusters(dests: list[Any], cluster_for: ClusterFor, action: rc.RouteA
             cw.response_headers_to_remove.extend(removes)
 
 
-def _rewrite(rewrite: Any, action: rc.RouteAction) -> None:
+def _rewrite(rewrite: HTTPRewrite | None, action: rc.RouteAction) -> None:
     if rewrite is None:
         return
     if rewrite.uri is not None:
         action.prefix_rewrite = rewrite.uri
-    regex_rw = getattr(rewrite, "uri_regex_rewrite", None)
+    regex_rw = rewrite.uri_regex_rewrite
     if regex_rw is not None:
-        action.regex_rewrite.pattern.CopyFrom(_regex(regex_rw.match))
+        # Validation requires match and rewrite; an unset regex is "" in the proto.
+        action.regex_rewrite.pattern.CopyFrom(_regex(regex_rw.match or ""))
         action.regex_rewrite.substitution = regex_rw.rewrite
     if rewrite.authority:
         action.host_rewrite_literal = rewrite.authority
 
 
-def _mirrors(rule: Any) -> list[tuple[Any, float]]:
+def _mirrors(rule: HTTPRoute) -> list[tuple[Destination, float]]:
     """(destination, percentage) for the legacy `mirror` and each of `mirrors`."""
-    mirrors: list[tuple[Any, float]] = []
+    mirrors: list[tuple[Destination, float]] = []
     if rule.mirror is not None:
         pct = (
-            rule.mirror_percentage.value
+            _percent(rule.mirror_percentage)
             if rule.mirror_percentage is not None
-            else (
-                float(rule.mirror_percent)
-                if getattr(rule, "mirror_percent", None) is not None
-                else 100.0
-            )
+            else (float(rule.mirror_percent) if rule.mirror_percent is not None else 100.0)
         )
         mirrors.append((rule.mirror, pct))
-    for m in getattr(rule, "mirrors", None) or []:
-        mirrors.append((m.destination, m.percentage.value if m.percentage is not None else 100.0))
+    for m in rule.mirrors or []:
+        mirrors.append(
+            (m.destination, _percent(m.percentage) if m.percentage is not None else 100.0)
+        )
     return mirrors
 
 
-def _action(rule: Any, cluster_for: ClusterFor, route: rc.Route) -> None:
+def _action(rule: HTTPRoute, cluster_for: ClusterFor, route: rc.Route) -> None:
     """Fill the route's action from one HTTP rule (route, redirect or direct response)."""
     if rule.redirect is not None:
         route.redirect.CopyFrom(_redirect(rule.redirect))
@@ -365,7 +391,7 @@ def _slash_rewrite(route: rc.Route) -> None:
 
 
 def http_routes(
-    vs_spec: Any,
+    vs_spec: VirtualServiceSpec,
     cluster_for: ClusterFor,
     *,
     port: int,
@@ -375,10 +401,9 @@ def http_routes(
 ) -> list[rc.Route]:
     routes: list[rc.Route] = []
     for i, rule in enumerate(vs_spec.http or []):
+        candidates: list[HTTPMatchRequest | None] = list(rule.match or []) or [None]
         matches = [
-            m
-            for m in (rule.match or [None])
-            if _applies(m, proxy_labels, proxy_namespace, port, gateway)
+            m for m in candidates if _applies(m, proxy_labels, proxy_namespace, port, gateway)
         ]
         if not matches:
             continue
@@ -393,7 +418,7 @@ def http_routes(
             template.response_headers_to_remove.extend(removes)
         if (fault := _fault(rule.fault)) is not None:
             template.typed_per_filter_config[FAULT_FILTER].CopyFrom(pack(fault))
-        if (cors := _cors(getattr(rule, "cors_policy", None))) is not None:
+        if (cors := _cors(rule.cors_policy)) is not None:
             template.typed_per_filter_config[CORS_FILTER].CopyFrom(pack(cors))
         for m in matches:
             route = rc.Route()

@@ -10,12 +10,13 @@ read them. JWKS are inline, or fetched by Pilot from the jwksUri (pilot.jwks).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
 
 from api.resources import Resource
+from api.security.jwt import JwtRule
+from api.security.request_authentication import RequestAuthenticationSpec
 from pilot.config.index import ConfigIndex
 from pilot.jwks import UNFETCHED_JWKS
 from pilot.networking.attachment import attached
@@ -30,7 +31,7 @@ def applicable_authentications(
     return attached(config, "RequestAuthentication", namespace, labels, root_namespace).all()
 
 
-def _provider(rule: Any, fetched: Mapping[str, str]) -> jwt_pb2.JwtProvider:
+def _provider(rule: JwtRule, fetched: Mapping[str, str]) -> jwt_pb2.JwtProvider:
     jwks = rule.jwks or fetched.get(rule.jwks_uri or "") or UNFETCHED_JWKS
     provider = jwt_pb2.JwtProvider(
         issuer=rule.issuer or "",
@@ -40,12 +41,16 @@ def _provider(rule: Any, fetched: Mapping[str, str]) -> jwt_pb2.JwtProvider:
     )
     provider.local_jwks.inline_string = jwks
     for h in rule.from_headers or []:
+        if h is None:  # refused by validation: never reaches Pilot
+            continue
         provider.from_headers.add(name=h.name, value_prefix=h.prefix or "")
     provider.from_params.extend(rule.from_params or [])
     provider.from_cookies.extend(rule.from_cookies or [])
     if rule.output_payload_to_header:
         provider.forward_payload_header = rule.output_payload_to_header
     for c in rule.output_claim_to_headers or []:
+        if c is None:  # refused by validation: never reaches Pilot
+            continue
         provider.claim_to_headers.add(header_name=c.header, claim_name=c.claim)
     return provider
 
@@ -57,7 +62,9 @@ def jwt_config(
     config = jwt_pb2.JwtAuthentication()
     names: list[str] = []
     for ra in authentications:
-        for i, rule in enumerate(ra.spec.jwt_rules or []):  # type: ignore[attr-defined]
+        for i, rule in enumerate(ra.spec_as(RequestAuthenticationSpec).jwt_rules or []):
+            if rule is None:  # refused by validation: never reaches Pilot
+                continue
             name = f"{ra.namespace}/{ra.name}/{i}"
             config.providers[name].CopyFrom(_provider(rule, fetched))
             names.append(name)

@@ -9,13 +9,13 @@ bundle), and the contexts built here tell Envoy to fetch ``default`` and
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from envoy.config.core.v3 import base_pb2, config_source_pb2, grpc_service_pb2
 from envoy.config.grpc_credential.v3 import file_based_metadata_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
+from api.security.peer_authentication import PeerAuthenticationSpec
 from pilot.config.index import ConfigIndex
 from pilot.networking.attachment import attached
 from pilot.networking.protos import pack
@@ -103,13 +103,13 @@ def upstream_tls(
     return tls_pb2.UpstreamTlsContext(common_tls_context=_common(sds, matchers), sni=sni)
 
 
-def _mode(spec: Any, port: int | None) -> str:
+def _mode(spec: PeerAuthenticationSpec, port: int | None) -> str:
     if port is not None and spec.port_level_mtls:
         level = spec.port_level_mtls.get(str(port))
         if level is not None and level.mode != "UNSET":
-            return str(level.mode)
+            return level.mode
     if spec.mtls is not None and spec.mtls.mode != "UNSET":
-        return str(spec.mtls.mode)
+        return spec.mtls.mode
     return "UNSET"
 
 
@@ -124,7 +124,9 @@ def peer_auth_mode(
     then mesh-wide policy; UNSET inherits from the level above; the default is PERMISSIVE."""
     found = attached(config, "PeerAuthentication", namespace, labels, root_namespace)
     levels = (found.workload, found.namespace, found.mesh)
-    workload, namespace_wide, mesh_wide = (level[0].spec if level else None for level in levels)
+    workload, namespace_wide, mesh_wide = (
+        level[0].spec_as(PeerAuthenticationSpec) if level else None for level in levels
+    )
     for spec in (workload, namespace_wide, mesh_wide):
         if spec is not None and (mode := _mode(spec, port)) != "UNSET":
             return mode

@@ -7,10 +7,11 @@ for that host when there is one, else one default route to the service.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
+from api.networking.policy import LoadBalancerSettings
+from api.networking.virtual_service import VirtualServiceSpec
 from pilot.model import Service, ServiceKey
 from pilot.networking import names
 from pilot.networking.http_route import ClusterFor, default_route, http_routes
@@ -54,9 +55,11 @@ def domains_for(service: Service, proxy_namespace: str, bare: bool = True) -> li
     return domains
 
 
-def hash_policies(load_balancer: Any) -> list[route_components_pb2.RouteAction.HashPolicy]:
+def hash_policies(
+    load_balancer: LoadBalancerSettings | None,
+) -> list[route_components_pb2.RouteAction.HashPolicy]:
     """DestinationRule consistentHash -> the route's hash policy."""
-    ch = getattr(load_balancer, "consistent_hash", None) if load_balancer is not None else None
+    ch = load_balancer.consistent_hash if load_balancer is not None else None
     if ch is None:
         return []
     policy = route_components_pb2.RouteAction.HashPolicy()
@@ -80,9 +83,9 @@ def outbound_route_config(
     proxy_namespace: str,
     *,
     proxy_labels: Mapping[str, str] | None = None,
-    virtual_service: Callable[[str], tuple[str, Any] | None] = lambda host: None,
+    virtual_service: Callable[[str], tuple[str, VirtualServiceSpec] | None] = lambda host: None,
     cluster_for: Callable[[str], ClusterFor] | None = None,
-    load_balancer: Callable[[Service], Any] = lambda svc: None,
+    load_balancer: Callable[[Service], LoadBalancerSettings | None] = lambda svc: None,
 ) -> route_pb2.RouteConfiguration:
     """`virtual_service(host)` gives (namespace, spec) of the VS for a host, if any;
     `cluster_for(namespace)` resolves destination hosts as written in that namespace."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import protocol_pb2
@@ -18,6 +18,16 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo_pb2
 from envoy.type.v3 import percent_pb2
 
+from api.networking.policy import (
+    ClientTLSSettings,
+    ConnectionPoolSettings,
+    HTTPSettings,
+    LoadBalancerSettings,
+    OutlierDetection,
+    PortTrafficPolicy,
+    TCPSettings,
+    TrafficPolicy,
+)
 from pilot.networking.protos import duration, pack
 
 __all__ = ["Policy", "apply_policy", "merged_policy"]
@@ -35,33 +45,46 @@ _SIMPLE_LB = {
 class Policy:
     """The effective policy blocks for one cluster (None: not set anywhere)."""
 
-    load_balancer: Any = None
-    connection_pool: Any = None
-    outlier_detection: Any = None
-    tls: Any = None
+    load_balancer: LoadBalancerSettings | None = None
+    connection_pool: ConnectionPoolSettings | None = None
+    outlier_detection: OutlierDetection | None = None
+    tls: ClientTLSSettings | None = None
 
 
-def merged_policy(rule_policy: Any, port: int, subset_policy: Any = None) -> Policy:
-    blocks: dict[str, Any] = dict.fromkeys(
-        ("load_balancer", "connection_pool", "outlier_detection", "tls")
-    )
-    for layer in (
+_T = TypeVar("_T")
+
+
+def _over(value: _T | None, below: _T | None) -> _T | None:
+    """A block set on a layer replaces the one set below it."""
+    return value if value is not None else below
+
+
+def merged_policy(
+    rule_policy: TrafficPolicy | None, port: int, subset_policy: TrafficPolicy | None = None
+) -> Policy:
+    policy = Policy()
+    layers: tuple[TrafficPolicy | PortTrafficPolicy | None, ...] = (
         rule_policy,
         _port_level(rule_policy, port),
         subset_policy,
         _port_level(subset_policy, port),
-    ):
+    )
+    for layer in layers:
         if layer is None:
             continue
-        for name in blocks:
-            value = getattr(layer, name, None)
-            if value is not None:
-                blocks[name] = value
-    return Policy(**blocks)
+        policy = Policy(
+            load_balancer=_over(layer.load_balancer, policy.load_balancer),
+            connection_pool=_over(layer.connection_pool, policy.connection_pool),
+            outlier_detection=_over(layer.outlier_detection, policy.outlier_detection),
+            tls=_over(layer.tls, policy.tls),
+        )
+    return policy
 
 
-def _port_level(policy: Any, port: int) -> Any:
-    for pls in getattr(policy, "port_level_settings", None) or []:
+def _port_level(policy: TrafficPolicy | None, port: int) -> PortTrafficPolicy | None:
+    if policy is None:
+        return None
+    for pls in policy.port_level_settings or []:
         if pls.port is not None and pls.port.number == port:
             return pls
     return None
@@ -75,31 +98,29 @@ def apply_policy(cluster: cluster_pb2.Cluster, policy: Policy, sni: str) -> bool
     return _tls(cluster, policy.tls, sni)
 
 
-def _load_balancer(cluster: cluster_pb2.Cluster, lb: Any) -> None:
+def _load_balancer(cluster: cluster_pb2.Cluster, lb: LoadBalancerSettings | None) -> None:
     if lb is None:
         return
-    if lb.simple in _SIMPLE_LB:
+    if lb.simple is not None and lb.simple in _SIMPLE_LB:
         cluster.lb_policy = _SIMPLE_LB[lb.simple]
-    ch = getattr(lb, "consistent_hash", None)
+    ch = lb.consistent_hash
     if ch is not None:
-        maglev = getattr(ch, "maglev", None)
+        maglev = ch.maglev
         if maglev is not None:
             cluster.lb_policy = cluster_pb2.Cluster.MAGLEV
             if maglev.table_size:
                 cluster.maglev_lb_config.table_size.value = maglev.table_size
         else:
             cluster.lb_policy = cluster_pb2.Cluster.RING_HASH
-            ring = getattr(ch, "ring_hash", None)
-            size = (ring.minimum_ring_size if ring is not None else None) or getattr(
-                ch, "minimum_ring_size", None
-            )
+            ring = ch.ring_hash
+            size = (ring.minimum_ring_size if ring is not None else None) or ch.minimum_ring_size
             if size:
                 cluster.ring_hash_lb_config.minimum_ring_size.value = size
 
 
 def _tcp_settings(
     cluster: cluster_pb2.Cluster,
-    tcp: Any,
+    tcp: TCPSettings,
     thresholds: circuit_breaker_pb2.CircuitBreakers.Thresholds,
 ) -> bool:
     """Apply the TCP settings; True when a circuit-breaker threshold was set."""
@@ -109,7 +130,7 @@ def _tcp_settings(
         touched = True
     if (timeout := duration(tcp.connect_timeout)) is not None:
         cluster.connect_timeout.CopyFrom(timeout)
-    keepalive = getattr(tcp, "tcp_keepalive", None)
+    keepalive = tcp.tcp_keepalive
     if keepalive is not None:
         ka = cluster.upstream_connection_options.tcp_keepalive
         if keepalive.probes:
@@ -121,22 +142,24 @@ def _tcp_settings(
     return touched
 
 
-def _http_thresholds(http: Any, thresholds: circuit_breaker_pb2.CircuitBreakers.Thresholds) -> bool:
+def _http_thresholds(
+    http: HTTPSettings, thresholds: circuit_breaker_pb2.CircuitBreakers.Thresholds
+) -> bool:
     """Apply the HTTP circuit-breaker limits; True when one was set."""
     touched = False
-    for field, target in (
-        ("http1_max_pending_requests", "max_pending_requests"),
-        ("http2_max_requests", "max_requests"),
-        ("max_retries", "max_retries"),
-    ):
-        value = getattr(http, field, None)
-        if value:
-            getattr(thresholds, target).value = value
-            touched = True
+    if http.http1_max_pending_requests:
+        thresholds.max_pending_requests.value = http.http1_max_pending_requests
+        touched = True
+    if http.http2_max_requests:
+        thresholds.max_requests.value = http.http2_max_requests
+        touched = True
+    if http.max_retries:
+        thresholds.max_retries.value = http.max_retries
+        touched = True
     return touched
 
 
-def _http_options(http: Any) -> hpo_pb2.HttpProtocolOptions | None:
+def _http_options(http: HTTPSettings) -> hpo_pb2.HttpProtocolOptions | None:
     """Upstream HTTP protocol options, or None when the settings need none."""
     common = protocol_pb2.HttpProtocolOptions()
     if http.max_requests_per_connection:
@@ -155,12 +178,12 @@ def _http_options(http: Any) -> hpo_pb2.HttpProtocolOptions | None:
     return options
 
 
-def _connection_pool(cluster: cluster_pb2.Cluster, pool: Any) -> None:
+def _connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPoolSettings | None) -> None:
     if pool is None:
         return
     thresholds = circuit_breaker_pb2.CircuitBreakers.Thresholds()
     touched = False
-    tcp, http = getattr(pool, "tcp", None), getattr(pool, "http", None)
+    tcp, http = pool.tcp, pool.http
     if tcp is not None:
         touched = _tcp_settings(cluster, tcp, thresholds)
     options = None
@@ -173,23 +196,23 @@ def _connection_pool(cluster: cluster_pb2.Cluster, pool: Any) -> None:
         cluster.typed_extension_protocol_options[_HTTP_OPTIONS].CopyFrom(pack(options))
 
 
-def _outlier(cluster: cluster_pb2.Cluster, od: Any) -> None:
+def _outlier(cluster: cluster_pb2.Cluster, od: OutlierDetection | None) -> None:
     if od is None:
         return
     out = outlier_detection_pb2.OutlierDetection()
-    five = getattr(od, "consecutive_5xx_errors", None)
+    five = od.consecutive_5xx_errors
     if five is None:
-        five = getattr(od, "consecutive_errors", None)
+        five = od.consecutive_errors
     if five is not None:
         out.consecutive_5xx.value = five
         out.enforcing_consecutive_5xx.value = 100 if five else 0
-    gateway = getattr(od, "consecutive_gateway_errors", None)
+    gateway = od.consecutive_gateway_errors
     if gateway:
         out.consecutive_gateway_failure.value = gateway
         out.enforcing_consecutive_gateway_failure.value = 100
-    if getattr(od, "split_external_local_origin_errors", False):
+    if od.split_external_local_origin_errors:
         out.split_external_local_origin_errors = True
-        local = getattr(od, "consecutive_local_origin_failures", None)
+        local = od.consecutive_local_origin_failures
         if local:
             out.consecutive_local_origin_failure.value = local
             out.enforcing_consecutive_local_origin_failure.value = 100
@@ -200,14 +223,14 @@ def _outlier(cluster: cluster_pb2.Cluster, od: Any) -> None:
     if od.max_ejection_percent is not None:
         out.max_ejection_percent.value = od.max_ejection_percent
     cluster.outlier_detection.CopyFrom(out)
-    min_health = getattr(od, "min_health_percent", None)
+    min_health = od.min_health_percent
     if min_health is not None:
         cluster.common_lb_config.healthy_panic_threshold.CopyFrom(
             percent_pb2.Percent(value=min_health)
         )
 
 
-def _tls(cluster: cluster_pb2.Cluster, tls: Any, sni: str) -> bool:
+def _tls(cluster: cluster_pb2.Cluster, tls: ClientTLSSettings | None, sni: str) -> bool:
     """SIMPLE and MUTUAL with files; ISTIO_MUTUAL is mesh mTLS (SDS, from Citadel).
 
     Envoy refuses a whole CDS update when one cluster names a certificate file
@@ -218,7 +241,7 @@ def _tls(cluster: cluster_pb2.Cluster, tls: Any, sni: str) -> bool:
     if tls is None or tls.mode not in ("SIMPLE", "MUTUAL"):
         return True
     files = [f for f in (tls.ca_certificates, tls.client_certificate, tls.private_key) if f]
-    if getattr(tls, "credential_name", None) or any(not os.path.isfile(f) for f in files):
+    if tls.credential_name or any(not os.path.isfile(f) for f in files):
         return False
     ctx = tls_pb2.UpstreamTlsContext(sni=tls.sni or sni)
     common = ctx.common_tls_context

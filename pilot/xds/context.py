@@ -16,10 +16,10 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from api.networking.destination_rule import DestinationRuleSpec, Subset
-from api.networking.policy import TrafficPolicy
+from api.networking.policy import LoadBalancerSettings, TrafficPolicy
 from api.networking.sidecar import SidecarSpec
 from api.networking.virtual_service import VirtualServiceSpec
 from pilot.config.index import ConfigIndex, fqdn
@@ -119,7 +119,7 @@ class ServiceResources:
     rule: tuple[str, DestinationRuleSpec] | None  # (ref, spec) of the DestinationRule in force
     clusters: tuple[Resource, ...]
     assignments: tuple[Resource, ...]
-    load_balancer: Any
+    load_balancer: LoadBalancerSettings | None
     # Per cluster: (subset, subset labels, merged policy), to build its mesh-mTLS form.
     variants: tuple[tuple[str, dict[str, str], Policy], ...] = ()
 

@@ -7,9 +7,9 @@ routed by the VirtualServices bound to the Gateways on it.
 
 from __future__ import annotations
 
-from typing import Any
-
-from pilot.model import Proxy
+from api.networking.policy import LoadBalancerSettings
+from api.networking.virtual_service import VirtualServiceSpec
+from pilot.model import Proxy, ServiceKey
 from pilot.networking import gateway, names, route
 from pilot.xds import typeurls
 from pilot.xds.context import Change, PushContext
@@ -39,12 +39,14 @@ def _outbound_route(ctx: PushContext, name: str, proxy: Proxy) -> Resource | Non
     config = ctx.snapshot.config
     scope_key, scoped = ctx.scoped(proxy)
 
-    def virtual_service(host: str) -> tuple[str, Any] | None:
+    def virtual_service(host: str) -> tuple[str, VirtualServiceSpec] | None:
         found = config.virtual_service(host)
         return (found[0].namespace, found[1]) if found is not None else None
 
     def build() -> Resource:
-        lbs = {s.service.key: s.load_balancer for s in scoped}
+        lbs: dict[ServiceKey, LoadBalancerSettings | None] = {
+            s.service.key: s.load_balancer for s in scoped
+        }
         table = route.outbound_route_config(
             [s.service for s in scoped],
             proxy.namespace,

@@ -51,3 +51,8 @@ def errors(checked: Checked) -> list[str]:
 
 def warnings(checked: Checked) -> list[str]:
     return [str(i) for i in checked.warnings]
+
+
+def other_warnings(checked: Checked) -> list[str]:
+    """Warnings besides the "accepted but not applied" ones (api/unsupported.py)."""
+    return [w for w in warnings(checked) if "not applied by this mesh" not in w]

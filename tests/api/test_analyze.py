@@ -105,3 +105,16 @@ def test_a_service_entry_host_claimed_before_is_a_warning_on_the_younger() -> No
         "catalog service reviews.default.svc.cluster.local: Pilot uses the oldest declaration "
         "and leaves this one out for that host",
     ]
+
+
+def test_fields_accepted_but_not_applied_are_named_at_their_path() -> None:
+    vs = {
+        "hosts": ["reviews"],
+        "exportTo": ["."],
+        "tcp": [{"route": [{"destination": {"host": "reviews"}}]}],
+        "http": [{"route": [{"destination": {"host": "reviews"}}]}],
+    }
+    found = check("VirtualService", vs)
+    assert [w for w in found.warnings if "not applied" in w.message] != []
+    paths = {w.path for w in found.warnings if "not applied" in w.message}
+    assert paths == {"spec.exportTo", "spec.tcp"}

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from api.resources import check_document
-from tests.api.helpers import CORPUS, check, corpus_documents, errors, warnings
+from tests.api.helpers import CORPUS, check, corpus_documents, errors, other_warnings, warnings
 
 HOST = "ratings.prod.svc.cluster.local"
 
@@ -130,7 +130,7 @@ def test_full_spec_is_accepted_and_dumps_camel_case() -> None:
     }
     result = check("DestinationRule", spec)
     assert result.ok, errors(result)
-    assert warnings(result) == []
+    assert other_warnings(result) == []
     assert result.resource is not None
     assert result.resource.spec.dump() == spec
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from api.resources import check_document
-from tests.api.helpers import CORPUS, check, corpus_documents, errors, warnings
+from tests.api.helpers import CORPUS, check, corpus_documents, errors, other_warnings, warnings
 
 HTTP_PORT = {"number": 9080, "name": "http", "protocol": "HTTP"}
 HTTPS_PORT = {"number": 9443, "name": "https", "protocol": "HTTPS"}
@@ -87,7 +87,7 @@ def test_full_spec_is_accepted() -> None:
     }
     result = check("Sidecar", spec)
     assert result.ok, errors(result)
-    assert warnings(result) == []
+    assert other_warnings(result) == []
     assert result.resource is not None
     assert result.resource.spec.dump() == spec
 

@@ -1,0 +1,107 @@
+"""Istio fields this mesh accepts (so Istio's own YAML applies unchanged) but does
+not apply yet: every one is named here, and validation warns at its path.
+
+Where ignoring a field could widen access, Pilot fails closed instead (see
+pilot/networking/authz.py, cluster.py); those are not listed. What is listed
+narrows or changes traffic only: the warning says what happens instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["NOT_APPLIED", "not_applied"]
+
+# kind -> (path in the spec, camelCase, `[]` for every list item; what happens instead)
+NOT_APPLIED: dict[str, tuple[tuple[str, str], ...]] = {
+    "VirtualService": (
+        ("exportTo", "the VirtualService applies in every namespace"),
+        ("tcp", "TCP routes are not served: only HTTP is routed"),
+        ("tls", "TLS/SNI routes are not served: only HTTP is routed"),
+        ("http[].delegate", "delegation is not supported: the route has no destination"),
+        ("http[].redirect.prefixRewrite", "the path is not rewritten by the redirect"),
+        ("http[].redirect.derivePort", "the redirect keeps the request's port"),
+        ("http[].retries.retryRemoteLocalities", "endpoints have no locality here"),
+        ("http[].corsPolicy.unmatchedPreflights", "unmatched preflights go to the app"),
+        ("http[].match[].name", "match names only label routes"),
+        ("http[].match[].statPrefix", "no per-match stats"),
+    ),
+    "DestinationRule": (
+        ("exportTo", "the rule applies in every namespace"),
+        ("workloadSelector", "a rule with a workloadSelector is not applied at all"),
+        ("trafficPolicy.tunnel", "no tunnelling: connections go to the endpoint directly"),
+        ("trafficPolicy.proxyProtocol", "no PROXY protocol header is sent"),
+        ("trafficPolicy.retryBudget", "retries are limited by maxRetries only"),
+        ("trafficPolicy.loadBalancer.localityLbSetting", "endpoints have no locality here"),
+        ("trafficPolicy.loadBalancer.warmupDurationSecs", "no slow start"),
+        ("trafficPolicy.loadBalancer.warmup", "no slow start"),
+        ("trafficPolicy.connectionPool.tcp.maxConnectionDuration", "connections are not aged"),
+        ("trafficPolicy.connectionPool.tcp.idleTimeout", "Envoy's default TCP idle timeout"),
+        ("trafficPolicy.connectionPool.http.maxConcurrentStreams", "Envoy's default"),
+        ("trafficPolicy.connectionPool.http.http2KeepAlive", "no HTTP/2 keepalive pings"),
+        ("trafficPolicy.tls.caCrl", "revocation lists are not checked"),
+        ("subsets[].trafficPolicy.tunnel", "no tunnelling"),
+        ("subsets[].trafficPolicy.loadBalancer.localityLbSetting", "no locality"),
+    ),
+    "Gateway": (
+        ("servers[].tls", "TLS servers are not served yet: this server gets no listener"),
+        ("servers[].bind", "the listener binds to the gateway's instance address"),
+    ),
+    "ServiceEntry": (
+        ("exportTo", "the hosts are visible in every namespace"),
+        ("addresses", "no virtual IP: reach the host by name through the sidecar"),
+        ("workloadSelector", "selected workloads do not become endpoints"),
+        ("subjectAltNames", "the destination's identity is not checked against these"),
+        ("endpoints[].network", "one network"),
+        ("endpoints[].locality", "endpoints have no locality here"),
+        ("endpoints[].weight", "endpoints are weighted equally"),
+        ("endpoints[].serviceAccount", "the destination's identity is not checked"),
+    ),
+    "Sidecar": (
+        ("ingress", "the inbound listener comes from the proxy's bootstrap ports"),
+        ("egress[].port", "egress hosts apply to the one outbound listener"),
+        ("egress[].bind", "the outbound listener's address comes from the bootstrap"),
+        ("egress[].captureMode", "no traffic capture"),
+        ("inboundConnectionPool", "no limits on the inbound cluster"),
+        ("outboundTrafficPolicy", "unknown hosts are always refused (REGISTRY_ONLY)"),
+    ),
+    "Telemetry": (
+        ("metrics", "Envoy's own stats only"),
+        ("accessLogging[].match", "every request is logged"),
+        ("accessLogging[].filter", "every request is logged"),
+        ("tracing[].match", "every traced request is reported"),
+        ("tracing[].customTags", "no custom tags"),
+        ("tracing[].useRequestIdForTraceSampling", "Envoy's default sampling"),
+        ("tracing[].enableIstioTags", "no Istio tags"),
+    ),
+    "RequestAuthentication": (("jwtRules[].timeout", "JWKS fetches time out after 5 s"),),
+}
+
+
+def _walk(
+    value: Any, parts: list[str], at: tuple[str | int, ...]
+) -> Iterator[tuple[str | int, ...]]:
+    if not parts:
+        yield at
+        return
+    head, rest = parts[0], parts[1:]
+    items = head.endswith("[]")
+    key = head[:-2] if items else head
+    if not isinstance(value, dict) or key not in value or value[key] is None:
+        return
+    child = value[key]
+    if items:
+        for i, item in enumerate(child if isinstance(child, list) else []):
+            yield from _walk(item, rest, (*at, key, i))
+    else:
+        yield from _walk(child, rest, (*at, key))
+
+
+def not_applied(kind: str, spec: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """(path under spec, message) for every set field of `spec` this mesh does not apply."""
+    out = []
+    for path, what in NOT_APPLIED.get(kind, ()):
+        for at in _walk(spec, path.split("."), ()):
+            out.append((at, f"accepted but not applied by this mesh: {what}"))
+    return out
