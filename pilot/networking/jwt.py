@@ -2,7 +2,8 @@
 
 Istio's semantics: a request with an invalid token is refused (401); one
 without a token passes, unless authorization requires a request principal
-everywhere, in which case a missing token is refused too (401). Verified
+everywhere or a rule says `presence: REQUIRED`, in which case a missing token
+is refused too (401). Verified
 claims land in dynamic metadata, where RBAC's ``request.auth.*`` matchers
 read them. JWKS are inline, or fetched by Pilot from the jwksUri (pilot.jwks).
 """
@@ -39,6 +40,11 @@ def _provider(rule: JwtRule, fetched: Mapping[str, str]) -> jwt_pb2.JwtProvider:
         forward=bool(rule.forward_original_token),
         payload_in_metadata=PAYLOAD_KEY,
     )
+    # As Istio: `scope` and `permission` (and the rule's own list) are split on spaces,
+    # so that request.auth.claims[scope] matches one scope, in DENY rules too.
+    provider.normalize_payload_in_metadata.space_delimited_claims.extend(
+        dict.fromkeys(["scope", "permission", *(rule.space_delimited_claims or [])])
+    )
     provider.local_jwks.inline_string = jwks
     for h in rule.from_headers or []:
         if h is None:  # refused by validation: never reaches Pilot
@@ -65,6 +71,7 @@ def jwt_config(
         for i, rule in enumerate(ra.spec_as(RequestAuthenticationSpec).jwt_rules or []):
             if rule is None:  # refused by validation: never reaches Pilot
                 continue
+            token_required = token_required or rule.presence == "REQUIRED"
             name = f"{ra.namespace}/{ra.name}/{i}"
             config.providers[name].CopyFrom(_provider(rule, fetched))
             names.append(name)
