@@ -162,12 +162,15 @@ def _star_regex(value: str, part: str = "[^/]*") -> str:
 
 
 def _port(value: str, target: _Target) -> rbac_pb2.Permission:
-    """Istio's ports are the workload's own (iptables keeps them); here every request on
-    the inbound listener is for the app port, so a port matches all or nothing."""
+    """Istio's ports are the workload's own (iptables keeps them); on a sidecar every
+    request on the inbound listener is for the app port, so a port matches all or
+    nothing. On a gateway (no app port) they are the listener's port."""
     try:
         port = int(value)
     except ValueError as err:
         raise Untranslatable(f"port {value!r} is not a number") from err
+    if target.app_port is None:
+        return rbac_pb2.Permission(destination_port=port)
     if port == target.app_port:
         return rbac_pb2.Permission(any=True)
     return rbac_pb2.Permission(not_rule=rbac_pb2.Permission(any=True))

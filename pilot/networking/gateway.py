@@ -25,7 +25,7 @@ from api.resources import Resource
 from pilot.config.index import ConfigIndex
 from pilot.networking import names, telemetry
 from pilot.networking.http_route import ClusterFor, http_routes
-from pilot.networking.listener import mesh_filters
+from pilot.networking.listener import auth_filters, mesh_filters
 from pilot.networking.protos import pack
 
 __all__ = ["GatewayServer", "gateway_listener", "gateway_route_config", "servers_for"]
@@ -63,7 +63,7 @@ def gateway_listener(
                 resource_api_version=config_source_pb2.V3,
             ),
         ),
-        http_filters=mesh_filters(),
+        http_filters=[*auth_filters(), *mesh_filters()],
         use_remote_address={"value": True},
     )
     telemetry.apply(hcm, obs, outbound=True)

@@ -41,6 +41,13 @@ def mesh_filters() -> list[hcm_pb2.HttpFilter]:
     ]
 
 
+def auth_filters() -> list[hcm_pb2.HttpFilter]:
+    """Request authentication, then authorization (audit, deny, allow), their config
+    discovered over ECDS (`names.INBOUND_AUTH_FILTERS`): on a sidecar's inbound
+    listener and on every gateway listener."""
+    return [_discovered(n) for n in names.INBOUND_AUTH_FILTERS]
+
+
 def _router() -> hcm_pb2.HttpFilter:
     return hcm_pb2.HttpFilter(
         name="envoy.filters.http.router", typed_config=pack(router_pb2.Router())
@@ -136,7 +143,7 @@ def inbound_listener(
             )
         ],
     )
-    filters = [*(_discovered(n) for n in names.INBOUND_AUTH_FILTERS), _router()]
+    filters = [*auth_filters(), _router()]
 
     def chain(secure: bool) -> listener_components_pb2.FilterChain:
         hcm = hcm_pb2.HttpConnectionManager(

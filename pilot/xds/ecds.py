@@ -3,9 +3,9 @@
 Authorization and request authentication travel here rather than inside the
 listener, so that Envoy applies a policy change to the very next request on
 every connection, pooled keep-alive ones included, with no listener drain.
-Every sidecar with an inbound listener gets all four filter configs (request
-authentication, then authorization: audit, deny, allow); "no policy" is an
-empty config that enforces nothing.
+Every sidecar with an inbound listener, and every gateway, gets all four
+filter configs (request authentication, then authorization: audit, deny,
+allow); "no policy" is an empty config that enforces nothing.
 """
 
 from __future__ import annotations
@@ -37,8 +37,11 @@ class ExtensionConfigGenerator:
 
 
 def _auth_filter_configs(ctx: PushContext, proxy: Proxy) -> tuple[Resource, ...]:
-    if proxy.kind != "sidecar" or proxy.inbound_port is None:
+    """A sidecar's, for its inbound listener; a gateway's, for all its listeners (there
+    a policy's ports are the listener ports, so `app_port` is None)."""
+    if proxy.kind == "sidecar" and proxy.inbound_port is None:
         return ()
+    app_port = proxy.app_port if proxy.kind == "sidecar" else None
     labels = frozenset(proxy.labels.items())
 
     def build() -> tuple[Resource, ...]:
@@ -49,7 +52,7 @@ def _auth_filter_configs(ctx: PushContext, proxy: Proxy) -> tuple[Resource, ...]
             names.JWT_AUTHN_FILTER: jwt.jwt_config(
                 authns, authz.requires_token(policies), ctx.snapshot.jwks
             ),
-            **authz.rbac_configs(policies, proxy.app_port),
+            **authz.rbac_configs(policies, app_port),
         }
         return tuple(
             make_resource(
@@ -60,4 +63,4 @@ def _auth_filter_configs(ctx: PushContext, proxy: Proxy) -> tuple[Resource, ...]
             for name in names.INBOUND_AUTH_FILTERS
         )
 
-    return ctx.memo(("auth-filters", proxy.namespace, labels, proxy.app_port), build)
+    return ctx.memo(("auth-filters", proxy.namespace, labels, app_port), build)

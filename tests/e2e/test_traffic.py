@@ -363,6 +363,39 @@ spec:
     assert reply.instance == "frontpage-v1" and reply.body["path"] == "/page"  # type: ignore[index]
     assert mesh.request(port, "example.com", "/other").status == 404
 
+    # Authorization selecting the gateway is enforced there (it once reached only
+    # sidecars): a DENY on a path, then an ALLOW for callers the gateway never sees.
+    mesh.apply("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: edge-deny, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/front/secret*"]}}]}]
+""")
+    eventually(
+        lambda: mesh.request(port, "example.com", "/front/secret/x").status == 403,
+        what="DENY enforced at the gateway",
+    )
+    assert mesh.request(port, "example.com", "/front/page").status == 200
+    mesh.apply(f"""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: edge-allow, namespace: istio-system}}
+spec:
+  selector: {{matchLabels: {{istio: ingressgateway}}}}
+  rules: [{{from: [{{source: {{ipBlocks: ["10.0.0.0/8"]}}}}], to: [{{operation: {{ports: ["{port}"]}}}}]}}]
+""")
+    eventually(
+        lambda: mesh.request(port, "example.com", "/front/page").status == 403,
+        what="ALLOW by address enforced at the gateway",
+    )
+    for name in ("edge-deny", "edge-allow"):
+        out = mesh.meshctl("delete", "ap", name, "-n", "istio-system", *mesh.galley_args())
+        assert out.returncode == 0, out.stderr
+    eventually(lambda: mesh.request(port, "example.com", "/front/page").status == 200)
+
 
 def test_deleting_config_restores_default_routing(mesh: Mesh, client: Workload) -> None:
     mesh.add("restored", "restored-v1")
