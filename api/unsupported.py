@@ -13,6 +13,10 @@ from typing import Any
 
 __all__ = ["NOT_APPLIED", "not_applied"]
 
+# As with Istio's sidecars, a policy attached by reference applies only to what it
+# names: Gateway API gateways, which this mesh does not run yet.
+_NO_TARGETS = "it attaches to Gateway API gateways, which this mesh does not run yet"
+
 # kind -> (path in the spec, camelCase, `[]` for every list item; what happens instead)
 NOT_APPLIED: dict[str, tuple[tuple[str, str], ...]] = {
     "VirtualService": (
@@ -67,6 +71,8 @@ NOT_APPLIED: dict[str, tuple[tuple[str, str], ...]] = {
         ("outboundTrafficPolicy", "unknown hosts are always refused (REGISTRY_ONLY)"),
     ),
     "Telemetry": (
+        ("targetRef", _NO_TARGETS),
+        ("targetRefs", _NO_TARGETS),
         ("metrics", "Envoy's own stats only"),
         ("accessLogging[].match", "every request is logged"),
         ("accessLogging[].filter", "every request is logged"),
@@ -75,7 +81,12 @@ NOT_APPLIED: dict[str, tuple[tuple[str, str], ...]] = {
         ("tracing[].useRequestIdForTraceSampling", "Envoy's default sampling"),
         ("tracing[].enableIstioTags", "no Istio tags"),
     ),
-    "RequestAuthentication": (("jwtRules[].timeout", "JWKS fetches time out after 5 s"),),
+    "RequestAuthentication": (
+        ("jwtRules[].timeout", "JWKS fetches time out after 5 s"),
+        ("targetRef", _NO_TARGETS),
+        ("targetRefs", _NO_TARGETS),
+    ),
+    "AuthorizationPolicy": (("targetRef", _NO_TARGETS), ("targetRefs", _NO_TARGETS)),
 }
 
 

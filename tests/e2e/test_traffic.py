@@ -385,7 +385,9 @@ kind: AuthorizationPolicy
 metadata: {{name: edge-allow, namespace: istio-system}}
 spec:
   selector: {{matchLabels: {{istio: ingressgateway}}}}
-  rules: [{{from: [{{source: {{ipBlocks: ["10.0.0.0/8"]}}}}], to: [{{operation: {{ports: ["{port}"]}}}}]}}]
+  rules:
+  - from: [{{source: {{ipBlocks: ["10.0.0.0/8"]}}}}]
+    to: [{{operation: {{ports: ["{port}"]}}}}]
 """)
     eventually(
         lambda: mesh.request(port, "example.com", "/front/page").status == 403,
