@@ -230,6 +230,10 @@ def _outlier(cluster: cluster_pb2.Cluster, od: OutlierDetection | None) -> None:
         )
 
 
+# Where Debian (and the images this repo builds) keep the system's trusted CAs.
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
 def _tls(cluster: cluster_pb2.Cluster, tls: ClientTLSSettings | None, sni: str) -> bool:
     """SIMPLE and MUTUAL with files; ISTIO_MUTUAL is mesh mTLS (SDS, from Citadel).
 
@@ -240,13 +244,16 @@ def _tls(cluster: cluster_pb2.Cluster, tls: ClientTLSSettings | None, sni: str) 
     """
     if tls is None or tls.mode not in ("SIMPLE", "MUTUAL"):
         return True
-    files = [f for f in (tls.ca_certificates, tls.client_certificate, tls.private_key) if f]
+    # The server is verified, as Istio does: against caCertificates, else the system's
+    # CA bundle; only insecureSkipVerify turns that off.
+    ca = tls.ca_certificates or ("" if tls.insecure_skip_verify else SYSTEM_CA_BUNDLE)
+    files = [f for f in (ca, tls.client_certificate, tls.private_key) if f]
     if tls.credential_name or any(not os.path.isfile(f) for f in files):
         return False
     ctx = tls_pb2.UpstreamTlsContext(sni=tls.sni or sni)
     common = ctx.common_tls_context
-    if tls.ca_certificates:
-        common.validation_context.trusted_ca.filename = tls.ca_certificates
+    if ca:
+        common.validation_context.trusted_ca.filename = ca
         for san in tls.subject_alt_names or []:
             common.validation_context.match_typed_subject_alt_names.add(
                 san_type=common_pb2.SubjectAltNameMatcher.DNS
