@@ -23,7 +23,7 @@ NOT_APPLIED: dict[str, tuple[tuple[str, str], ...]] = {
         ("exportTo", "the VirtualService applies in every namespace"),
         ("tcp", "TCP routes are not served: only HTTP is routed"),
         ("tls", "TLS/SNI routes are not served: only HTTP is routed"),
-        ("http[].delegate", "delegation is not supported: the route has no destination"),
+        ("http[].delegate", "delegation is not supported: the route answers 503"),
         ("http[].redirect.prefixRewrite", "the path is not rewritten by the redirect"),
         ("http[].redirect.derivePort", "the redirect keeps the request's port"),
         ("http[].retries.retryRemoteLocalities", "endpoints have no locality here"),

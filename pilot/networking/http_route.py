@@ -153,21 +153,40 @@ def _header_options(
     adds: list[base_pb2.HeaderValueOption] = []
     if ops is None:
         return adds, []
-    for key, value in (ops.set or {}).items():
+    for key, value in _settable(ops.set).items():
         adds.append(
             base_pb2.HeaderValueOption(
                 header=base_pb2.HeaderValue(key=key, value=value),
                 append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
             )
         )
-    for key, value in (ops.add or {}).items():
+    for key, value in _settable(ops.add).items():
         adds.append(
             base_pb2.HeaderValueOption(
                 header=base_pb2.HeaderValue(key=key, value=value),
                 append_action=base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD,
             )
         )
-    return adds, list(ops.remove or [])
+    return adds, [h for h in ops.remove or [] if _modifiable(h)]
+
+
+def _modifiable(header: str) -> bool:
+    """Envoy refuses (NACKs) header operations on pseudo-headers and Host; Istio turns
+    a set Host/:authority into a host rewrite instead (`_authority`)."""
+    return not header.startswith(":") and header.lower() != "host"
+
+
+def _settable(values: Mapping[str, str] | None) -> dict[str, str]:
+    return {k: v for k, v in (values or {}).items() if _modifiable(k)}
+
+
+def _authority(ops: HeaderOperations | None) -> str | None:
+    """A Host set or added by a rule's request headers: the route's host rewrite."""
+    for values in (ops.set, ops.add) if ops is not None else ():
+        for key, value in (values or {}).items():
+            if key.lower() in (":authority", "host"):
+                return value
+    return None
 
 
 def _dest_port(dest: Destination) -> int | None:
@@ -366,6 +385,10 @@ def _action(rule: HTTPRoute, cluster_for: ClusterFor, route: rc.Route) -> None:
     if rule.direct_response is not None:
         route.direct_response.CopyFrom(_direct_response(rule.direct_response))
         return
+    if not rule.route:  # a `delegate`, which is not supported: refuse, never NACK
+        route.direct_response.status = 503
+        route.direct_response.body.inline_string = "route delegation is not supported\n"
+        return
     action = route.route
     _route_clusters(list(rule.route or []), cluster_for, action)
     timeout = duration(rule.timeout)
@@ -410,6 +433,9 @@ def http_routes(
         template = rc.Route(name=rule.name or f"rule-{i}")
         _action(rule, cluster_for, template)
         if rule.headers is not None:
+            host = _authority(rule.headers.request)
+            if host is not None and template.HasField("route"):
+                template.route.host_rewrite_literal = host
             adds, removes = _header_options(rule.headers.request)
             template.request_headers_to_add.extend(adds)
             template.request_headers_to_remove.extend(removes)
