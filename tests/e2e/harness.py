@@ -7,6 +7,7 @@ real `meshctl register`. `stop()` ends every process, whatever happened.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import stat
 import subprocess
@@ -14,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -81,6 +82,24 @@ class Reply:
 
 
 class Mesh:
+    @classmethod
+    @contextlib.contextmanager
+    def running(
+        cls, workdir: Path, envoy: str, *, citadel: bool = False, **kwargs: Any
+    ) -> Iterator[Mesh]:
+        """Consul, Galley and Pilot (and Citadel) started; everything stopped on exit,
+        whatever happened."""
+        mesh = cls(workdir, envoy=envoy, **kwargs)
+        try:
+            mesh.start_consul()
+            if citadel:
+                mesh.start_citadel()
+            mesh.start_galley()
+            mesh.start_pilot()
+            yield mesh
+        finally:
+            mesh.stop()
+
     def __init__(
         self,
         workdir: Path,

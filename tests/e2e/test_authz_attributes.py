@@ -264,15 +264,9 @@ def test_every_attribute_in_the_table_has_a_case() -> None:
 
 @pytest.fixture(scope="module")
 def mesh(envoy_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    m = Mesh(Path(tmp_path_factory.mktemp("authz-attributes")), envoy=envoy_bin)
-    try:
-        m.start_consul()
-        m.start_citadel()
-        m.start_galley()
-        m.start_pilot()
+    workdir = Path(tmp_path_factory.mktemp("authz-attributes"))
+    with Mesh.running(workdir, envoy_bin, citadel=True) as m:
         yield m
-    finally:
-        m.stop()
 
 
 def send(clients: dict[str, Workload], call: Call) -> int:

@@ -21,14 +21,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def mesh(envoy_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    m = Mesh(Path(tmp_path_factory.mktemp("conflicts")), envoy=envoy_bin)
-    try:
-        m.start_consul()
-        m.start_galley()
-        m.start_pilot()
+    workdir = Path(tmp_path_factory.mktemp("conflicts"))
+    with Mesh.running(workdir, envoy_bin) as m:
         yield m
-    finally:
-        m.stop()
 
 
 def entry(namespace: str, port: int) -> str:

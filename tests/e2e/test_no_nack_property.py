@@ -326,15 +326,9 @@ def config_set(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def mesh(envoy_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    m = Mesh(Path(tmp_path_factory.mktemp("no-nack")), envoy=envoy_bin)
-    try:
-        m.start_consul()
-        m.start_citadel()
-        m.start_galley()
-        m.start_pilot()
+    workdir = Path(tmp_path_factory.mktemp("no-nack"))
+    with Mesh.running(workdir, envoy_bin, citadel=True) as m:
         yield m
-    finally:
-        m.stop()
 
 
 def _galley(mesh: Mesh, method: str, path: str, body: object = None) -> int:

@@ -27,19 +27,9 @@ ENVOY_DEFAULT_DRAIN = ("--drain-time-s", "600", "--drain-strategy", "gradual")
 
 @pytest.fixture(scope="module")
 def mesh(envoy_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    m = Mesh(
-        Path(tmp_path_factory.mktemp("policy-updates")),
-        envoy=envoy_bin,
-        drain_args=ENVOY_DEFAULT_DRAIN,
-    )
-    try:
-        m.start_consul()
-        m.start_citadel()
-        m.start_galley()
-        m.start_pilot()
+    workdir = Path(tmp_path_factory.mktemp("policy-updates"))
+    with Mesh.running(workdir, envoy_bin, citadel=True, drain_args=ENVOY_DEFAULT_DRAIN) as m:
         yield m
-    finally:
-        m.stop()
 
 
 class HeldConnection:
