@@ -1,8 +1,11 @@
 """Kubernetes-style CRUD: /apis/<group>/<version>/namespaces/<ns>/<plural>[/<name>].
 
-``metadata.resourceVersion`` is the Consul ModifyIndex. A PUT carrying a stale
-one gets 409; a PUT without one replaces the version read just before, still
-compare-and-set, so a concurrent writer is never silently overwritten.
+``metadata.resourceVersion`` is the Consul ModifyIndex. A PUT must carry the
+version it read: a stale one gets 409, none gets 428 (Precondition Required),
+so a writer holding an old read never silently overwrites a newer update.
+`?force=true` says "last write wins" on purpose (still compare-and-set against
+the version read just before, so it never lands on a half-written value).
+`meshctl apply` goes through `/v1/apply`, which reads and writes for the user.
 """
 
 from __future__ import annotations
@@ -172,6 +175,7 @@ async def replace(
     plural: str,
     name: str,
     s: StoreDep,
+    force: bool = False,
 ) -> dict[str, Any]:
     info = _kind(group, version, plural)
     _where(namespace, name)
@@ -180,6 +184,13 @@ async def replace(
         if not res.resource_version.isdigit():
             raise ApiError(400, "BadRequest", "metadata.resourceVersion must be a number")
         expect = int(res.resource_version)
+    elif not force:
+        raise ApiError(
+            428,
+            "PreconditionRequired",
+            "an update must carry the metadata.resourceVersion it read "
+            "(or ?force=true to overwrite whatever is stored)",
+        )
     else:
         try:
             expect = (await s.get(info.kind, namespace, name)).version

@@ -231,3 +231,16 @@ def test_delete_of_a_missing_resource_is_404_whatever_the_version(
     assert r.status_code == 409, r.text
     r = client.delete(f"{PA.format(ns=ns)}/real?resource_version={rv}", headers=AUTH)
     assert r.status_code == 200, r.text
+
+
+def test_an_update_without_the_version_it_read_is_428_unless_forced(
+    client: TestClient, ns: str
+) -> None:
+    client.post(PA.format(ns=ns), json=pa("v"), headers=AUTH)
+    r = client.put(f"{PA.format(ns=ns)}/v", json=pa("v", "DISABLE"), headers=AUTH)
+    assert r.status_code == 428, r.text
+    assert "resourceVersion" in r.json()["error"]["message"]
+    assert client.get(f"{PA.format(ns=ns)}/v").json()["spec"]["mtls"]["mode"] == "STRICT"
+    r = client.put(f"{PA.format(ns=ns)}/v?force=true", json=pa("v", "DISABLE"), headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert client.get(f"{PA.format(ns=ns)}/v").json()["spec"]["mtls"]["mode"] == "DISABLE"
