@@ -23,18 +23,20 @@ from api.documents import DocumentError, parse_json
 from api.resources import Checked, Resource, check_document
 
 __all__ = [
+    "MAX_WRITES",
     "PREFIX",
     "ConfigStore",
     "Conflict",
     "NotFound",
     "StoreUnavailable",
     "StoredResource",
+    "TooManyWrites",
     "Write",
     "key_for",
 ]
 
 PREFIX = "mesh/config/"
-_TXN_LIMIT = 64  # Consul's cap on operations in one transaction
+MAX_WRITES = 64  # Consul's cap on operations in one transaction
 _ERRORS = (consul.ConsulException, aiohttp.ClientError, OSError, TimeoutError)
 
 
@@ -48,6 +50,10 @@ class Conflict(StoreError):
 
 class NotFound(StoreError):
     pass
+
+
+class TooManyWrites(StoreError):
+    """More writes than one Consul transaction holds: they could not be all or nothing."""
 
 
 class StoreUnavailable(StoreError):
@@ -159,11 +165,14 @@ class ConfigStore:
         return decoded
 
     async def write(self, writes: Sequence[Write]) -> list[StoredResource]:
-        """Apply writes atomically (in chunks of 64, Consul's transaction limit)."""
-        out: list[StoredResource] = []
-        for start in range(0, len(writes), _TXN_LIMIT):
-            out.extend(await self._txn(writes[start : start + _TXN_LIMIT]))
-        return out
+        """Apply writes atomically: one Consul transaction, so at most MAX_WRITES of them
+        (several transactions could leave some stored and some not)."""
+        if len(writes) > MAX_WRITES:
+            raise TooManyWrites(
+                f"{len(writes)} resources would change; one apply changes at most "
+                f"{MAX_WRITES} so that it stays all or nothing (split the file)"
+            )
+        return await self._txn(writes) if writes else []
 
     async def _txn(self, writes: Sequence[Write]) -> list[StoredResource]:
         ops: list[dict[str, Any]] = []

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 
 from api.analyze import analyze
 from api.resources import Checked, Resource, check_document
-from api.store import ConfigStore, Conflict, NotFound, Write
+from api.store import ConfigStore, Conflict, NotFound, TooManyWrites, Write
 from galley.dependencies import StoreDep, read_documents, require_reader, require_writer
 from galley.errors import ApiError, issue_list
 
@@ -121,6 +121,8 @@ async def apply(request: Request, s: StoreDep) -> dict[str, Any]:
     if writes:
         try:
             stored = await s.write(writes)
+        except TooManyWrites as err:
+            raise ApiError(413, "RequestEntityTooLarge", f"nothing was stored: {err}") from err
         except Conflict as err:
             raise ApiError(
                 409, "Conflict", f"a resource changed while applying; nothing was stored: {err}"

@@ -244,3 +244,19 @@ def test_an_update_without_the_version_it_read_is_428_unless_forced(
     r = client.put(f"{PA.format(ns=ns)}/v?force=true", json=pa("v", "DISABLE"), headers=AUTH)
     assert r.status_code == 200, r.text
     assert client.get(f"{PA.format(ns=ns)}/v").json()["spec"]["mtls"]["mode"] == "DISABLE"
+
+
+@pytest.mark.parametrize("count", [65, 1000])
+def test_an_apply_too_large_for_one_transaction_stores_nothing(
+    client: TestClient, ns: str, count: int
+) -> None:
+    """Once split into several transactions: 65 documents with one stale answered
+    "nothing was stored" while 64 were."""
+    docs = [pa(f"p{i}", namespace=ns) for i in range(count)]
+    headers = {**AUTH, "Content-Type": "application/yaml"}
+    r = client.post("/v1/apply", content=_docs(*docs), headers=headers)
+    assert r.status_code == 413, r.text
+    assert "at most 64" in r.json()["error"]["message"]
+    assert client.get(PA.format(ns=ns)).json()["items"] == []
+    r = client.post("/v1/apply", content=_docs(*docs[:64]), headers=headers)
+    assert r.status_code == 200 and len(client.get(PA.format(ns=ns)).json()["items"]) == 64
