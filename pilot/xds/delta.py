@@ -22,7 +22,16 @@ from google.protobuf.message import DecodeError
 from pilot.xds import typeurls
 from pilot.xds.context import Change
 from pilot.xds.resource import Resource, encode_delta_response
-from pilot.xds.stream import Connection, Node, Streams, Writer, node_of, push_in_order
+from pilot.xds.stream import (
+    Connection,
+    Node,
+    Refused,
+    Streams,
+    Writer,
+    node_of,
+    push_in_order,
+)
+from pilot.xds.wire import MAX_NAMES
 
 __all__ = ["DeltaDecision", "DeltaProtocol", "DeltaRequest", "DeltaWatch", "Outcome", "decide"]
 
@@ -103,9 +112,12 @@ class DeltaProtocol:
 
     def parse(self, raw: bytes, first: bool) -> discovery_pb2.DeltaDiscoveryRequest | None:
         try:
-            return discovery_pb2.DeltaDiscoveryRequest.FromString(raw)
+            request = discovery_pb2.DeltaDiscoveryRequest.FromString(raw)
         except (DecodeError, TypeError):
             return None
+        if len(request.resource_names_subscribe) > MAX_NAMES:
+            return None  # refused, never remembered
+        return request
 
     def node(self, request: discovery_pb2.DeltaDiscoveryRequest) -> Node | None:
         return node_of(request)
@@ -134,7 +146,10 @@ class DeltaProtocol:
             response_nonce=message.response_nonce,
             error_detail=message.error_detail.message if message.HasField("error_detail") else None,
         )
-        watch, decision = decide(conn.watches.get(type_url), request)
+        held = conn.watches.get(type_url)
+        if len(held.names if held is not None else ()) + len(request.subscribe) > MAX_NAMES:
+            raise Refused(f"subscribes to more than {MAX_NAMES} {type_url} resources")
+        watch, decision = decide(held, request)
         conn.watches[type_url] = watch
         streams = self._streams
         if decision.outcome is Outcome.NACK:

@@ -57,9 +57,9 @@ class SotwProtocol:
                 if names is not None:
                     return discovery_pb2.DiscoveryRequest.FromString(split[0]), names
             request = discovery_pb2.DiscoveryRequest.FromString(raw)
-        except (DecodeError, TypeError):
+            return request, self._names.intern(request.resource_names)
+        except (DecodeError, TypeError, ValueError):  # ValueError: too many names
             return None
-        return request, self._names.intern(request.resource_names)
 
     def node(self, request: _SotwRequest) -> Node | None:
         return node_of(request[0])

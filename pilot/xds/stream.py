@@ -31,12 +31,17 @@ from pilot.xds import typeurls
 from pilot.xds.context import Change, PushContext
 from pilot.xds.generator import Generator
 
-__all__ = ["Connection", "Node", "StreamProtocol", "Streams", "push_in_order"]
+__all__ = ["Connection", "Node", "Refused", "StreamProtocol", "Streams", "push_in_order"]
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")  # a protocol's parsed request
 W = TypeVar("W")  # a protocol's per-type watch state
+
+
+class Refused(Exception):
+    """A request the stream cannot take (it would grow without bound): the stream ends
+    with INVALID_ARGUMENT and this message."""
 
 
 @dataclass(slots=True)
@@ -204,7 +209,12 @@ class Streams:
                     conn = self._connect(node, context, protocol.delta)
                     pusher = asyncio.create_task(self._pusher(protocol, conn, write))
                 async with conn.lock:
-                    await protocol.on_request(conn, request, write)
+                    try:
+                        await protocol.on_request(conn, request, write)
+                    except Refused as err:
+                        log.warning("proxy %s: %s", conn.proxy.id, err)
+                        await self._refuse(context, str(err))
+                        return
         except asyncio.CancelledError:
             raise
         except grpc.aio.AbortError:

@@ -69,13 +69,25 @@ def split_names(raw: bytes) -> tuple[bytes, bytes] | None:
     return None
 
 
-class NameSets:
-    """Subscription sets by their wire bytes, shared by every stream that sends them."""
+# A request may name at most this many resources: ten times the largest mesh the
+# benchmarks run. More is refused (INVALID_ARGUMENT), never remembered.
+MAX_NAMES = 100_000
 
-    def __init__(self, capacity: int = 1024) -> None:
+
+class NameSets:
+    """Subscription sets by their wire bytes, shared by every stream that sends them.
+
+    Bounded by what it holds, not by how many: a client naming thousands of
+    made-up resources per request only evicts older entries (least recently
+    used first), whatever the number of streams."""
+
+    def __init__(self, capacity: int = 1024, max_bytes: int = 32 * 1024 * 1024) -> None:
         self._capacity = capacity
+        self._max_bytes = max_bytes
+        self._held = 0  # bytes of the wire blocks held
         self._by_bytes: OrderedDict[bytes, frozenset[str]] = OrderedDict()
         self._by_names: dict[frozenset[str], frozenset[str]] = {}
+        self._names_held = 0
 
     def from_wire(self, block: bytes) -> frozenset[str] | None:
         found = self._by_bytes.get(block)
@@ -97,15 +109,28 @@ class NameSets:
             return None
         names = self.intern(parsed.resource_names)
         self._by_bytes[block] = names
-        if len(self._by_bytes) > self._capacity:
-            self._by_bytes.popitem(last=False)
+        self._held += len(block)
+        while self._by_bytes and (
+            len(self._by_bytes) > self._capacity or self._held > self._max_bytes
+        ):
+            old, _ = self._by_bytes.popitem(last=False)
+            self._held -= len(old)
         return names
+
+    @property
+    def held_bytes(self) -> int:
+        return self._held
 
     def intern(self, names: object) -> frozenset[str]:
         fs = frozenset(names)  # type: ignore[call-overload]
+        if len(fs) > MAX_NAMES:
+            raise ValueError(f"a request names {len(fs)} resources, more than {MAX_NAMES}")
         found = self._by_names.get(fs)
         if found is None:
-            if len(self._by_names) > self._capacity:
+            # Sets differ in size by orders of magnitude: bound the names held.
+            if len(self._by_names) > self._capacity or self._names_held > 20 * MAX_NAMES:
                 self._by_names.clear()
+                self._names_held = 0
             found = self._by_names[fs] = fs
+            self._names_held += len(fs)
         return found

@@ -54,3 +54,25 @@ def test_unusual_layouts_fall_back_to_a_full_parse() -> None:
     assert rest.error_detail.message == typeurls.ENDPOINT + " in an error"
     unknown = discovery_pb2.DiscoveryRequest(resource_names=["a"], type_url="x").SerializeToString()
     assert split_names(unknown) is None
+
+
+def test_name_sets_are_bounded_by_bytes_held_not_by_count() -> None:
+    from envoy.service.discovery.v3 import discovery_pb2
+
+    from pilot.xds.wire import NameSets
+
+    sets = NameSets(capacity=10_000, max_bytes=1_000_000)
+    for i in range(300):  # 300 requests of 2,000 made-up names each: ~14 MB of blocks
+        names = [f"outbound|80||made-up-{i}-{n}.example" for n in range(2_000)]
+        block = discovery_pb2.DiscoveryRequest(resource_names=names).SerializeToString()
+        assert sets.from_wire(block) == frozenset(names)
+    assert sets.held_bytes <= 1_000_000
+
+
+def test_a_request_naming_too_many_resources_is_refused() -> None:
+    import pytest
+
+    from pilot.xds.wire import MAX_NAMES, NameSets
+
+    with pytest.raises(ValueError, match="more than"):
+        NameSets().intern(str(i) for i in range(MAX_NAMES + 1))
