@@ -72,11 +72,29 @@ def _scan_yaml(text: str) -> None:
             raise _too_big()
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key written twice in one mapping (as Istio's strict
+    YAML does) instead of keeping the last value."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue  # `<<` merges may be overridden by the mapping's own keys
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise DocumentError(
+                    f"line {key_node.start_mark.line + 1}: key {key_node.value!r} appears twice"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_yaml(text: str) -> list[Any]:
     """Every document in a YAML stream (empty ones left out)."""
     try:
         _scan_yaml(text)
-        return [d for d in yaml.safe_load_all(text) if d is not None]
+        return [d for d in yaml.load_all(text, Loader=_StrictLoader) if d is not None]
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -106,10 +124,18 @@ def _json_depth_ok(text: str) -> None:
             depth -= 1
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise DocumentError(f"key {key!r} appears twice in one object")
+    return dict(pairs)
+
+
 def parse_json(text: str) -> Any:
     try:
         _json_depth_ok(text)
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_unique_keys)
     except ValueError as err:
         if isinstance(err, DocumentError):
             raise

@@ -174,6 +174,16 @@ def kind_by_plural(plural: str) -> KindInfo | None:
     return next((k for k in kinds().values() if k.plural == plural.lower()), None)
 
 
+# Istio kinds refused on purpose (a choice, not a typo), with why.
+NOT_SUPPORTED_KINDS = {
+    "EnvoyFilter": "raw Envoy patches would bypass validation and the fail-closed rules",
+    "WasmPlugin": "no Wasm runtime is configured in the sidecars",
+    "ProxyConfig": "proxy settings come from `meshctl bootstrap`",
+    "WorkloadEntry": "not yet: register VMs in the Consul catalog (`meshctl register`)",
+    "WorkloadGroup": "not yet: register VMs in the Consul catalog (`meshctl register`)",
+}
+
+
 def valid_name(value: str) -> bool:
     """A resource name: a lower-case DNS-1123 subdomain, matched in full."""
     return _NAME.fullmatch(value) is not None
@@ -245,6 +255,13 @@ def check_document(doc: Any, where: str, default_namespace: str = "default") -> 
     api_version, kind_name = doc.get("apiVersion"), doc.get("kind")
     info = kinds().get(kind_name) if isinstance(kind_name, str) else None
     if info is None:
+        if isinstance(kind_name, str) and kind_name in NOT_SUPPORTED_KINDS:
+            issues.error(
+                f"{kind_name} is an Istio kind this mesh does not support: "
+                f"{NOT_SUPPORTED_KINDS[kind_name]}",
+                "kind",
+            )
+            return Checked(where, None, issues.items)
         known = ", ".join(sorted(kinds()))
         issues.error(f"unknown kind {kind_name!r} (one of {known})", "kind")
         return Checked(where, None, issues.items)

@@ -118,3 +118,31 @@ def test_fields_accepted_but_not_applied_are_named_at_their_path() -> None:
     assert [w for w in found.warnings if "not applied" in w.message] != []
     paths = {w.path for w in found.warnings if "not applied" in w.message}
     assert paths == {"spec.exportTo", "spec.tcp"}
+
+
+def test_a_key_written_twice_is_refused_with_its_line() -> None:
+    from api.resources import check_text
+
+    text = (
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+        "metadata: {name: a, namespace: default}\n"
+        "spec:\n  mtls: {mode: STRICT}\n  mtls: {mode: DISABLE}\n"
+    )
+    (checked,) = check_text(text, "t.yaml")
+    assert [str(i) for i in checked.errors] == ["line 6: key 'mtls' appears twice"]
+    kinds_twice = "kind: PeerAuthentication\nkind: Sidecar\n"
+    (checked,) = check_text(kinds_twice, "t.yaml")
+    assert [str(i) for i in checked.errors] == ["line 2: key 'kind' appears twice"]
+
+
+def test_istio_kinds_refused_on_purpose_say_so() -> None:
+    from api.resources import check_document
+
+    doc = {
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": {"name": "x", "namespace": "default"},
+        "spec": {},
+    }
+    (error,) = check_document(doc, "t").errors
+    assert str(error).startswith("kind: EnvoyFilter is an Istio kind this mesh does not support")

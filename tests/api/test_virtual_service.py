@@ -222,6 +222,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     # --- schema (CRD layer) ---
     ("unknown field", http(timout="1s"), "spec.http[0].timout: unknown field"),
     (
+        "removed field",
+        http(websocketUpgrade=True),
+        "spec.http[0].websocketUpgrade: unknown field: removed from the API",
+    ),
+    (
         "weight is an integer",
         http(route=[{**DEST, "weight": "50"}]),
         "spec.http[0].route[0].weight: must be an integer",
@@ -707,7 +712,6 @@ WARNINGS: list[tuple[str, dict[str, Any], str]] = [
         tls(sni_route("10.0.0.1"), hosts=["*"]),
         "spec.tls[0].match[0].sniHosts[0]: SNI host '10.0.0.1' is an IP address",
     ),
-    ("websocketUpgrade", http(websocketUpgrade=True), "spec.http[0].websocketUpgrade: removed"),
     (
         "catch-all not last",
         vs(http=[{"route": [DEST]}, {"match": [{"uri": {"prefix": "/a"}}], "route": [DEST]}]),
