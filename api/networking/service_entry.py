@@ -83,7 +83,7 @@ def _check_ports(spec: ServiceEntrySpec, issues: Issues) -> None:
         elif (m := checks.port(number)) is not None:
             at.error(m, "number")
         numbers.add(number)
-        if port.target_port and (m := checks.port(port.target_port)) is not None:
+        if port.target_port is not None and (m := checks.port(port.target_port)) is not None:
             at.error(m, "targetPort")
         if port.protocol and (m := checks.protocol(port.protocol)) is not None:
             at.error(m, "protocol")

@@ -199,7 +199,9 @@ def check_jwt_rule(rule: JwtRule | None, issues: Issues) -> None:
     if rule is None:
         issues.error("a JWT rule must not be null")
         return
-    if not rule.issuer and not rule.jwks_uri:
+    if rule.issuer is not None and not rule.issuer:
+        issues.error("must not be empty", "issuer")  # the CRD's minLength
+    elif not rule.issuer and not rule.jwks_uri:
         issues.error("one of issuer or jwksUri must be set", "issuer")
     _non_empty(rule.audiences, issues, "audiences")
     _check_key_source(rule, issues)

@@ -125,6 +125,20 @@ def _providers(refs: list[ProviderRef] | None, issues: Issues) -> None:
             issues.error("provider name must not be empty", "providers", i, "name")
 
 
+def _check_override(o: MetricsOverrides, at: Issues) -> None:
+    """The CRD's rules for one metrics override."""
+    if o.match is not None:
+        if o.match.metric and o.match.custom_metric:
+            at.error("metric and customMetric are exclusive", "match")
+        if o.match.custom_metric is not None and not o.match.custom_metric:
+            at.error("must not be empty", "match", "customMetric")
+    for tag, override in (o.tag_overrides or {}).items():
+        if override.operation == "UPSERT" and override.value is None:
+            at.error("value is required when operation is UPSERT", "tagOverrides", tag, "value")
+        if override.operation == "REMOVE" and override.value is not None:
+            at.error("value is not allowed when operation is REMOVE", "tagOverrides", tag, "value")
+
+
 def validate(spec: TelemetrySpec, meta: Mapping[str, Any], issues: Issues) -> None:
     check_scope(spec.selector, spec.target_ref, spec.target_refs, issues)
     for i, t in enumerate(spec.tracing or []):
@@ -143,8 +157,7 @@ def validate(spec: TelemetrySpec, meta: Mapping[str, Any], issues: Issues) -> No
         if m.reporting_interval and (problem := checks.duration(m.reporting_interval)):
             at.error(problem, "reportingInterval")
         for j, o in enumerate(m.overrides or []):
-            if o.match is not None and o.match.metric and o.match.custom_metric:
-                at.error("metric and customMetric are exclusive", "overrides", j, "match")
+            _check_override(o, at.at("overrides", j))
     for i, a in enumerate(spec.access_logging or []):
         _providers(a.providers, issues.at("accessLogging", i))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
+
 from api.analyze import analyze, fqdn
 from api.resources import Resource
 from tests.api.helpers import check
@@ -146,3 +148,46 @@ def test_istio_kinds_refused_on_purpose_say_so() -> None:
     }
     (error,) = check_document(doc, "t").errors
     assert str(error).startswith("kind: EnvoyFilter is an Istio kind this mesh does not support")
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "expected"),
+    [
+        (
+            "ServiceEntry",
+            {
+                "hosts": ["a.example.com"],
+                "ports": [{"number": 80, "name": "http", "protocol": "HTTP", "targetPort": 0}],
+                "resolution": "DNS",
+            },
+            "spec.ports[0].targetPort: port number 0 must be in the range 1..65535",
+        ),
+        (
+            "RequestAuthentication",
+            {"jwtRules": [{"issuer": "", "jwksUri": "https://a.example/jwks"}]},
+            "spec.jwtRules[0].issuer: must not be empty",
+        ),
+        (
+            "Telemetry",
+            {"metrics": [{"overrides": [{"match": {"customMetric": ""}}]}]},
+            "spec.metrics[0].overrides[0].match.customMetric: must not be empty",
+        ),
+        (
+            "Telemetry",
+            {"metrics": [{"overrides": [{"tagOverrides": {"x": {"operation": "UPSERT"}}}]}]},
+            "spec.metrics[0].overrides[0].tagOverrides.x.value: value is required",
+        ),
+        (
+            "Telemetry",
+            {
+                "metrics": [
+                    {"overrides": [{"tagOverrides": {"x": {"operation": "REMOVE", "value": "v"}}}]}
+                ]
+            },
+            "spec.metrics[0].overrides[0].tagOverrides.x.value: value is not allowed",
+        ),
+    ],
+)
+def test_crd_schema_rules(kind: str, spec: dict[str, Any], expected: str) -> None:
+    result = check(kind, spec, name="x", namespace="default")
+    assert any(str(e).startswith(expected) for e in result.errors), [str(e) for e in result.errors]
