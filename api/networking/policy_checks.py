@@ -241,7 +241,7 @@ def check_outlier_detection(outlier: OutlierDetection | None, issues: Issues) ->
             "consecutiveErrors",
         )
     if outlier.consecutive_errors is not None and outlier.consecutive_errors < 0:
-        issues.error("must not be negative", "consecutiveErrors")
+        issues.warn("should not be negative", "consecutiveErrors")  # deprecated: Istio warns
     if (outlier.consecutive_local_origin_failures or 0) > 0 and not (
         outlier.split_external_local_origin_errors
     ):

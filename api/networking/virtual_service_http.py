@@ -202,7 +202,8 @@ def _check_delay(delay: FaultDelay | None, issues: Issues) -> None:
         return
     _check_percentage(delay.percentage, issues.at("percentage"))
     if delay.percent is not None and not 0 <= delay.percent <= 100:
-        issues.error(f"percent {delay.percent} must be in 0..100", "percent")
+        # Deprecated: Istio only warns about it.
+        issues.warn(f"percent {delay.percent} should be in 0..100", "percent")
     if delay.fixed_delay is not None and delay.exponential_delay is not None:
         issues.error("only one of fixedDelay or exponentialDelay may be set")
     if delay.fixed_delay is not None and (msg := checks.duration(delay.fixed_delay)):

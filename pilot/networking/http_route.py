@@ -248,7 +248,7 @@ def _fault(fault: HTTPFaultInjection | None) -> fault_pb2.HTTPFault | None:
         pct: float = (
             _percent(delay.percentage)
             if delay.percentage is not None
-            else (delay.percent if delay.percent is not None else 100.0)
+            else (min(max(delay.percent, 0), 100) if delay.percent is not None else 100.0)
         )
         out.delay.percentage.CopyFrom(fraction(pct))
     abort = fault.abort

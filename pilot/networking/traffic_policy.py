@@ -201,8 +201,8 @@ def _outlier(cluster: cluster_pb2.Cluster, od: OutlierDetection | None) -> None:
         return
     out = outlier_detection_pb2.OutlierDetection()
     five = od.consecutive_5xx_errors
-    if five is None:
-        five = od.consecutive_errors
+    if five is None and od.consecutive_errors is not None and od.consecutive_errors >= 0:
+        five = od.consecutive_errors  # deprecated; a negative one (only warned about) is unset
     if five is not None:
         out.consecutive_5xx.value = five
         out.enforcing_consecutive_5xx.value = 100 if five else 0

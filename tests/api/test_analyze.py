@@ -191,3 +191,41 @@ def test_istio_kinds_refused_on_purpose_say_so() -> None:
 def test_crd_schema_rules(kind: str, spec: dict[str, Any], expected: str) -> None:
     result = check(kind, spec, name="x", namespace="default")
     assert any(str(e).startswith(expected) for e in result.errors), [str(e) for e in result.errors]
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "warning"),
+    [
+        (
+            "VirtualService",
+            {
+                "hosts": ["r"],
+                "http": [
+                    {
+                        "fault": {"delay": {"fixedDelay": "1s", "percent": 150}},
+                        "route": [{"destination": {"host": "r"}}],
+                    }
+                ],
+            },
+            "spec.http[0].fault.delay.percent: percent 150",
+        ),
+        (
+            "DestinationRule",
+            {"host": "r", "trafficPolicy": {"outlierDetection": {"consecutiveErrors": -1}}},
+            "spec.trafficPolicy.outlierDetection.consecutiveErrors: should not be negative",
+        ),
+    ],
+)
+def test_what_istio_only_warns_about_is_accepted(
+    kind: str, spec: dict[str, Any], warning: str
+) -> None:
+    result = check(kind, spec, name="x", namespace="default")
+    assert result.ok, [str(e) for e in result.errors]
+    assert any(str(w).startswith(warning) for w in result.warnings)
+
+
+def test_selector_labels_istio_allows_are_accepted() -> None:
+    spec = {"selector": {"matchLabels": {"team name": "blue green"}}, "rules": [{}]}
+    assert check("AuthorizationPolicy", spec, name="x", namespace="default").ok
+    wild = {"selector": {"matchLabels": {"app": "web*"}}, "rules": [{}]}
+    assert not check("AuthorizationPolicy", wild, name="x", namespace="default").ok
