@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+MEMO_NAMES = 200_000
 log = logging.getLogger(__name__)
 
 
@@ -169,6 +170,10 @@ class PushContext:
     _by_host: Mapping[str, list[Service]]
     source_labels: bool  # does any VirtualService match on sourceLabels?
     _memo: dict[tuple[object, ...], object] = field(default_factory=dict)
+    # The subscriptions memo keys hold, and their names in all: bounded, so that
+    # made-up subscriptions cannot grow a context that no push replaces.
+    _memo_sets: set[frozenset[str]] = field(default_factory=set)
+    _memo_names: list[int] = field(default_factory=lambda: [0])
 
     @classmethod
     def build(cls, snapshot: MeshSnapshot, previous: PushContext | None = None) -> PushContext:
@@ -200,12 +205,27 @@ class PushContext:
             source_labels=source_labels,
         )
 
-    def memo(self, key: tuple[object, ...], build: Callable[[], T]) -> T:
-        """Compute once per context: identical inputs give the very same object."""
+    def memo(
+        self,
+        key: tuple[object, ...],
+        build: Callable[[], T],
+        subscription: frozenset[str] | None = None,
+    ) -> T:
+        """Compute once per context: identical inputs give the very same object.
+
+        `subscription` is a name set the key carries. Past MEMO_NAMES names in
+        distinct sets, results for a new set are computed and not kept: real
+        proxies share a handful of subscriptions, only made-up ones are new each time."""
         try:
             return self._memo[key]  # type: ignore[return-value]
         except KeyError:
-            value = self._memo[key] = build()
+            value = build()
+            if subscription and subscription not in self._memo_sets:
+                if self._memo_names[0] + len(subscription) > MEMO_NAMES:
+                    return value
+                self._memo_sets.add(subscription)
+                self._memo_names[0] += len(subscription)
+            self._memo[key] = value
             return value
 
     def cluster_for(self, namespace: str) -> Callable[[str, int | None, str], str]:

@@ -150,7 +150,7 @@ class SotwProtocol:
             body = encode_response(version, type_url, nonce, resources)
             return version, nonce, body, frozenset(r.name for r in resources)
 
-        version, nonce, body, names = ctx.memo(memo_key, build)
+        version, nonce, body, names = ctx.memo(memo_key, build, subscription=watch.names)
         if skip_unchanged and watch.nonce_sent and version == watch.version_sent:
             return None
         await write(type_url, body)

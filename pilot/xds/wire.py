@@ -128,7 +128,7 @@ class NameSets:
         found = self._by_names.get(fs)
         if found is None:
             # Sets differ in size by orders of magnitude: bound the names held.
-            if len(self._by_names) > self._capacity or self._names_held > 20 * MAX_NAMES:
+            if len(self._by_names) > self._capacity or self._names_held > 2 * MAX_NAMES:
                 self._by_names.clear()
                 self._names_held = 0
             found = self._by_names[fs] = fs
