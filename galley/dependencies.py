@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 from typing import Annotated, Any
@@ -91,11 +92,13 @@ async def read_documents(request: Request) -> list[tuple[str, Any]]:
     except UnicodeDecodeError as err:
         raise ApiError(400, "BadRequest", f"body is not UTF-8: {err}") from err
     try:
+        # Parsing is CPU work: off the event loop, so /healthz and other requests are
+        # answered while a large or hostile body is being looked at.
         if kind == "json":
-            parsed = parse_json(text)
+            parsed = await asyncio.to_thread(parse_json, text)
             docs = parsed if isinstance(parsed, list) else [parsed]
         else:
-            docs = parse_yaml(text)
+            docs = await asyncio.to_thread(parse_yaml, text)
     except BeyondBounds as err:
         raise ApiError(422, "Invalid", f"body: {err}") from err
     except DocumentError as err:

@@ -9,6 +9,7 @@ one Consul transaction (64 resources per transaction at most).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -30,7 +31,9 @@ async def _check_all(
 ) -> tuple[list[Checked], list[dict[str, str]]]:
     docs = await read_documents(request)
     namespace = request.query_params.get("namespace", "default")
-    checked = [check_document(doc, where, namespace) for where, doc in docs]
+    checked = await asyncio.to_thread(
+        lambda: [check_document(doc, where, namespace) for where, doc in docs]
+    )
     keys: dict[tuple[str, str, str], str] = {}
     for c in checked:
         if c.resource is not None:
