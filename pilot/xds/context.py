@@ -13,6 +13,7 @@ re-serializes only what changed.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -301,38 +302,45 @@ class PushContext:
 
     def consistent(self, namespaces: Iterable[str] = ()) -> list[Problem]:
         """Problems that would make Envoy reject or half-apply this config, each with the
-        services whose withholding solves it (all but the first of those involved)."""
+        services whose withholding solves it (all but the first of those involved).
+
+        Runs on every push: counts first (in C), and looks for offenders only when a
+        count is off."""
         problems: list[Problem] = []
-        by_cluster: dict[str, list[ServiceKey]] = {}
-        for key, s in sorted(self.services.items()):
-            for c in s.clusters:
-                by_cluster.setdefault(c.name, []).append(key)
-                if s.service.resolution != "DNS" and c.name not in self.assignments:
-                    problems.append(
-                        Problem(f"EDS cluster {c.name} has no ClusterLoadAssignment", {key})
-                    )
-        problems.extend(
-            Problem(f"cluster {name} generated {len(keys)} times", set(keys[1:]))
-            for name, keys in by_cluster.items()
-            if len(keys) > 1
-        )
-        services = [self.services[k].service for k in sorted(self.services)]
-        bare = route.bare_host_owners(services)
-        for ns in sorted(set(namespaces) | {k.namespace for k in self.services}):
-            seen: dict[str, list[ServiceKey]] = {}
-            for svc in services:
-                if svc.protocol == "http":
-                    for d in route.domains_for(svc, ns, svc.key in bare):
-                        seen.setdefault(d, []).append(svc.key)
-            problems.extend(
-                Problem(
-                    f"route table {names.outbound_route(ns)}: domain {d} in {len(keys)} "
-                    "virtual hosts",
-                    set(keys[1:]),
+        for key, s in self.services.items():
+            if s.service.resolution != "DNS":
+                for c in s.clusters:
+                    if c.name not in self.assignments:
+                        problems.append(
+                            Problem(f"EDS cluster {c.name} has no ClusterLoadAssignment", {key})
+                        )
+        counts = Counter(c.name for c in self.clusters)
+        for name, n in counts.items():
+            if n > 1:
+                keys = sorted(
+                    k for k, s in self.services.items() for c in s.clusters if c.name == name
                 )
-                for d, keys in seen.items()
-                if len(keys) > 1
-            )
+                problems.append(Problem(f"cluster {name} generated {n} times", set(keys[1:])))
+        services = [s.service for s in self.services.values() if s.service.protocol == "http"]
+        bare = route.bare_host_owners(services)
+        for ns in set(namespaces) | {k.namespace for k in self.services}:
+            seen: Counter[str] = Counter()
+            for svc in services:
+                seen.update(route.domains_for(svc, ns, svc.key in bare))
+            for d, n in seen.items():
+                if n > 1:
+                    keys = sorted(
+                        svc.key
+                        for svc in services
+                        if d in route.domains_for(svc, ns, svc.key in bare)
+                    )
+                    problems.append(
+                        Problem(
+                            f"route table {names.outbound_route(ns)}: domain {d} in {n} "
+                            "virtual hosts",
+                            set(keys[1:]),
+                        )
+                    )
         return problems
 
 
