@@ -17,6 +17,15 @@ __all__ = ["NOT_APPLIED", "not_applied"]
 # names: Gateway API gateways, which this mesh does not run yet.
 _NO_TARGETS = "it attaches to Gateway API gateways, which this mesh does not run yet"
 
+
+def _every_policy(path: str, what: str) -> tuple[tuple[str, str], ...]:
+    """A DestinationRule traffic-policy field at every level Pilot merges: the rule's
+    policy, each subset's, and the portLevelSettings of both."""
+    roots = ("trafficPolicy", "subsets[].trafficPolicy")
+    levels = (*roots, *(f"{root}.portLevelSettings[]" for root in roots))
+    return tuple((f"{level}.{path}", what) for level in levels)
+
+
 # kind -> (path in the spec, camelCase, `[]` for every list item; what happens instead)
 NOT_APPLIED: dict[str, tuple[tuple[str, str], ...]] = {
     "VirtualService": (
@@ -47,6 +56,18 @@ NOT_APPLIED: dict[str, tuple[tuple[str, str], ...]] = {
         ("trafficPolicy.tls.caCrl", "revocation lists are not checked"),
         ("subsets[].trafficPolicy.tunnel", "no tunnelling"),
         ("subsets[].trafficPolicy.loadBalancer.localityLbSetting", "no locality"),
+        *_every_policy(
+            "loadBalancer.zoneAwareLbSetting",
+            "endpoints have no locality here: no zone-aware routing",
+        ),
+        *_every_policy(
+            "outlierDetection.outlierDetectionHttpErrorCodes", "only 5xx responses count as errors"
+        ),
+        # trafficPolicy.retryBudget as a whole is listed above.
+        (
+            "subsets[].trafficPolicy.retryBudget.budgetInterval",
+            "retries are limited by maxRetries only",
+        ),
     ),
     "Gateway": (
         ("servers[].tls", "TLS servers are not served yet: this server gets no listener"),
@@ -80,6 +101,7 @@ NOT_APPLIED: dict[str, tuple[tuple[str, str], ...]] = {
         ("tracing[].customTags", "no custom tags"),
         ("tracing[].useRequestIdForTraceSampling", "Envoy's default sampling"),
         ("tracing[].enableIstioTags", "no Istio tags"),
+        ("tracing[].disableContextPropagation", "trace context headers are still forwarded"),
     ),
     "RequestAuthentication": (
         ("jwtRules[].timeout", "JWKS fetches time out after 5 s"),

@@ -44,6 +44,7 @@ __all__ = [
     "UInt32",
     "WarmupConfiguration",
     "WorkloadSelector",
+    "ZoneAwareLoadBalancerSetting",
 ]
 
 # Protobuf integer types as YAML integers (wrapper types such as UInt32Value are plain values too).
@@ -136,6 +137,14 @@ class LocalityLoadBalancerSetting(Spec):
     enabled: bool | None = None
 
 
+class ZoneAwareLoadBalancerSetting(Spec):
+    enabled: bool | None = None
+    failover: list[Failover] | None = None  # regions only: zones are handled automatically
+    failover_priority: list[str] | None = None
+    # UInt64Value (UInt32Value from istio/api 6d586ec); the CRD's minimum is 1, unset means 6.
+    min_cluster_size: Annotated[int, Field(ge=1, le=2**64 - 1)] | None = None
+
+
 class WarmupConfiguration(Spec):
     duration: str
     minimum_percent: float | None = None
@@ -147,6 +156,7 @@ class LoadBalancerSettings(Spec):
     simple: SimpleLB | None = None
     consistent_hash: ConsistentHashLB | None = None
     locality_lb_setting: LocalityLoadBalancerSetting | None = None
+    zone_aware_lb_setting: ZoneAwareLoadBalancerSetting | None = None
     warmup_duration_secs: str | None = None
     warmup: WarmupConfiguration | None = None
 
@@ -203,6 +213,7 @@ class OutlierDetection(Spec):
     max_ejection_percent: Int32 | None = None
     min_health_percent: Int32 | None = None
     consecutive_errors: Int32 | None = None  # deprecated
+    outlier_detection_http_error_codes: list[UInt32] | None = None
 
 
 # --- TLS -----------------------------------------------------------------------------------------
@@ -241,6 +252,7 @@ class ServerTLSSettings(Spec):
     ca_crl: str | None = None
     credential_name: str | None = None
     credential_names: list[str] | None = None
+    ca_cert_credential_name: str | None = None
     tls_certificates: list[TLSCertificate] | None = None
     subject_alt_names: list[str] | None = None
     verify_certificate_spki: list[str] | None = None
@@ -248,6 +260,7 @@ class ServerTLSSettings(Spec):
     min_protocol_version: TLSProtocol | None = None
     max_protocol_version: TLSProtocol | None = None
     cipher_suites: list[str] | None = None
+    insecure_skip_verify: bool | None = None
 
 
 # --- traffic policy ------------------------------------------------------------------------------
@@ -266,6 +279,7 @@ class ProxyProtocol(Spec):
 class RetryBudget(Spec):
     percent: float | None = None
     min_retry_concurrency: UInt32 | None = None
+    budget_interval: str | None = None
 
 
 class PortTrafficPolicy(Spec):

@@ -27,6 +27,7 @@ from api.networking.policy import (
     TunnelSettings,
     WarmupConfiguration,
     WorkloadSelector,
+    ZoneAwareLoadBalancerSetting,
 )
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "check_outlier_detection",
     "check_selector",
     "check_traffic_policy",
+    "check_zone_aware",
     "unix_address",
 ]
 
@@ -174,6 +176,10 @@ def check_traffic_policy(policy: TrafficPolicy | None, namespace: str, issues: I
     budget = policy.retry_budget
     if budget is not None and budget.percent is not None and not 0 <= budget.percent <= 100:
         issues.error(f"percent {budget.percent} must be in 0..100", "retryBudget", "percent")
+    # Any protobuf duration: Istio does not apply its 1ms rule here, and 0 is the default.
+    interval = budget.budget_interval if budget is not None else None
+    if interval is not None and checks.duration_seconds(interval) is None:
+        issues.error(f"invalid duration {interval!r}", "retryBudget", "budgetInterval")
 
 
 def _check_tunnel(tunnel: TunnelSettings | None, issues: Issues) -> None:
@@ -255,6 +261,11 @@ def check_outlier_detection(outlier: OutlierDetection | None, issues: Issues) ->
     ):
         if value is not None and not 0 <= value <= 100:
             issues.error(f"percentage {value} must be in 0..100", name)
+    for i, code in enumerate(outlier.outlier_detection_http_error_codes or []):
+        if not 100 <= code <= 599:
+            issues.error(
+                f"HTTP status {code} must be in 100..599", "outlierDetectionHttpErrorCodes", i
+            )
 
 
 def _is_prime(n: int) -> bool:
@@ -357,7 +368,10 @@ def check_load_balancer(
         issues.error("only one of simple or consistentHash may be set")
     if lb.consistent_hash is not None:
         _check_consistent_hash(lb.consistent_hash, issues.at("consistentHash"))
+    if lb.locality_lb_setting is not None and lb.zone_aware_lb_setting is not None:
+        issues.error("only one of localityLbSetting or zoneAwareLbSetting may be set")
     check_locality(lb.locality_lb_setting, outlier, issues.at("localityLbSetting"))
+    check_zone_aware(lb.zone_aware_lb_setting, outlier, issues.at("zoneAwareLbSetting"))
     duration(issues, lb.warmup_duration_secs, "warmupDurationSecs")
     if lb.warmup is not None:
         _check_warmup(lb.warmup, issues)
@@ -398,6 +412,34 @@ def check_locality(
             at.error("failover must name different regions in from and to")
         if "/" in source or "/" in target:
             at.error("failover takes regions only (no '/')")
+        if "*" in source or "*" in target:
+            at.error("failover regions cannot contain the '*' wildcard")
+
+
+def check_zone_aware(
+    setting: ZoneAwareLoadBalancerSetting | None, outlier: OutlierDetection | None, issues: Issues
+) -> None:
+    """As localityLbSetting's failover, but regions and zones are always partitioned: no
+    topology labels in failoverPriority, with or without failover."""
+    if setting is None:
+        return
+    for i, label in enumerate(setting.failover_priority or []):
+        if label in _TOPOLOGY_LABELS:
+            issues.error(
+                f"zone-aware failoverPriority cannot use the topology label {label!r}: "
+                "region and zone routing are automatic",
+                "failoverPriority",
+                i,
+            )
+    if (setting.failover or setting.failover_priority) and outlier is None:
+        issues.warn("failover needs an outlierDetection policy to take effect")
+    for i, failover in enumerate(setting.failover or []):
+        at = issues.at("failover", i)
+        source, target = failover.from_ or "", failover.to or ""
+        if source == target:
+            at.error("failover must name different regions in from and to")
+        if "/" in source or "/" in target:
+            at.error("failover takes regions only (no '/'): zones are handled automatically")
         if "*" in source or "*" in target:
             at.error("failover regions cannot contain the '*' wildcard")
 

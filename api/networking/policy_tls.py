@@ -103,10 +103,28 @@ def _check_ciphers(tls: ServerTLSSettings, issues: Issues) -> None:
         )
 
 
+def _refuse_unsupported(tls: ServerTLSSettings, issues: Issues) -> None:
+    """Client-certificate verification settings this mesh cannot honour: refused, never
+    accepted with a warning (api/unsupported.py), as for every TLS verification setting."""
+    if tls.ca_cert_credential_name:
+        issues.error(
+            "caCertCredentialName is not supported by this mesh: client certificates cannot "
+            "be verified against a CA from a separate secret or ConfigMap",
+            "caCertCredentialName",
+        )
+    if tls.insecure_skip_verify:
+        issues.error(
+            "insecureSkipVerify is not supported by this mesh: a client certificate that "
+            "fails verification cannot be let through",
+            "insecureSkipVerify",
+        )
+
+
 def check_server_tls(tls: ServerTLSSettings | None, issues: Issues) -> None:
     """Issues rooted at the tls block."""
     if tls is None:
         return
+    _refuse_unsupported(tls, issues)
     mode = tls.mode or "PASSTHROUGH"
     cert_fields = (
         ("serverCertificate", tls.server_certificate),

@@ -45,10 +45,15 @@ class RequestHeader(Spec):
     default_value: str | None = None
 
 
+class Formatter(Spec):
+    value: str = ""  # an access-log substitution format, e.g. "%REQ(:PATH)%"
+
+
 class CustomTag(Spec):
     literal: Literal_ | None = None
     environment: Environment | None = None
     header: RequestHeader | None = None
+    formatter: Formatter | None = None
 
 
 class Tracing(Spec):
@@ -59,6 +64,7 @@ class Tracing(Spec):
     custom_tags: dict[str, CustomTag] | None = None
     use_request_id_for_trace_sampling: bool | None = None
     enable_istio_tags: bool | None = None
+    disable_context_propagation: bool | None = None
 
 
 class MetricSelector(Spec):
@@ -119,6 +125,9 @@ class TelemetrySpec(Spec):
     access_logging: list[AccessLogging] | None = None
 
 
+_TAG_TYPES = ("literal", "environment", "header", "formatter")
+
+
 def _providers(refs: list[ProviderRef] | None, issues: Issues) -> None:
     for i, ref in enumerate(refs or []):
         if not ref.name:
@@ -148,9 +157,13 @@ def validate(spec: TelemetrySpec, meta: Mapping[str, Any], issues: Issues) -> No
         if pct is not None and not 0 <= pct <= 100:
             at.error("must be within 0..100", "randomSamplingPercentage")
         for name, tag in (t.custom_tags or {}).items():
-            set_ = [k for k in ("literal", "environment", "header") if getattr(tag, k) is not None]
+            set_ = [k for k in _TAG_TYPES if getattr(tag, k) is not None]
             if len(set_) != 1:
-                at.error("exactly one of literal, environment or header", "customTags", name)
+                at.error(
+                    "exactly one of literal, environment, header or formatter", "customTags", name
+                )
+            if tag.formatter is not None and not tag.formatter.value:
+                at.error("must not be empty", "customTags", name, "formatter", "value")
     for i, m in enumerate(spec.metrics or []):
         at = issues.at("metrics", i)
         _providers(m.providers, at)
