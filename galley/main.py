@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.store import ConfigStore, StoreUnavailable
 from galley.errors import ApiError
@@ -96,6 +97,15 @@ def create_app(settings: GalleySettings) -> FastAPI:
             for e in err.errors()
         ]
         return ApiError(400, "BadRequest", "invalid request parameters", problems).response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        """Routing's own answers (no such path, method not allowed) in the one shape."""
+        reasons = {404: "NotFound", 405: "MethodNotAllowed"}
+        app.state.metrics.rejections.labels(str(err.status_code)).inc()
+        return ApiError(
+            err.status_code, reasons.get(err.status_code, "BadRequest"), str(err.detail)
+        ).response()
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> PlainTextResponse:
