@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import Mesh
+from tests.e2e.test_hostile_grpc import rss_mb
 from tests.galley.test_hostile import laughs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.hostile]
@@ -52,6 +53,7 @@ def _post(mesh: Mesh, body: bytes, content_type: str) -> int:
 
 
 def test_healthz_answers_within_a_second_under_hostile_bodies(mesh: Mesh) -> None:
+    before = rss_mb(mesh, "galley")
     stop = threading.Event()
     statuses: list[int] = []
 
@@ -78,7 +80,12 @@ def test_healthz_answers_within_a_second_under_hostile_bodies(mesh: Mesh) -> Non
         stop.set()
         for t in attackers:
             t.join()
-    print(f"\nworst /healthz latency {worst * 1000:.0f} ms over {len(statuses)} hostile bodies")
+    after = rss_mb(mesh, "galley")
+    print(
+        f"\nworst /healthz latency {worst * 1000:.0f} ms over {len(statuses)} hostile bodies; "
+        f"Galley RSS {before:.0f} -> {after:.0f} MB"
+    )
+    assert after - before < 128  # a 1 MiB body parses to at most a few hundred MB of objects
     assert worst < 1.0
     assert statuses and all(400 <= s < 500 for s in statuses), sorted(set(statuses))
     assert "Traceback" not in (mesh.workdir / "logs" / "galley.log").read_text()
