@@ -43,30 +43,23 @@ NOT_APPLIED: dict[str, tuple[tuple[str, str], ...]] = {
     "DestinationRule": (
         ("exportTo", "the rule applies in every namespace"),
         ("workloadSelector", "a rule with a workloadSelector is not applied at all"),
-        ("trafficPolicy.tunnel", "no tunnelling: connections go to the endpoint directly"),
-        ("trafficPolicy.proxyProtocol", "no PROXY protocol header is sent"),
-        ("trafficPolicy.retryBudget", "retries are limited by maxRetries only"),
-        ("trafficPolicy.loadBalancer.localityLbSetting", "endpoints have no locality here"),
-        ("trafficPolicy.loadBalancer.warmupDurationSecs", "no slow start"),
-        ("trafficPolicy.loadBalancer.warmup", "no slow start"),
-        ("trafficPolicy.connectionPool.tcp.maxConnectionDuration", "connections are not aged"),
-        ("trafficPolicy.connectionPool.tcp.idleTimeout", "Envoy's default TCP idle timeout"),
-        ("trafficPolicy.connectionPool.http.maxConcurrentStreams", "Envoy's default"),
-        ("trafficPolicy.connectionPool.http.http2KeepAlive", "no HTTP/2 keepalive pings"),
-        ("trafficPolicy.tls.caCrl", "revocation lists are not checked"),
-        ("subsets[].trafficPolicy.tunnel", "no tunnelling"),
-        ("subsets[].trafficPolicy.loadBalancer.localityLbSetting", "no locality"),
+        *_every_policy("tunnel", "no tunnelling: connections go to the endpoint directly"),
+        *_every_policy("proxyProtocol", "no PROXY protocol header is sent"),
+        *_every_policy("retryBudget", "retries are limited by maxRetries only"),
+        *_every_policy("loadBalancer.localityLbSetting", "endpoints have no locality here"),
         *_every_policy(
             "loadBalancer.zoneAwareLbSetting",
             "endpoints have no locality here: no zone-aware routing",
         ),
+        *_every_policy("loadBalancer.warmupDurationSecs", "no slow start"),
+        *_every_policy("loadBalancer.warmup", "no slow start"),
+        *_every_policy("connectionPool.tcp.maxConnectionDuration", "connections are not aged"),
+        *_every_policy("connectionPool.tcp.idleTimeout", "Envoy's default TCP idle timeout"),
+        *_every_policy("connectionPool.http.maxConcurrentStreams", "Envoy's default"),
+        *_every_policy("connectionPool.http.http2KeepAlive", "no HTTP/2 keepalive pings"),
+        *_every_policy("tls.caCrl", "revocation lists are not checked"),
         *_every_policy(
             "outlierDetection.outlierDetectionHttpErrorCodes", "only 5xx responses count as errors"
-        ),
-        # trafficPolicy.retryBudget as a whole is listed above.
-        (
-            "subsets[].trafficPolicy.retryBudget.budgetInterval",
-            "retries are limited by maxRetries only",
         ),
     ),
     "Gateway": (

@@ -148,10 +148,10 @@ def test_retry_budget_interval_is_accepted_and_not_applied() -> None:
     result = check("DestinationRule", spec)
     assert result.ok, errors(result)
     assert other_warnings(result) == []
-    # The rule's whole retryBudget is already named; a subset's interval is named on its own.
+    # The whole retryBudget is named, at every level the rule has one.
     assert not_applied(warnings(result)) == [
         "spec.trafficPolicy.retryBudget",
-        "spec.subsets[0].trafficPolicy.retryBudget.budgetInterval",
+        "spec.subsets[0].trafficPolicy.retryBudget",
     ]
 
 
