@@ -151,6 +151,7 @@ def kinds() -> dict[str, KindInfo]:
             service_entry,
             sidecar,
             virtual_service,
+            workload_entry,
         )
         from api.security import authorization_policy, peer_authentication, request_authentication
         from api.telemetry import telemetry
@@ -165,8 +166,10 @@ def kinds() -> dict[str, KindInfo]:
             authorization_policy,
             request_authentication,
             telemetry,
+            workload_entry,
         )
         _KINDS = {m.KIND.kind: m.KIND for m in modules}
+        _KINDS[workload_entry.GROUP_KIND.kind] = workload_entry.GROUP_KIND
     return _KINDS
 
 
@@ -179,8 +182,6 @@ NOT_SUPPORTED_KINDS = {
     "EnvoyFilter": "raw Envoy patches would bypass validation and the fail-closed rules",
     "WasmPlugin": "no Wasm runtime is configured in the sidecars",
     "ProxyConfig": "proxy settings come from `meshctl bootstrap`",
-    "WorkloadEntry": "not yet: register VMs in the Consul catalog (`meshctl register`)",
-    "WorkloadGroup": "not yet: register VMs in the Consul catalog (`meshctl register`)",
 }
 
 

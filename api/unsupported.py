@@ -26,6 +26,11 @@ def _every_policy(path: str, what: str) -> tuple[tuple[str, str], ...]:
     return tuple((f"{level}.{path}", what) for level in levels)
 
 
+_NOT_REGISTERED = (
+    "workload entries do not become endpoints yet: register the workload in the Consul "
+    "catalog (`meshctl register`)"
+)
+
 # kind -> (path in the spec, camelCase, `[]` for every list item; what happens instead)
 NOT_APPLIED: dict[str, tuple[tuple[str, str], ...]] = {
     "VirtualService": (
@@ -102,6 +107,8 @@ NOT_APPLIED: dict[str, tuple[tuple[str, str], ...]] = {
         ("targetRefs", _NO_TARGETS),
     ),
     "AuthorizationPolicy": (("targetRef", _NO_TARGETS), ("targetRefs", _NO_TARGETS)),
+    "WorkloadEntry": (("address", _NOT_REGISTERED),),
+    "WorkloadGroup": (("template", _NOT_REGISTERED),),
 }
 
 
