@@ -37,6 +37,26 @@ DEMO_DIR = Path(__file__).parent / "demo"
 TRUST_DOMAIN = "cluster.local"
 
 
+def _consul_ports(state: Path) -> ConsulPorts:
+    """Consul's ports: the ones of the last run when its data is kept (the single
+    server's Raft peer address includes its server port), else Consul's usual ones."""
+    saved = state / "consul-ports.json"
+    if saved.exists():
+        try:
+            return ConsulPorts(**json.loads(saved.read_text()))
+        except (ValueError, TypeError):
+            pass  # unreadable: pick again
+    ports = ConsulPorts(
+        http=_port_or_free(8500),
+        grpc=_port_or_free(8502),
+        dns=_port_or_free(8600),
+        serf_lan=_port_or_free(8301),
+        server=_port_or_free(8300),
+    )
+    saved.write_text(json.dumps(dataclasses.asdict(ports)))
+    return ports
+
+
 def _port_or_free(preferred: int) -> int:
     with socket.socket() as sock:
         # As servers bind: a port whose old connections linger in TIME_WAIT is still free.
@@ -101,7 +121,7 @@ class Mesh:
             old.unlink()
         self.sup = Supervisor(logs)
         (state_dir / "tokens").mkdir(parents=True, exist_ok=True)
-        self.consul_ports = ConsulPorts(http=_port_or_free(8500))
+        self.consul_ports = _consul_ports(state_dir)
         self.pilot_grpc = _port_or_free(15010)
         self.pilot_http = _port_or_free(15014)
         self.galley_http = _port_or_free(15080)
@@ -135,7 +155,10 @@ class Mesh:
         py = sys.executable
 
         def start_consul() -> None:
-            self.sup.start("consul", self.consul_ports.argv(bin_path("consul"), None))
+            # A single server with its data under the state dir, not -dev: applied config
+            # and registrations survive a restart of Consul or of the whole `meshctl up`.
+            data = self.state / "consul-data"
+            self.sup.start("consul", self.consul_ports.argv(bin_path("consul"), data))
             self.sup.wait_http("consul", f"http://{self.consul_addr}/v1/status/leader")
             client = consul.Consul(host="127.0.0.1", port=self.consul_ports.http)
             deadline = time.monotonic() + 15

@@ -192,3 +192,75 @@ def test_meshctl_up_no_demo_runs_just_the_control_plane(tmp_path: Path) -> None:
             proc.stdout.close()
     assert down.returncode == 0 and rc == 0
     assert not (state / "up.pid").exists()
+
+
+def _up_no_demo(state: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [bin_path("meshctl"), "up", "--no-demo", "--state-dir", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    while (line := proc.stdout.readline()) and "stops everything" not in line:
+        lines.append(line)
+    return proc, "".join(lines)
+
+
+def _down(state: Path, proc: subprocess.Popen[str]) -> None:
+    down = subprocess.run(
+        [bin_path("meshctl"), "down", "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.wait(60) == 0 and down.returncode == 0, down.stderr
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def test_applied_config_survives_a_restart_of_meshctl_up(tmp_path: Path) -> None:
+    """Consul keeps its data under the state dir (no -dev): a STRICT policy applied
+    before a restart is still there, and still in force, after it."""
+    state = tmp_path / "state"
+    proc, text = _up_no_demo(state)
+    port = re.search(r"✓ galley\s+http://127\.0\.0\.1:(\d+)/docs", text)
+    try:
+        assert port is not None, text
+        args = [
+            f"--galley-addr=127.0.0.1:{port.group(1)}",
+            f"--token-file={state / 'galley-token'}",
+        ]
+        strict = state / "strict.yaml"
+        strict.write_text(
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+            "metadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n"
+        )
+        out = subprocess.run(
+            [bin_path("meshctl"), "apply", "-f", str(strict), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 0, out.stderr
+    finally:
+        _down(state, proc)
+    proc, text = _up_no_demo(state)
+    port = re.search(r"✓ galley\s+http://127\.0\.0\.1:(\d+)/docs", text)
+    try:
+        assert port is not None, text
+        args = [
+            f"--galley-addr=127.0.0.1:{port.group(1)}",
+            f"--token-file={state / 'galley-token'}",
+        ]
+        got = subprocess.run(
+            [bin_path("meshctl"), "get", "pa", "-A", "-o", "yaml", *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert got.returncode == 0, got.stderr
+        assert "mode: STRICT" in got.stdout, got.stdout
+    finally:
+        _down(state, proc)
