@@ -178,3 +178,13 @@ def test_every_source_directory_is_a_package_the_image_installs() -> None:
     for root in ("api", "pilot", "citadel", "galley", "meshctl"):
         for source in (ROOT / root).rglob("*.py"):
             assert (source.parent / "__init__.py").exists(), f"{source.parent} is not a package"
+
+
+def test_consul_is_the_open_source_release_and_keeps_its_data(compose: dict[str, Any]) -> None:
+    consul = compose["services"]["consul"]
+    image, _, version = consul["image"].partition(":")
+    assert image == "hashicorp/consul"
+    major, minor, _patch = (int(p) for p in version.split("."))
+    assert (major, minor) <= (1, 16), "1.17 and later are under the Business Source License"
+    assert "-dev" not in consul["command"]
+    assert any(v.endswith(":/consul/data") for v in consul["volumes"])
