@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sized
 
 import re2
 
@@ -27,11 +27,16 @@ __all__ = [
     "ip_or_cidr",
     "is_ip",
     "labels",
+    "max_entries",
+    "max_items",
+    "max_length",
+    "min_items",
     "namespace_host",
     "partial_wildcard",
     "port",
     "protocol",
     "regex",
+    "selector_limits",
     "wildcard_domain",
     "workload_selector",
 ]
@@ -86,6 +91,45 @@ _QUALIFIED_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _MAX_REGEX = 1024
 ENVOY_MAX_REGEX_PROGRAM = 100  # Envoy's default re2.max_program_size.error_level
+
+
+# --- size limits of Istio's CRD schemas (maxItems, minItems, maxLength, maxProperties) -----------
+
+
+def max_items(values: Sized | None, limit: int) -> str | None:
+    if values is not None and len(values) > limit:
+        return f"must have at most {limit} items, not {len(values)}"
+    return None
+
+
+def min_items(values: Sized | None, limit: int) -> str | None:
+    if values is not None and len(values) < limit:
+        return f"must have at least {limit} item{'s' if limit > 1 else ''}, not {len(values)}"
+    return None
+
+
+def max_entries(values: Mapping[str, object] | None, limit: int) -> str | None:
+    if values is not None and len(values) > limit:
+        return f"must have at most {limit} entries, not {len(values)}"
+    return None
+
+
+def max_length(value: str | None, limit: int) -> str | None:
+    if value is not None and len(value) > limit:
+        return f"must be at most {limit} characters long, not {len(value)}"
+    return None
+
+
+def selector_limits(values: Mapping[str, str] | None, limit: int) -> list[tuple[str | None, str]]:
+    """A selector's label map: at most `limit` labels, values at most 63 characters.
+    (key or None for the whole map, message)."""
+    if values is None:
+        return []
+    problems: list[tuple[str | None, str]] = []
+    if (m := max_entries(values, limit)) is not None:
+        problems.append((None, m))
+    problems += [(k, m) for k, v in values.items() if (m := max_length(v, 63)) is not None]
+    return problems
 
 
 def port(value: int) -> str | None:

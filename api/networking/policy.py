@@ -141,8 +141,9 @@ class ZoneAwareLoadBalancerSetting(Spec):
     enabled: bool | None = None
     failover: list[Failover] | None = None  # regions only: zones are handled automatically
     failover_priority: list[str] | None = None
-    # UInt64Value (UInt32Value from istio/api 6d586ec); the CRD's minimum is 1, unset means 6.
-    min_cluster_size: Annotated[int, Field(ge=1, le=2**64 - 1)] | None = None
+    # UInt32Value (UInt64Value before istio/api 6d586ec); the CRD's range is 1..2^32-1,
+    # unset means 6.
+    min_cluster_size: Annotated[int, Field(ge=1, le=2**32 - 1)] | None = None
 
 
 class WarmupConfiguration(Spec):

@@ -80,6 +80,8 @@ def check_selector(selector: WorkloadSelector | None, issues: Issues) -> None:
         issues.error(message, "workloadSelector", "matchLabels")
     for message in warnings:
         issues.warn(message, "workloadSelector")
+    for key, message in checks.selector_limits(selector.match_labels, 4096):
+        issues.error(message, "workloadSelector", "matchLabels", *([key] if key else []))
 
 
 def check_alpha_selector(selector: AlphaWorkloadSelector | None, issues: Issues) -> bool:
@@ -91,6 +93,8 @@ def check_alpha_selector(selector: AlphaWorkloadSelector | None, issues: Issues)
         issues.error(message, "workloadSelector", "labels")
     for message in warnings:
         issues.warn(message, "workloadSelector")
+    for key, message in checks.selector_limits(selector.labels, 256):
+        issues.error(message, "workloadSelector", "labels", *([key] if key else []))
     return not errors
 
 
@@ -148,6 +152,8 @@ def check_traffic_policy(policy: TrafficPolicy | None, namespace: str, issues: I
         issues.error("traffic policy must set at least one field")
     if policy.tunnel is not None and policy.proxy_protocol is not None:
         issues.error("tunnel and proxyProtocol cannot both be set")
+    if (m := checks.max_items(policy.port_level_settings, 4096)) is not None:
+        issues.error(m, "portLevelSettings")
     check_outlier_detection(policy.outlier_detection, issues.at("outlierDetection"))
     check_connection_pool(policy.connection_pool, issues.at("connectionPool"))
     check_load_balancer(policy.load_balancer, policy.outlier_detection, issues.at("loadBalancer"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from api import checks
 from api.issues import Issues
 from api.networking.policy import ServerTLSSettings
 
@@ -57,8 +58,6 @@ def _check_tls_certificates(tls: ServerTLSSettings, mode: str, issues: Issues) -
     """Each tlsCertificates entry needs its files (a CA for the mutual modes)."""
     certs = tls.tls_certificates or []
     mutual = mode != "SIMPLE"
-    if len(certs) > 2:
-        issues.warn("more than 2 tlsCertificates: only one RSA and one ECDSA are used")
     for i, cert in enumerate(certs):
         if not cert.server_certificate:
             issues.error(f"required in {mode} mode", "tlsCertificates", i, "serverCertificate")
@@ -142,6 +141,14 @@ def check_server_tls(tls: ServerTLSSettings | None, issues: Issues) -> None:
     if mode in ("PASSTHROUGH", "AUTO_PASSTHROUGH") and any(v for _, v in cert_fields):
         issues.warn(f"{mode} mode does not use certificates; they will be ignored")
     _check_sources(tls, issues)
+    for name, values in (
+        ("credentialNames", tls.credential_names),
+        ("tlsCertificates", tls.tls_certificates),
+    ):
+        if (m := checks.min_items(values, 1)) is not None:
+            issues.error(m, name)
+        elif (m := checks.max_items(values, 2)) is not None:
+            issues.error(f"{m} (one RSA and one ECDSA certificate)", name)
     if mode in _NEEDS_CERTS and not tls.credential_name and not tls.credential_names:
         if tls.tls_certificates:
             _check_tls_certificates(tls, mode, issues)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -19,12 +20,14 @@ from api.networking.policy_checks import (
 )
 from api.resources import NETWORKING, KindInfo
 
-__all__ = ["KIND", "ServiceEntrySpec", "WorkloadEntry"]
+__all__ = ["KIND", "ServiceEntrySpec", "WorkloadEntry", "check_entry_limits"]
 
 Location = Literal["MESH_EXTERNAL", "MESH_INTERNAL"]
 Resolution = Literal["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"]
 _DYNAMIC_DNS_PROTOCOLS = frozenset({"HTTP", "TLS", "GRPC", "HTTP2"})
 _WAYPOINT_LABEL = "istio.io/use-waypoint"
+# The CRD's rule for endpoint port names: shorter than 63 characters, and this pattern.
+_ENDPOINT_PORT_NAME = re.compile(r"[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?")
 
 
 class WorkloadEntry(Spec):
@@ -63,6 +66,31 @@ class ServiceEntrySpec(Spec):
         return value
 
 
+def check_entry_limits(entry: WorkloadEntry, issues: Issues) -> None:
+    """The CRD's size limits of a workload entry (ServiceEntry endpoints, WorkloadEntry,
+    WorkloadGroup template), and its port names; `issues` is rooted at the entry."""
+    for field, value, limit in (
+        ("address", entry.address, 256),
+        ("network", entry.network, 2048),
+        ("locality", entry.locality, 2048),
+        ("serviceAccount", entry.service_account, 253),
+    ):
+        if (m := checks.max_length(value, limit)) is not None:
+            issues.error(m, field)
+    if (m := checks.max_entries(entry.labels, 256)) is not None:
+        issues.error(m, "labels")
+    if (m := checks.max_entries(entry.ports, 128)) is not None:
+        issues.error(m, "ports")
+    for name in entry.ports or {}:
+        if len(name) >= 63 or not _ENDPOINT_PORT_NAME.fullmatch(name):
+            issues.error(
+                f"port name {name!r} must be 1..62 letters, digits or '-', starting and "
+                "ending with a letter or digit",
+                "ports",
+                name,
+            )
+
+
 def _protocol(port: Port) -> str:
     return (port.protocol or "").upper()
 
@@ -70,6 +98,8 @@ def _protocol(port: Port) -> str:
 def _check_ports(spec: ServiceEntrySpec, issues: Issues) -> None:
     names: set[str] = set()
     numbers: set[int] = set()
+    if (m := checks.max_items(spec.ports, 256)) is not None:
+        issues.error(m, "ports")
     for i, port in enumerate(spec.ports or []):
         at = issues.at("ports", i)
         name, number = port.name or "", port.number or 0
@@ -99,8 +129,6 @@ def _check_endpoint_ports(endpoint: WorkloadEntry, port_names: set[str], at: Iss
     for name, number in (endpoint.ports or {}).items():
         if name not in port_names:
             at.error(f"endpoint port {name!r} is not defined by the service entry", "ports", name)
-        elif (m := checks.dns_label(name)) is not None:
-            at.error(f"invalid port name: {m}", "ports", name)
         if (m := checks.port(number)) is not None:
             at.error(m, "ports", name)
 
@@ -131,6 +159,8 @@ def _check_static_endpoint(
 def _check_hosts(spec: ServiceEntrySpec, resolution: str, issues: Issues) -> None:
     if not spec.hosts:
         issues.error("at least one host is required", "hosts")
+    elif (m := checks.max_items(spec.hosts, 256)) is not None:
+        issues.error(m, "hosts")
     for i, host in enumerate(spec.hosts):
         if host == "*":
             issues.error("hostname cannot be wildcard '*'", "hosts", i)
@@ -142,9 +172,13 @@ def _check_hosts(spec: ServiceEntrySpec, resolution: str, issues: Issues) -> Non
 
 def _check_addresses(spec: ServiceEntrySpec, resolution: str, issues: Issues) -> None:
     cidr = False
+    if (m := checks.max_items(spec.addresses, 256)) is not None:
+        issues.error(m, "addresses")
     for i, address in enumerate(spec.addresses or []):
         cidr = cidr or "/" in address
-        if (m := checks.ip_or_cidr(address)) is not None:
+        if (m := checks.max_length(address, 64)) is not None:
+            issues.error(m, "addresses", i)
+        elif (m := checks.ip_or_cidr(address)) is not None:
             issues.error(m, "addresses", i)
     if cidr and resolution not in ("NONE", "STATIC"):
         issues.error(
@@ -237,6 +271,10 @@ def validate(spec: ServiceEntrySpec, meta: Mapping[str, Any], issues: Issues) ->
     _check_hosts(spec, resolution, issues)
     _check_addresses(spec, resolution, issues)
     _check_ports(spec, issues)
+    if (m := checks.max_items(spec.endpoints, 4096)) is not None:
+        issues.error(m, "endpoints")
+    for i, endpoint in enumerate(spec.endpoints or []):
+        check_entry_limits(endpoint, issues.at("endpoints", i))
     port_names = {p.name or "" for p in spec.ports or []}
     if resolution == "NONE":
         _check_none(spec, issues)

@@ -8,6 +8,7 @@ The entry's shape is ServiceEntry's endpoint model.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,10 +16,12 @@ from api import checks
 from api.issues import Issues
 from api.model import Spec
 from api.networking.policy_checks import UNIX_PREFIX, unix_address
-from api.networking.service_entry import WorkloadEntry
+from api.networking.service_entry import WorkloadEntry, check_entry_limits
 from api.resources import NETWORKING, KindInfo
 
 __all__ = ["GROUP_KIND", "KIND", "WorkloadGroupSpec"]
+
+_PROBE_HEADER = re.compile(r"[-_A-Za-z0-9]+")
 
 
 class ObjectMeta(Spec):
@@ -76,7 +79,11 @@ def _check_entry(entry: WorkloadEntry, issues: Issues, *, template: bool) -> Non
     if template and address:
         issues.error("a template must not set an address: each workload brings its own", "address")
     elif not template and not address:
-        issues.error("required field is missing", "address")
+        # The CRD (and Istio) accept a network instead: the address comes from its gateway.
+        if entry.network:
+            issues.warn(f"address is unset with network {entry.network!r}", "address")
+        else:
+            issues.error("required field is missing", "address")
     elif address.startswith(UNIX_PREFIX):
         if (m := unix_address(address.removeprefix(UNIX_PREFIX))) is not None:
             issues.error(m, "address")
@@ -89,6 +96,7 @@ def _check_entry(entry: WorkloadEntry, issues: Issues, *, template: bool) -> Non
             issues.error(m, "ports", name)
     for message in checks.labels(entry.labels or {}):
         issues.error(message, "labels")
+    check_entry_limits(entry, issues)
     if entry.service_account and checks.dns_label(entry.service_account):
         issues.error(
             f"service account {entry.service_account!r} is not a DNS label", "serviceAccount"
@@ -121,6 +129,27 @@ def _check_probe(probe: ReadinessProbe, issues: Issues) -> None:
             issues.error(m, action, "port")
     if probe.exec is not None and not probe.exec.command:
         issues.error("required field is missing", "exec", "command")
+    for i, arg in enumerate((probe.exec.command or []) if probe.exec else []):
+        if not arg:
+            issues.error("must not be an empty string", "exec", "command", i)
+    for action, port in (
+        ("httpGet", probe.http_get.port if probe.http_get else 0),
+        ("tcpSocket", probe.tcp_socket.port if probe.tcp_socket else 0),
+    ):
+        if port is None:
+            issues.error("required field is missing", action, "port")
+    if (http := probe.http_get) is not None:
+        if http.scheme not in (None, "", "HTTP", "HTTPS"):
+            issues.error(f"scheme must be HTTP or HTTPS, not {http.scheme!r}", "httpGet", "scheme")
+        for i, header in enumerate(http.http_headers or []):
+            if header.name is not None and not _PROBE_HEADER.fullmatch(header.name):
+                issues.error(
+                    f"header name {header.name!r} must match ^[-_A-Za-z0-9]+$",
+                    "httpGet",
+                    "httpHeaders",
+                    i,
+                    "name",
+                )
 
 
 def validate_group(spec: WorkloadGroupSpec, meta: Mapping[str, Any], issues: Issues) -> None:
@@ -131,6 +160,12 @@ def validate_group(spec: WorkloadGroupSpec, meta: Mapping[str, Any], issues: Iss
     if spec.metadata is not None:
         for message in checks.labels(spec.metadata.labels or {}):
             issues.error(message, "metadata", "labels")
+        for field, values in (
+            ("labels", spec.metadata.labels),
+            ("annotations", spec.metadata.annotations),
+        ):
+            if (m := checks.max_entries(values, 256)) is not None:
+                issues.error(m, "metadata", field)
     if spec.probe is not None:
         _check_probe(spec.probe, issues.at("probe"))
 

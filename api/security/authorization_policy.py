@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from api import checks
 from api.issues import Issues
 from api.model import Spec
 from api.resources import SECURITY, KindInfo
@@ -88,6 +89,8 @@ def validate(spec: AuthorizationPolicySpec, meta: Mapping[str, Any], issues: Iss
         issues.warn(
             f"an empty rules list never matches, so this {action} policy does nothing", "rules"
         )
+    if (m := checks.max_items(spec.rules, 512)) is not None:
+        issues.error(m, "rules")
     for i, rule in enumerate(spec.rules or []):
         check_rule(rule, action == "CUSTOM", issues.at("rules", i))
         if action == "DENY" and rule is not None and only_http_attributes(rule):

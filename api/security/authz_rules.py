@@ -351,6 +351,8 @@ def check_rule(rule: Rule | None, custom: bool, issues: Issues) -> None:
         return
     if rule.from_ is not None and not rule.from_:
         issues.error("must not be empty when set", "from")
+    elif (m := checks.max_items(rule.from_, 512)) is not None:
+        issues.error(m, "from")
     for i, entry in enumerate(rule.from_ or []):
         if entry is None:
             issues.error("must not be null", "from", i)

@@ -37,6 +37,8 @@ def check_selector(selector: WorkloadSelector | None, issues: Issues) -> None:
         issues.error(message, "selector", "matchLabels")
     for message in warnings:
         issues.warn(message, "selector")
+    for key, message in checks.selector_limits(selector.match_labels, 4096):
+        issues.error(message, "selector", "matchLabels", *([key] if key else []))
 
 
 def check_scope(
@@ -60,10 +62,14 @@ def check_scope(
         [("targetRef", None, target_ref)] if target_ref else []
     )
     refs += [("targetRefs", i, r) for i, r in enumerate(target_refs or [])]
+    if (m := checks.max_items(target_refs, 16)) is not None:
+        issues.error(m, "targetRefs")
     for field, index, ref in refs:
         at = issues.at(field) if index is None else issues.at(field, index)
         if not ref.name:
             at.error("required field is missing", "name")
+        elif (m := checks.max_length(ref.name, 253)) is not None:
+            at.error(m, "name")
         if ref.namespace:
             at.error(
                 "cross-namespace references are not supported; leave namespace empty", "namespace"

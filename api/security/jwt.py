@@ -163,7 +163,11 @@ def _check_key_source(rule: JwtRule, issues: Issues) -> None:
     """jwksUri or inline jwks, not both, and each one well formed."""
     if rule.jwks_uri is not None and rule.jwks is not None:
         issues.error("only one of jwks or jwksUri may be set", "jwks")
-    if rule.jwks_uri and (message := jwks_uri(rule.jwks_uri)) is not None:
+    if rule.jwks_uri == "":
+        issues.error("must not be empty", "jwksUri")  # the CRD's minLength
+    elif (message := checks.max_length(rule.jwks_uri, 2048)) is not None:
+        issues.error(message, "jwksUri")
+    elif rule.jwks_uri and (message := jwks_uri(rule.jwks_uri)) is not None:
         issues.error(message, "jwksUri")
     if rule.jwks is not None:
         errors, warnings = check_jwks(rule.jwks)
@@ -209,6 +213,8 @@ def check_jwt_rule(rule: JwtRule | None, issues: Issues) -> None:
     _non_empty(rule.from_params, issues, "fromParams")
     _non_empty(rule.from_cookies, issues, "fromCookies")
     _non_empty(rule.space_delimited_claims, issues, "spaceDelimitedClaims")
+    if (message := checks.max_items(rule.space_delimited_claims, 64)) is not None:
+        issues.error(message, "spaceDelimitedClaims")
     for i, pair in enumerate(rule.output_claim_to_headers or []):
         _check_claim_to_header(pair, issues.at("outputClaimToHeaders", i))
     if rule.timeout is not None and (message := checks.duration(rule.timeout)) is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from api import checks
 from api.issues import Issues
 from api.model import Spec
 from api.resources import SECURITY, KindInfo
@@ -30,6 +31,8 @@ class RequestAuthenticationSpec(Spec):
 def validate(spec: RequestAuthenticationSpec, meta: Mapping[str, Any], issues: Issues) -> None:
     check_scope(spec.selector, spec.target_ref, spec.target_refs, issues)
     check_dry_run("RequestAuthentication", None, meta, issues)
+    if (m := checks.max_items(spec.jwt_rules, 4096)) is not None:
+        issues.error(m, "jwtRules")
     for i, rule in enumerate(spec.jwt_rules or []):
         check_jwt_rule(rule, issues.at("jwtRules", i))
 

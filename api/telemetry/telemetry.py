@@ -142,7 +142,7 @@ def _check_override(o: MetricsOverrides, at: Issues) -> None:
         if o.match.custom_metric is not None and not o.match.custom_metric:
             at.error("must not be empty", "match", "customMetric")
     for tag, override in (o.tag_overrides or {}).items():
-        if override.operation == "UPSERT" and override.value is None:
+        if override.operation == "UPSERT" and not override.value:
             at.error("value is required when operation is UPSERT", "tagOverrides", tag, "value")
         if override.operation == "REMOVE" and override.value is not None:
             at.error("value is not allowed when operation is REMOVE", "tagOverrides", tag, "value")
@@ -162,8 +162,14 @@ def validate(spec: TelemetrySpec, meta: Mapping[str, Any], issues: Issues) -> No
                 at.error(
                     "exactly one of literal, environment, header or formatter", "customTags", name
                 )
-            if tag.formatter is not None and not tag.formatter.value:
-                at.error("must not be empty", "customTags", name, "formatter", "value")
+            for kind, field, value in (
+                ("literal", "value", tag.literal.value if tag.literal else None),
+                ("environment", "name", tag.environment.name if tag.environment else None),
+                ("header", "name", tag.header.name if tag.header else None),
+                ("formatter", "value", tag.formatter.value if tag.formatter else None),
+            ):
+                if value == "":  # unset or empty: the CRD requires it, at least 1 character
+                    at.error("must not be empty", "customTags", name, kind, field)
     for i, m in enumerate(spec.metrics or []):
         at = issues.at("metrics", i)
         _providers(m.providers, at)

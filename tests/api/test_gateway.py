@@ -237,10 +237,6 @@ def test_name_must_be_a_dns_label() -> None:
             "spec.servers[0].tls: PASSTHROUGH mode does not use certificates",
         ),
         (
-            https({"mode": "SIMPLE", "tlsCertificates": [CERTS, CERTS, CERTS]}),
-            "spec.servers[0].tls: more than 2 tlsCertificates",
-        ),
-        (
             https({"mode": "SIMPLE", "credentialName": "c", "cipherSuites": ["NOT-A-CIPHER"]}),
             "spec.servers[0].tls.cipherSuites[0]: unknown cipher suite 'NOT-A-CIPHER'",
         ),

@@ -32,7 +32,7 @@ def test_valid_entry_and_group_are_accepted_with_the_not_registered_warning() ->
 @pytest.mark.parametrize(
     ("kind", "spec", "expected"),
     [
-        ("WorkloadEntry", {**ENTRY, "address": ""}, "spec.address: required"),
+        ("WorkloadEntry", {**ENTRY, "address": "", "network": ""}, "spec.address: required"),
         ("WorkloadEntry", {**ENTRY, "address": "not an address!"}, "spec.address: address"),
         ("WorkloadEntry", {**ENTRY, "ports": {"http": 0}}, "spec.ports.http: port number 0"),
         ("WorkloadEntry", {**ENTRY, "serviceAccount": "Bad_SA"}, "spec.serviceAccount: service"),
