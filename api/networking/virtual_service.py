@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from api.model import Spec
 from api.networking.virtual_service_rules import validate
@@ -211,7 +211,12 @@ class HTTPRoute(Spec):
     fault: HTTPFaultInjection | None = None
     mirror: Destination | None = None
     mirrors: list[HTTPMirrorPolicy] | None = None
-    mirror_percent: UInt32 | None = None  # deprecated
+    # Deprecated; Istio's CRD also takes its proto name, mirror_percent.
+    mirror_percent: UInt32 | None = Field(
+        default=None,
+        validation_alias=AliasChoices("mirrorPercent", "mirror_percent"),
+        serialization_alias="mirrorPercent",
+    )
     mirror_percentage: Percent | None = None
     cors_policy: CorsPolicy | None = None
     headers: Headers | None = None

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x448, x25519
+from pydantic import AliasChoices, Field
 
 from api import checks
 from api.issues import Issues
@@ -36,7 +37,12 @@ class ClaimToHeader(Spec):
 class JwtRule(Spec):
     issuer: str | None = None
     audiences: list[str] | None = None
-    jwks_uri: str | None = None
+    # Istio's CRD also takes the proto name, jwks_uri.
+    jwks_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("jwksUri", "jwks_uri"),
+        serialization_alias="jwksUri",
+    )
     jwks: str | None = None
     from_headers: list[JwtHeader | None] | None = None
     from_params: list[str] | None = None

@@ -228,3 +228,24 @@ def test_a_jwks_uri_without_a_host_is_accepted_with_a_warning_as_istio_does() ->
     result = check(KIND, {"jwtRules": [{"issuer": "i", "jwksUri": "https:///keys"}]})
     assert result.ok, errors(result)
     assert any("has no host" in w for w in warnings(result)), warnings(result)
+
+
+def test_the_crd_s_proto_field_names_are_accepted_too() -> None:
+    """Istio's CRD takes jwks_uri (and VirtualService mirror_percent) beside the camelCase."""
+    result = check(KIND, {"jwtRules": [{"issuer": "i", "jwks_uri": "https://a.example/k"}]})
+    assert result.ok, errors(result)
+    assert result.resource is not None
+    assert result.resource.spec.dump() == {
+        "jwtRules": [{"issuer": "i", "jwksUri": "https://a.example/k"}]
+    }
+    vs = {
+        "hosts": ["r"],
+        "http": [
+            {
+                "route": [{"destination": {"host": "r"}}],
+                "mirror": {"host": "r"},
+                "mirror_percent": 5,
+            }
+        ],
+    }
+    assert check("VirtualService", vs).ok
