@@ -409,6 +409,17 @@ def check_locality(
             at.error(f"locality weights add up to {total}, not 100", "to")
         _check_localities(list((rule.to or {}).keys()), at.at("to"))
     _check_localities([d.from_ or "" for d in setting.distribute or []], issues.at("distribute"))
+    _check_failover(setting, outlier, issues, "")
+
+
+def _check_failover(
+    setting: LocalityLoadBalancerSetting | ZoneAwareLoadBalancerSetting,
+    outlier: OutlierDetection | None,
+    issues: Issues,
+    zones_note: str,
+) -> None:
+    """Failover between regions: it needs outlier detection, and each entry names two
+    different plain regions."""
     if (setting.failover or setting.failover_priority) and outlier is None:
         issues.warn("failover needs an outlierDetection policy to take effect")
     for i, failover in enumerate(setting.failover or []):
@@ -417,7 +428,7 @@ def check_locality(
         if source == target:
             at.error("failover must name different regions in from and to")
         if "/" in source or "/" in target:
-            at.error("failover takes regions only (no '/')")
+            at.error(f"failover takes regions only (no '/'){zones_note}")
         if "*" in source or "*" in target:
             at.error("failover regions cannot contain the '*' wildcard")
 
@@ -437,17 +448,7 @@ def check_zone_aware(
                 "failoverPriority",
                 i,
             )
-    if (setting.failover or setting.failover_priority) and outlier is None:
-        issues.warn("failover needs an outlierDetection policy to take effect")
-    for i, failover in enumerate(setting.failover or []):
-        at = issues.at("failover", i)
-        source, target = failover.from_ or "", failover.to or ""
-        if source == target:
-            at.error("failover must name different regions in from and to")
-        if "/" in source or "/" in target:
-            at.error("failover takes regions only (no '/'): zones are handled automatically")
-        if "*" in source or "*" in target:
-            at.error("failover regions cannot contain the '*' wildcard")
+    _check_failover(setting, outlier, issues, ": zones are handled automatically")
 
 
 def _check_localities(localities: Iterable[str], issues: Issues) -> None:
