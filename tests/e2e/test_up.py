@@ -220,18 +220,20 @@ def _down(state: Path, proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
+def _galley_args(text: str, state: Path) -> list[str]:
+    """meshctl's flags for the Galley a `meshctl up` printed (its port may differ per run)."""
+    port = re.search(r"✓ galley\s+http://127\.0\.0\.1:(\d+)/docs", text)
+    assert port is not None, text
+    return [f"--galley-addr=127.0.0.1:{port.group(1)}", f"--token-file={state / 'galley-token'}"]
+
+
 def test_applied_config_survives_a_restart_of_meshctl_up(tmp_path: Path) -> None:
     """Consul keeps its data under the state dir (no -dev): a STRICT policy applied
-    before a restart is still there, and still in force, after it."""
+    before a restart is still stored, and served by Galley, after it."""
     state = tmp_path / "state"
     proc, text = _up_no_demo(state)
-    port = re.search(r"✓ galley\s+http://127\.0\.0\.1:(\d+)/docs", text)
     try:
-        assert port is not None, text
-        args = [
-            f"--galley-addr=127.0.0.1:{port.group(1)}",
-            f"--token-file={state / 'galley-token'}",
-        ]
+        args = _galley_args(text, state)
         strict = state / "strict.yaml"
         strict.write_text(
             "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
@@ -247,13 +249,8 @@ def test_applied_config_survives_a_restart_of_meshctl_up(tmp_path: Path) -> None
     finally:
         _down(state, proc)
     proc, text = _up_no_demo(state)
-    port = re.search(r"✓ galley\s+http://127\.0\.0\.1:(\d+)/docs", text)
     try:
-        assert port is not None, text
-        args = [
-            f"--galley-addr=127.0.0.1:{port.group(1)}",
-            f"--token-file={state / 'galley-token'}",
-        ]
+        args = _galley_args(text, state)
         got = subprocess.run(
             [bin_path("meshctl"), "get", "pa", "-A", "-o", "yaml", *args],
             capture_output=True,
