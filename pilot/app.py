@@ -160,7 +160,9 @@ class Pilot:
             log.error("snapshot %d refused: still inconsistent, config kept", snapshot.version)
             return
         if change.full:
-            self._report_untranslatable(snapshot)
+            old = self._snapshot
+            if old is None or old.config.resources != snapshot.config.resources:
+                self._report_untranslatable(snapshot)  # depends on the config alone
             self._report_conflicts(snapshot)
         self._snapshot = snapshot
         self.ads.publish(ctx, change)
