@@ -161,8 +161,12 @@ class Mesh:
             self.sup.start("consul", self.consul_ports.argv(bin_path("consul"), data))
             self.sup.wait_http("consul", f"http://{self.consul_addr}/v1/status/leader")
             client = consul.Consul(host="127.0.0.1", port=self.consul_ports.http)
-            deadline = time.monotonic() + 15
-            while not client.status.leader() and time.monotonic() < deadline:
+            deadline = time.monotonic() + 30
+            # A leader, then the agent's own node in the catalog: only then do checks
+            # registered next reach the catalog at once (not at the next sync, a minute on).
+            while time.monotonic() < deadline and not (
+                client.status.leader() and client.catalog.node("mesh-local")[1]
+            ):
                 time.sleep(0.1)
 
         def start_citadel() -> None:

@@ -142,6 +142,11 @@ class Mesh:
         self.sup.start("consul", self.consul_ports.argv(bin_path("consul"), self.consul_data))
         self.sup.wait_http("consul", f"http://{self.consul_addr}/v1/status/leader")
         eventually(lambda: self.consul().status.leader(), 30, what="consul has a leader")
+        # A leader is not yet a working catalog: wait until the agent has synced its own
+        # node, or a check registered now may reach the catalog only a minute later.
+        eventually(
+            lambda: self.consul().catalog.node("mesh-local")[1], 30, what="consul catalog ready"
+        )
 
     def start_pilot(self, tls: bool = False, extra_args: tuple[str, ...] = ()) -> None:
         """Pilot; with tls=True it also serves xDS over TLS with a cert from Citadel,
