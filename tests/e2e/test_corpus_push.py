@@ -74,9 +74,13 @@ def test_corpus_config_is_accepted_by_envoy(mesh: Mesh) -> None:
             t["version_acked"] == t["version_sent"] for t in mine[0]["types"].values()
         )
 
-    eventually(
-        lambda: synced("client") and synced(gateway.instance), timeout=30, what="proxies synced"
-    )
+    try:
+        eventually(
+            lambda: synced("client") and synced(gateway.instance), timeout=30, what="proxies synced"
+        )
+    except AssertionError as err:
+        nacks = {p["proxy"]: p["last_nack"] for p in mesh.pilot_json("/debug/syncz")["proxies"]}
+        raise AssertionError(f"{err}; last NACK per proxy: {nacks}") from None
     assert mesh.pilot_metric("pilot_xds_nacks_total") == 0, mesh.pilot_json("/debug/syncz")
     for w in (client, gateway):
         rejected = w.admin("/stats?filter=update_rejected")
