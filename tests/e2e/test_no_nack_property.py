@@ -231,7 +231,13 @@ def service_entry(draw: st.DrawFn, n: int) -> dict[str, Any]:
         "resolution": resolution,
     }
     if resolution == "STATIC":
-        spec["endpoints"] = [{"address": "192.0.2.1"}, {"address": "192.0.2.2"}]
+        choices = [
+            [{"address": "192.0.2.1"}, {"address": "192.0.2.2"}],
+            [{"address": "192.0.2.1"}, {"network": "west"}],  # address-less: a remote network
+        ]
+        if len(spec["ports"]) == 1:  # a unix socket endpoint needs exactly one service port
+            choices.append([{"address": "unix:///var/run/example.sock"}])
+        spec["endpoints"] = draw(st.sampled_from(choices))
     ns = draw(st.sampled_from(NAMESPACES))
     return _doc("ServiceEntry", "networking.istio.io/v1", f"se{n}", ns, spec)
 
