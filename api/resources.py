@@ -25,8 +25,8 @@ __all__ = ["Checked", "KindInfo", "Resource", "check_document", "check_text", "k
 
 NETWORKING = "networking.istio.io"
 SECURITY = "security.istio.io"
-_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _METADATA_FIELDS = frozenset(
     {
         "name",
@@ -187,12 +187,12 @@ NOT_SUPPORTED_KINDS = {
 
 def valid_name(value: str) -> bool:
     """A resource name: a lower-case DNS-1123 subdomain, matched in full."""
-    return _NAME.fullmatch(value) is not None
+    return NAME_RE.fullmatch(value) is not None
 
 
 def valid_namespace(value: str) -> bool:
     """A namespace: a DNS-1123 label, matched in full."""
-    return _LABEL.fullmatch(value) is not None
+    return LABEL_RE.fullmatch(value) is not None
 
 
 def _metadata(
@@ -205,11 +205,11 @@ def _metadata(
         if key not in _METADATA_FIELDS:
             issues.error("unknown field", "metadata", key)
     name = meta.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         issues.error("must be a lower-case DNS-1123 name (a-z, 0-9, '-', '.')", "metadata", "name")
         name = ""
     namespace = meta.get("namespace", default_namespace)
-    if not isinstance(namespace, str) or not _LABEL.fullmatch(namespace):
+    if not isinstance(namespace, str) or not LABEL_RE.fullmatch(namespace):
         issues.error("must be a DNS-1123 label", "metadata", "namespace")
         namespace = default_namespace
     result_maps: list[dict[str, str]] = []

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 
@@ -13,7 +14,17 @@ from api.documents import BeyondBounds, DocumentError, parse_json, parse_yaml
 from api.store import ConfigStore
 from galley.errors import ApiError
 
-__all__ = ["StoreDep", "read_body", "read_documents", "require_reader", "require_writer", "store"]
+__all__ = [
+    "StoreDep",
+    "off_loop",
+    "read_body",
+    "read_documents",
+    "require_reader",
+    "require_writer",
+    "store",
+]
+
+T = TypeVar("T")
 
 _JSON = ("application/json",)
 _YAML = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -92,13 +103,11 @@ async def read_documents(request: Request) -> list[tuple[str, Any]]:
     except UnicodeDecodeError as err:
         raise ApiError(400, "BadRequest", f"body is not UTF-8: {err}") from err
     try:
-        # Parsing is CPU work: off the event loop, so /healthz and other requests are
-        # answered while a large or hostile body is being looked at.
         if kind == "json":
-            parsed = await asyncio.to_thread(parse_json, text)
+            parsed = await off_loop(request, parse_json, text)
             docs = parsed if isinstance(parsed, list) else [parsed]
         else:
-            docs = await asyncio.to_thread(parse_yaml, text)
+            docs = await off_loop(request, parse_yaml, text)
     except BeyondBounds as err:
         raise ApiError(422, "Invalid", f"body: {err}") from err
     except DocumentError as err:
@@ -106,3 +115,32 @@ async def read_documents(request: Request) -> list[tuple[str, Any]]:
     if not docs:
         raise ApiError(400, "BadRequest", "the body holds no document")
     return [(f"{source}:{i}", d) for i, d in enumerate(docs)]
+
+
+async def off_loop(request: Request, work: Callable[..., T], *args: Any) -> T:
+    """Run a request's CPU work (parsing, validating) off the event loop, a few at a time.
+
+    /healthz and every other request are answered meanwhile. At most
+    `max_parallel_checks` bodies are worked on at once, each bounded in size, so
+    Galley's memory is bounded however many clients send; a request that waits
+    longer than `check_timeout_s` for its turn, or whose work takes longer, is
+    answered 503 (the work still holds its slot until it ends).
+    """
+    settings = request.app.state.settings
+    slots: asyncio.Semaphore = request.app.state.check_slots
+    try:
+        await asyncio.wait_for(slots.acquire(), settings.check_timeout_s)
+    except TimeoutError:
+        raise ApiError(
+            503, "ServiceUnavailable", "Galley is busy checking other bodies: retry"
+        ) from None
+    task = asyncio.ensure_future(asyncio.to_thread(work, *args))
+    task.add_done_callback(lambda _: slots.release())
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), settings.check_timeout_s)
+    except TimeoutError:
+        raise ApiError(
+            503,
+            "ServiceUnavailable",
+            f"checking the body took over {settings.check_timeout_s:g}s: send less at once",
+        ) from None

@@ -6,20 +6,24 @@ Galleys can serve at once and any of them can restart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import consul
 import consul.aio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.store import ConfigStore, StoreUnavailable
 from galley.errors import ApiError
+from galley.openapi import document
 from galley.routers import config, resources
 from galley.settings import GalleySettings
 
@@ -57,6 +61,7 @@ def create_app(settings: GalleySettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.check_slots = asyncio.Semaphore(settings.max_parallel_checks)
     app.state.metrics = GalleyMetrics()
 
     async def catalog_hosts() -> set[str]:
@@ -119,4 +124,18 @@ def create_app(settings: GalleySettings) -> FastAPI:
 
     app.include_router(resources.router)
     app.include_router(config.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -25,6 +25,12 @@ class GalleySettings(BaseSettings):
     )
     token_file: str | None = Field(None, description="Read the token from this file instead")
     max_body_bytes: int = Field(1_048_576, gt=0, description="Largest request body accepted")
+    max_parallel_checks: int = Field(
+        2, gt=0, description="Bodies parsed and validated at once (each bounded in size)"
+    )
+    check_timeout_s: float = Field(
+        10.0, gt=0, description="Longest a request waits for, or spends in, parse and validation"
+    )
     log_level: str = Field("INFO", description="Python logging level")
 
     @field_validator("consul_addr", "http_addr")

@@ -4,35 +4,55 @@
     POST /v1/apply      body: YAML stream or JSON      -> 200 with what changed, or 422/409
 
 An apply with any invalid document stores nothing; a valid one is written in
-one Consul transaction (64 resources per transaction at most).
+one Consul transaction, so an apply that would change more than 64 resources
+(Consul's limit for one transaction) is refused whole with 413.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from api.analyze import analyze
 from api.resources import Checked, Resource, check_document
 from api.store import ConfigStore, Conflict, NotFound, TooManyWrites, Write
-from galley.dependencies import StoreDep, read_documents, require_reader, require_writer
+from galley.dependencies import (
+    StoreDep,
+    off_loop,
+    read_documents,
+    require_reader,
+    require_writer,
+)
 from galley.errors import ApiError, issue_list
+from galley.openapi import (
+    NAMESPACE_PATTERN,
+    ApplyResult,
+    ValidateResult,
+    answers,
+    documents_body,
+    writer,
+)
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["config"])
 
 
+NamespaceQuery = Query(
+    "default",
+    description="Namespace for documents that name none",
+    json_schema_extra={"pattern": NAMESPACE_PATTERN},
+)
+
+
 async def _check_all(
-    request: Request, s: ConfigStore
+    request: Request, s: ConfigStore, namespace: str
 ) -> tuple[list[Checked], list[dict[str, str]]]:
     docs = await read_documents(request)
-    namespace = request.query_params.get("namespace", "default")
-    checked = await asyncio.to_thread(
-        lambda: [check_document(doc, where, namespace) for where, doc in docs]
+    checked = await off_loop(
+        request, lambda: [check_document(doc, where, namespace) for where, doc in docs]
     )
     keys: dict[tuple[str, str, str], str] = {}
     for c in checked:
@@ -80,9 +100,16 @@ async def _analysis(request: Request, s: ConfigStore, new: list[Resource]) -> li
     ]
 
 
-@router.post("/validate", dependencies=[Depends(require_reader)])
-async def validate(request: Request, s: StoreDep) -> dict[str, Any]:
-    checked, warnings = await _check_all(request, s)
+@router.post(
+    "/validate",
+    dependencies=[Depends(require_reader)],
+    responses=answers(ValidateResult, 200, 400, 401, 413, 415, 422),
+    openapi_extra=documents_body(),
+)
+async def validate(
+    request: Request, s: StoreDep, namespace: str = NamespaceQuery
+) -> dict[str, Any]:
+    checked, warnings = await _check_all(request, s, namespace)
     return {
         "valid": True,
         "resources": [c.resource.ref for c in checked if c.resource],
@@ -90,9 +117,14 @@ async def validate(request: Request, s: StoreDep) -> dict[str, Any]:
     }
 
 
-@router.post("/apply", dependencies=[Depends(require_writer)])
-async def apply(request: Request, s: StoreDep) -> dict[str, Any]:
-    checked, warnings = await _check_all(request, s)
+@router.post(
+    "/apply",
+    dependencies=[Depends(require_writer)],
+    responses=answers(ApplyResult, 200, 400, 401, 403, 409, 413, 415, 422),
+    openapi_extra=writer(documents_body()),
+)
+async def apply(request: Request, s: StoreDep, namespace: str = NamespaceQuery) -> dict[str, Any]:
+    checked, warnings = await _check_all(request, s, namespace)
     results: list[dict[str, str]] = []
     writes: list[Write] = []
     for c in checked:

@@ -10,25 +10,56 @@ the version read just before, so it never lands on a half-written value).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 
 from api.resources import (
     KindInfo,
     Resource,
     check_document,
     kind_by_plural,
+    kinds,
     valid_name,
     valid_namespace,
 )
 from api.store import ConfigStore, Conflict, NotFound, StoredResource, Write
-from galley.dependencies import StoreDep, read_documents, require_reader, require_writer
+from galley.dependencies import (
+    StoreDep,
+    off_loop,
+    read_documents,
+    require_reader,
+    require_writer,
+)
 from galley.errors import ApiError, details
+from galley.openapi import (
+    NAME_PATTERN,
+    NAMESPACE_PATTERN,
+    Document,
+    ResourceList,
+    Status,
+    answers,
+    enum,
+    resource_body,
+    writer,
+)
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/apis", tags=["resources"])
+
+
+def _one_of(values: set[str], description: str) -> Any:
+    return Path(description=description, json_schema_extra=enum(values))
+
+
+# The schema names the values Galley serves; the handlers check them all the same
+# (404 for an unknown type, 400 for a name that breaks the metadata rules).
+Group = Annotated[str, _one_of({k.group for k in kinds().values()}, "API group")]
+Version = Annotated[str, _one_of({v for k in kinds().values() for v in k.versions}, "API version")]
+Plural = Annotated[str, _one_of({k.plural for k in kinds().values()}, "Resource type")]
+Namespace = Annotated[str, Path(json_schema_extra={"pattern": NAMESPACE_PATTERN})]
+Name = Annotated[str, Path(json_schema_extra={"pattern": NAME_PATTERN})]
 
 
 def _where(namespace: str, name: str | None = None) -> None:
@@ -67,7 +98,7 @@ async def _checked_one(
             meta.setdefault("namespace", namespace)
             if name is not None:
                 meta.setdefault("name", name)
-    checked = check_document(doc, where, namespace)
+    checked = await off_loop(request, check_document, doc, where, namespace)
     if checked.resource is None or checked.errors:
         raise ApiError(
             422,
@@ -92,16 +123,22 @@ async def _checked_one(
     return res
 
 
-@router.get("/{group}/{version}/{plural}", dependencies=[Depends(require_reader)])
-async def list_all(group: str, version: str, plural: str, s: StoreDep) -> dict[str, Any]:
+@router.get(
+    "/{group}/{version}/{plural}",
+    dependencies=[Depends(require_reader)],
+    responses=answers(ResourceList, 200, 401, 404),
+)
+async def list_all(group: Group, version: Version, plural: Plural, s: StoreDep) -> dict[str, Any]:
     return await _list(s, group, version, plural, None)
 
 
 @router.get(
-    "/{group}/{version}/namespaces/{namespace}/{plural}", dependencies=[Depends(require_reader)]
+    "/{group}/{version}/namespaces/{namespace}/{plural}",
+    dependencies=[Depends(require_reader)],
+    responses=answers(ResourceList, 200, 400, 401, 404),
 )
 async def list_namespace(
-    group: str, version: str, namespace: str, plural: str, s: StoreDep
+    group: Group, version: Version, namespace: Namespace, plural: Plural, s: StoreDep
 ) -> dict[str, Any]:
     _where(namespace)
     return await _list(s, group, version, plural, namespace)
@@ -122,13 +159,14 @@ async def _list(
 @router.get(
     "/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
     dependencies=[Depends(require_reader)],
+    responses=answers(Document, 200, 400, 401, 404),
 )
 async def get_one(
-    group: str,
-    version: str,
-    namespace: str,
-    plural: str,
-    name: str,
+    group: Group,
+    version: Version,
+    namespace: Namespace,
+    plural: Plural,
+    name: Name,
     s: StoreDep,
 ) -> dict[str, Any]:
     info = _kind(group, version, plural)
@@ -143,13 +181,15 @@ async def get_one(
     "/{group}/{version}/namespaces/{namespace}/{plural}",
     status_code=201,
     dependencies=[Depends(require_writer)],
+    responses=answers(Document, 201, 400, 401, 403, 404, 409, 413, 415, 422),
+    openapi_extra=writer(resource_body()),
 )
 async def create(
     request: Request,
-    group: str,
-    version: str,
-    namespace: str,
-    plural: str,
+    group: Group,
+    version: Version,
+    namespace: Namespace,
+    plural: Plural,
     s: StoreDep,
 ) -> dict[str, Any]:
     info = _kind(group, version, plural)
@@ -166,14 +206,16 @@ async def create(
 @router.put(
     "/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
     dependencies=[Depends(require_writer)],
+    responses=answers(Document, 200, 400, 401, 403, 404, 409, 413, 415, 422, 428),
+    openapi_extra=writer(resource_body()),
 )
 async def replace(
     request: Request,
-    group: str,
-    version: str,
-    namespace: str,
-    plural: str,
-    name: str,
+    group: Group,
+    version: Version,
+    namespace: Namespace,
+    plural: Plural,
+    name: Name,
     s: StoreDep,
     force: bool = False,
 ) -> dict[str, Any]:
@@ -212,14 +254,16 @@ async def replace(
 @router.delete(
     "/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
     dependencies=[Depends(require_writer)],
+    responses=answers(Status, 200, 400, 401, 403, 404, 409),
+    openapi_extra=writer(),
 )
 async def delete(
     request: Request,
-    group: str,
-    version: str,
-    namespace: str,
-    plural: str,
-    name: str,
+    group: Group,
+    version: Version,
+    namespace: Namespace,
+    plural: Plural,
+    name: Name,
     s: StoreDep,
     resource_version: int | None = None,
 ) -> Response:

@@ -92,3 +92,22 @@ def test_real_config_within_the_bounds_still_passes(client: TestClient) -> None:
     )
     r = client.post("/v1/validate", content=anchors.encode(), headers=YAML)
     assert r.status_code == 200, r.text
+
+
+def test_parse_and_validation_are_bounded_in_time_and_in_parallel(consul_agent: str) -> None:
+    """A body whose checking outlasts check_timeout_s gets 503 (not a stall), and while
+    the one slot is held the next request waits at most that long for its turn."""
+    settings = GalleySettings(
+        consul_addr=consul_agent, token=TOKEN, max_parallel_checks=1, check_timeout_s=0.05
+    )
+    big = ("- " + "x" * 40 + "\n") * 20_000  # about a second of parsing
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        began = time.monotonic()
+        slow = c.post("/v1/validate", content=big, headers=YAML)
+        assert slow.status_code == 503, slow.text
+        assert "took over 0.05s" in slow.json()["error"]["message"]
+        # The slot is still held by the parse above: the next request is told to retry.
+        busy = c.post("/v1/validate", content="a: 1\n", headers=YAML)
+        assert busy.status_code == 503, busy.text
+        assert "busy" in busy.json()["error"]["message"]
+        assert time.monotonic() - began < 1.0
