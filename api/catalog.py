@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from api.checks import is_k8s_label
+
 __all__ = [
     "DEFAULT_NAMESPACE",
     "DEFAULT_SERVICE_ACCOUNT",
@@ -45,7 +47,6 @@ RESERVED_META = frozenset({"namespace", "service_account", "service_port", "prot
 # Consul's own rule for meta keys; label keys must fit it to travel as meta.
 _META_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # A DNS-1123 label: what service names and namespaces must be.
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 class CatalogError(ValueError):
@@ -110,14 +111,14 @@ def instance_from_health_entry(entry: Mapping[str, Any]) -> Instance | None:
     address = svc.get("Address") or node.get("Address") or ""
     port = svc.get("Port") or 0
     name = svc.get("Service") or ""
-    if not address or not port or not _DNS_LABEL.fullmatch(name):
+    if not address or not port or not is_k8s_label(name):
         return None
     tags: Sequence[str] = svc.get("Tags") or []
     # Reserved keys come from meta, or from `key=value` tags when a registrar (Registrator
     # without meta support) can only write tags.
     from_tags = {k: v for k, v in _tag_values(tags).items() if k in RESERVED_META}
     meta: Mapping[str, str] = {**from_tags, **(svc.get("Meta") or {})}
-    if not _DNS_LABEL.fullmatch(meta.get("namespace") or DEFAULT_NAMESPACE):
+    if not is_k8s_label(meta.get("namespace") or DEFAULT_NAMESPACE):
         return None
     protocol = (meta.get("protocol") or "http").lower()
     return Instance(
@@ -149,9 +150,9 @@ def registration_payload(
     mtls: bool = False,
 ) -> dict[str, Any]:
     """The body of ``PUT /v1/agent/service/register`` for one mesh workload."""
-    if not _DNS_LABEL.fullmatch(service):
+    if not is_k8s_label(service):
         raise CatalogError(f"service {service!r}: must be a DNS label (a-z, 0-9, '-')")
-    if not _DNS_LABEL.fullmatch(namespace):
+    if not is_k8s_label(namespace):
         raise CatalogError(f"namespace {namespace!r}: must be a DNS label (a-z, 0-9, '-')")
     if not instance_id:
         raise CatalogError("id: must not be empty")

@@ -15,6 +15,8 @@ import re2
 __all__ = [
     "GRPC_STATUS_NAMES",
     "HTTP_LIKE",
+    "K8S_LABEL",
+    "K8S_SUBDOMAIN",
     "PROTOCOLS",
     "TCP_LIKE",
     "TLS_LIKE",
@@ -26,6 +28,8 @@ __all__ = [
     "header_value",
     "ip_or_cidr",
     "is_ip",
+    "is_k8s_label",
+    "is_k8s_name",
     "labels",
     "max_entries",
     "max_items",
@@ -88,7 +92,13 @@ _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs"
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _PSEUDO_HEADERS = frozenset({":method", ":scheme", ":authority", ":path", ":status"})
 _QUALIFIED_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+# Kubernetes object identifiers, matched in full (a trailing newline never passes):
+# a lower-case DNS-1123 label (namespaces, service accounts' namespaces), and a
+# subdomain of such labels, at most 253 characters (object and service account names).
+K8S_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+K8S_SUBDOMAIN = re.compile(
+    r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*"
+)
 _MAX_REGEX = 1024
 ENVOY_MAX_REGEX_PROGRAM = 100  # Envoy's default re2.max_program_size.error_level
 
@@ -157,6 +167,14 @@ def duration(text: str, *, allow_zero: bool = False) -> str | None:
     if abs(millis - round(millis)) > 1e-6:
         return f"duration {text!r} must be a whole number of milliseconds"
     return None
+
+
+def is_k8s_label(value: str) -> bool:
+    return K8S_LABEL.fullmatch(value) is not None
+
+
+def is_k8s_name(value: str) -> bool:
+    return len(value) <= 253 and K8S_SUBDOMAIN.fullmatch(value) is not None
 
 
 def dns_label(value: str) -> str | None:
@@ -275,7 +293,7 @@ def header_value(value: str) -> str | None:
 
 def _label_key(key: str) -> str | None:
     prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+    if slash and (not is_k8s_name(prefix)):
         return f"label key {key!r}: invalid prefix"
     if not name or len(name) > 63 or not _QUALIFIED_NAME.fullmatch(name):
         return f"label key {key!r}: invalid name"

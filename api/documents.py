@@ -11,15 +11,19 @@ repeats, so the bound holds whatever the nesting of anchors.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import yaml
+
+from api.issues import join_path
 
 __all__ = [
     "MAX_DEPTH",
     "MAX_NODES",
     "BeyondBounds",
     "DocumentError",
+    "NotFinite",
     "check_bounds",
     "parse_json",
     "parse_yaml",
@@ -125,11 +129,38 @@ def _json_depth_ok(text: str) -> None:
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    for key in keys:
-        if keys.count(key) > 1:
-            raise DocumentError(f"key {key!r} appears twice in one object")
-    return dict(pairs)
+    out = dict(pairs)
+    if len(out) != len(pairs):  # linear: an object of 100,000 keys costs no more than its size
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DocumentError(f"key {key!r} appears twice in one object")
+            seen.add(key)
+    return out
+
+
+class NotFinite(DocumentError):
+    """NaN or an infinity (JSON's non-standard constants, YAML's .nan/.inf)."""
+
+    REASON = "NaN and infinities are not numbers a config may hold"
+
+    def __init__(self, path: tuple[str | int, ...]) -> None:
+        super().__init__(f"{join_path(path)}: {self.REASON}")
+        self.path = path
+
+
+def _path_to_non_finite(value: Any) -> tuple[str | int, ...]:
+    """Where the first non-finite number is (depth is already bounded)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return ()
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if isinstance(item, (dict, list)) or isinstance(item, float):
+            try:
+                return (key, *_path_to_non_finite(item))
+            except LookupError:
+                continue
+    raise LookupError
 
 
 def parse_json(text: str) -> Any:
@@ -147,7 +178,8 @@ def parse_json(text: str) -> Any:
 
 
 def check_bounds(value: Any) -> None:
-    """Depth and size of an already-built value (a document handed over as objects)."""
+    """Depth and size of an already-built value (a document handed over as objects),
+    and no NaN or infinity in it (NotFinite says where)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     seen = 0
     while stack:
@@ -161,3 +193,5 @@ def check_bounds(value: Any) -> None:
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise NotFinite(_path_to_non_finite(value))

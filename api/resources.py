@@ -9,14 +9,14 @@ document (``file:index``) and the field path.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from api.documents import DocumentError, check_bounds, parse_yaml
+from api.checks import is_k8s_label, is_k8s_name
+from api.documents import DocumentError, NotFinite, check_bounds, parse_yaml
 from api.issues import Issue, Issues, Severity
 from api.model import Spec, report_pydantic
 from api.unsupported import not_applied
@@ -25,8 +25,6 @@ __all__ = ["Checked", "KindInfo", "Resource", "check_document", "check_text", "k
 
 NETWORKING = "networking.istio.io"
 SECURITY = "security.istio.io"
-LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _METADATA_FIELDS = frozenset(
     {
         "name",
@@ -187,12 +185,12 @@ NOT_SUPPORTED_KINDS = {
 
 def valid_name(value: str) -> bool:
     """A resource name: a lower-case DNS-1123 subdomain, matched in full."""
-    return NAME_RE.fullmatch(value) is not None
+    return is_k8s_name(value)
 
 
 def valid_namespace(value: str) -> bool:
     """A namespace: a DNS-1123 label, matched in full."""
-    return LABEL_RE.fullmatch(value) is not None
+    return is_k8s_label(value)
 
 
 def _metadata(
@@ -205,11 +203,11 @@ def _metadata(
         if key not in _METADATA_FIELDS:
             issues.error("unknown field", "metadata", key)
     name = meta.get("name")
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+    if not isinstance(name, str) or not is_k8s_name(name):
         issues.error("must be a lower-case DNS-1123 name (a-z, 0-9, '-', '.')", "metadata", "name")
         name = ""
     namespace = meta.get("namespace", default_namespace)
-    if not isinstance(namespace, str) or not LABEL_RE.fullmatch(namespace):
+    if not isinstance(namespace, str) or not is_k8s_label(namespace):
         issues.error("must be a DNS-1123 label", "metadata", "namespace")
         namespace = default_namespace
     result_maps: list[dict[str, str]] = []
@@ -236,13 +234,22 @@ def _metadata(
     )
 
 
+def _out_of_bounds(doc: Any, issues: Issues) -> bool:
+    try:
+        check_bounds(doc)
+    except NotFinite as err:
+        issues.error(err.REASON, *err.path)
+    except DocumentError as err:
+        issues.error(str(err))
+    else:
+        return False
+    return True
+
+
 def check_document(doc: Any, where: str, default_namespace: str = "default") -> Checked:
     """Validate one parsed YAML/JSON document."""
     issues = Issues()
-    try:
-        check_bounds(doc)
-    except DocumentError as err:
-        issues.error(str(err))
+    if _out_of_bounds(doc, issues):
         return Checked(where, None, issues.items)
     try:
         # As Kubernetes stores it: JSON, so `80:` map keys become "80".

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +22,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from api.checks import is_k8s_label, is_k8s_name
+
 __all__ = ["CaError", "CertificateAuthority", "IssuedCert", "spiffe_id"]
 
-_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_SA = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 ROOT_TTL = datetime.timedelta(days=3650)
 
 
@@ -35,9 +34,9 @@ class CaError(Exception):
 
 
 def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
-    if not _LABEL.fullmatch(namespace):
+    if not is_k8s_label(namespace):
         raise CaError(f"namespace {namespace!r} is not a DNS label")
-    if not _SA.fullmatch(service_account):
+    if not is_k8s_name(service_account):
         raise CaError(f"service account {service_account!r} is not a valid name")
     return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.documents import DocumentError, parse_json
 from citadel.ca import CaError, CertificateAuthority
 from citadel.metrics import CitadelMetrics
 from citadel.tokens import TokenError, TokenSigner
@@ -73,15 +75,31 @@ class CitadelHttp:
                 {"error": "minting tokens needs the admin credential"}, status=401
             )
         try:
-            body = await request.json()
-            token = self._signer.mint(
-                str(body["namespace"]),
-                str(body["serviceAccount"]),
-                int(body.get("ttlSeconds", 86_400)),
-            )
-        except (ValueError, KeyError, TypeError) as err:
+            namespace, account, ttl = _mint_request(await request.read())
+            token = self._signer.mint(namespace, account, ttl)
+        except (DocumentError, TokenError, CaError) as err:
             return web.json_response({"error": f"bad request: {err}"}, status=400)
-        except (TokenError, CaError) as err:
-            return web.json_response({"error": str(err)}, status=400)
         self._metrics.tokens.inc()
         return web.json_response({"token": token})
+
+
+def _mint_request(body: bytes) -> tuple[str, str, int]:
+    """namespace, serviceAccount and ttlSeconds from a token request, typed strictly:
+    no value is coerced (a list is not a name, 1e400 is not a lifetime), and the
+    JSON is parsed with the same depth and size bounds as every other body."""
+    try:
+        doc: Any = parse_json(body.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise DocumentError(f"body is not UTF-8: {err}") from err
+    if not isinstance(doc, dict):
+        raise DocumentError("the body must be a JSON object")
+    unknown = sorted(set(doc) - {"namespace", "serviceAccount", "ttlSeconds"})
+    if unknown:
+        raise DocumentError(f"unknown fields: {', '.join(map(repr, unknown))}")
+    namespace, account = doc.get("namespace"), doc.get("serviceAccount")
+    ttl = doc.get("ttlSeconds", 86_400)
+    if not isinstance(namespace, str) or not isinstance(account, str):
+        raise DocumentError("namespace and serviceAccount must be strings")
+    if not isinstance(ttl, int) or isinstance(ttl, bool):
+        raise DocumentError("ttlSeconds must be a whole number of seconds")
+    return namespace, account, ttl

@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.resources import LABEL_RE, NAME_RE, kinds
+from api.checks import K8S_LABEL, K8S_SUBDOMAIN
+from api.resources import kinds
 
 __all__ = [
     "ApplyResult",
@@ -32,8 +33,8 @@ __all__ = [
 ]
 
 # The rules Galley enforces, anchored for JSON Schema (which matches anywhere otherwise).
-NAME_PATTERN = f"^{NAME_RE.pattern}$"
-NAMESPACE_PATTERN = f"^{LABEL_RE.pattern}$"
+NAME_PATTERN = f"^{K8S_SUBDOMAIN.pattern}$"  # and at most 253 characters
+NAMESPACE_PATTERN = f"^{K8S_LABEL.pattern}$"
 
 
 def enum(values: Iterable[str]) -> dict[str, Any]:
@@ -62,7 +63,7 @@ class ErrorBody(BaseModel):
 class Metadata(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str = Field(max_length=253, pattern=NAME_PATTERN)
     namespace: str = Field("default", pattern=NAMESPACE_PATTERN)
     resourceVersion: str | None = Field(
         None, description="The version read; an update that carries it is compare-and-set"

@@ -59,7 +59,7 @@ Group = Annotated[str, _one_of({k.group for k in kinds().values()}, "API group")
 Version = Annotated[str, _one_of({v for k in kinds().values() for v in k.versions}, "API version")]
 Plural = Annotated[str, _one_of({k.plural for k in kinds().values()}, "Resource type")]
 Namespace = Annotated[str, Path(json_schema_extra={"pattern": NAMESPACE_PATTERN})]
-Name = Annotated[str, Path(json_schema_extra={"pattern": NAME_PATTERN})]
+Name = Annotated[str, Path(json_schema_extra={"pattern": NAME_PATTERN, "maxLength": 253})]
 
 
 def _where(namespace: str, name: str | None = None) -> None:
