@@ -155,7 +155,7 @@ def _path_to_non_finite(value: Any) -> tuple[str | int, ...]:
         return ()
     items = value.items() if isinstance(value, dict) else enumerate(value)
     for key, item in items:
-        if isinstance(item, (dict, list)) or isinstance(item, float):
+        if isinstance(item, (dict, list)) or (isinstance(item, float) and not math.isfinite(item)):
             try:
                 return (key, *_path_to_non_finite(item))
             except LookupError:

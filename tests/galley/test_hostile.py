@@ -129,6 +129,7 @@ PA = '"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metad
     ("body", "headers", "status"),
     [
         ("{" + PA + ', "spec": {"portLevelMtls": {"80": NaN}}}', JSON, 400),
+        ("{" + PA + ', "spec": {"a": 1.5, "portLevelMtls": {"80": [2.5, NaN]}}}', JSON, 400),
         ("{" + PA + ', "spec": {"portLevelMtls": {"80": {"mode": -Infinity}}}}', JSON, 400),
         (
             "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: n}\n"
