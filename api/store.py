@@ -9,16 +9,18 @@ Galley writes here; Pilot only reads (and watches the prefix).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import consul
 import consul.aio
 
+from api.consul_endpoints import ConsulEndpoints
 from api.documents import DocumentError, parse_json
 from api.resources import Checked, Resource, check_document
 
@@ -38,6 +40,8 @@ __all__ = [
 PREFIX = "mesh/config/"
 MAX_WRITES = 64  # Consul's cap on operations in one transaction
 _ERRORS = (consul.ConsulException, aiohttp.ClientError, OSError, TimeoutError)
+_NO_LEADER = "No cluster leader"
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -115,19 +119,36 @@ def _bad(key: str, message: str) -> Checked:
 
 
 class ConfigStore:
-    def __init__(self, host: str, port: int, token: str | None = None) -> None:
-        self._host, self._port, self._token = host, port, token
-        self._client: consul.aio.Consul | None = None
+    """Galley's config in Consul KV, through whichever of the Consul addresses answers.
 
-    def _c(self) -> consul.aio.Consul:
-        if self._client is None:
-            self._client = consul.aio.Consul(host=self._host, port=self._port, token=self._token)
-        return self._client
+    Reads move to the next address on any failure. A write moves on only when it
+    surely never reached Consul (no connection, or "no cluster leader" while the
+    servers elect one): every write is a compare-and-set, but a write that may have
+    landed is reported, not replayed.
+    """
+
+    def __init__(self, consul_addrs: str, token: str | None = None) -> None:
+        self._consul = ConsulEndpoints.parse(consul_addrs, token=token)
+        self._attempts = max(2, 2 * self._consul.count)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        await self._consul.close()
+
+    @property
+    def endpoints(self) -> ConsulEndpoints:
+        return self._consul
+
+    async def _read(self, op: Callable[[consul.aio.Consul], Awaitable[T]]) -> T:
+        last: BaseException | None = None
+        for attempt in range(self._attempts):
+            client = self._consul.client()
+            try:
+                return await op(client)
+            except _ERRORS as err:
+                self._consul.failed(client, err)
+                last = err
+                await asyncio.sleep(_pause(attempt))
+        raise StoreUnavailable(f"consul: {last or type(last).__name__}") from last
 
     async def list_resources(
         self, kind: str | None = None, namespace: str | None = None
@@ -137,10 +158,7 @@ class ConfigStore:
             prefix += f"{kind}/"
             if namespace:
                 prefix += f"{namespace}/"
-        try:
-            _, items = await self._c().kv.get(prefix, recurse=True)
-        except _ERRORS as err:
-            raise StoreUnavailable(f"consul: {err or type(err).__name__}") from err
+        _, items = await self._read(lambda c: c.kv.get(prefix, recurse=True))
         out = []
         for item in items or []:
             decoded = decode(
@@ -153,10 +171,7 @@ class ConfigStore:
 
     async def get(self, kind: str, namespace: str, name: str) -> StoredResource:
         key = key_for(kind, namespace, name)
-        try:
-            _, item = await self._c().kv.get(key)
-        except _ERRORS as err:
-            raise StoreUnavailable(f"consul: {err or type(err).__name__}") from err
+        _, item = await self._read(lambda c: c.kv.get(key))
         if item is None:
             raise NotFound(f"{kind} {namespace}/{name} not found")
         decoded = decode(key, item.get("Value"), int(item["ModifyIndex"]), int(item["CreateIndex"]))
@@ -211,20 +226,44 @@ class ConfigStore:
         await self._raw_txn(ops)
 
     async def _raw_txn(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
-        try:
-            resp = await self._c().http.put(lambda r: r, "/v1/txn", data=json.dumps(ops))
-        except _ERRORS as err:
-            raise StoreUnavailable(f"consul: {err or type(err).__name__}") from err
-        try:
-            body = json.loads(resp.body) if resp.body else {}
-        except ValueError:
-            body = {}
-        if resp.code == 409:
-            errors = "; ".join(e.get("What", "") for e in body.get("Errors") or [])
-            raise Conflict(errors or "the resource changed meanwhile")
-        if resp.code != 200:
-            raise StoreUnavailable(f"consul answered {resp.code}: {str(resp.body)[:200]}")
-        return body
+        data = json.dumps(ops)
+        for attempt in range(self._attempts):
+            client = self._consul.client()
+            try:
+                resp = await client.http.put(lambda r: r, "/v1/txn", data=data)
+            except _ERRORS as err:
+                self._consul.failed(client, err)
+                if not isinstance(err, aiohttp.ClientConnectorError):
+                    raise StoreUnavailable(
+                        f"consul: {err or type(err).__name__} (the write may or may not "
+                        "have been stored: read it back)"
+                    ) from err
+                await asyncio.sleep(_pause(attempt))
+                continue
+            if resp.code == 500 and _NO_LEADER in str(resp.body):
+                await asyncio.sleep(_pause(attempt))  # an election: nothing was written
+                continue
+            return _txn_result(resp)
+        raise StoreUnavailable("consul: no server could take the write (no leader?)")
+
+
+def _pause(attempt: int) -> float:
+    """Between attempts: none for the first failover, then up to a second (an election
+    takes a few)."""
+    return 0.0 if attempt == 0 else min(0.25 * attempt, 1.0)
+
+
+def _txn_result(resp: Any) -> dict[str, Any]:
+    try:
+        body = json.loads(resp.body) if resp.body else {}
+    except ValueError:
+        body = {}
+    if resp.code == 409:
+        errors = "; ".join(e.get("What", "") for e in body.get("Errors") or [])
+        raise Conflict(errors or "the resource changed meanwhile")
+    if resp.code != 200:
+        raise StoreUnavailable(f"consul answered {resp.code}: {str(resp.body)[:200]}")
+    return body
 
 
 def _with_version(r: Resource, version: int) -> Resource:

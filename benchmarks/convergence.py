@@ -303,8 +303,7 @@ class EnvoyFleet:
         for i in range(k):
             admin = free_port()
             spec = SidecarBootstrap(
-                pilot_host="127.0.0.1",
-                pilot_port=pilot_port,
+                pilots=(("127.0.0.1", pilot_port),),
                 service="bench",
                 namespace="default",
                 node_id=f"envoy-{i}",

@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import consul
-import consul.aio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -44,11 +42,9 @@ class GalleyMetrics:
 
 
 def create_app(settings: GalleySettings) -> FastAPI:
-    host, _, port = settings.consul_addr.rpartition(":")
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.store = ConfigStore(host, int(port))
+        app.state.store = ConfigStore(settings.consul_addr)
         yield
         await app.state.store.close()
 
@@ -66,7 +62,7 @@ def create_app(settings: GalleySettings) -> FastAPI:
 
     async def catalog_hosts() -> set[str]:
         """Hostnames of the services in the Consul catalog (for analysis warnings)."""
-        client = consul.aio.Consul(host=host, port=int(port))
+        client = app.state.store.endpoints.client()
         hosts: set[str] = set()
         try:
             _, services = await client.catalog.services()
@@ -78,8 +74,6 @@ def create_app(settings: GalleySettings) -> FastAPI:
         except Exception as err:  # advice only: no catalog, no service warnings
             log.debug("catalog unavailable for analysis: %s", err)
             return set()
-        finally:
-            await client.close()
         return hosts
 
     app.state.catalog_hosts = catalog_hosts

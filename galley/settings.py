@@ -5,20 +5,18 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.addrs import parse_addrs, split_addr
+
 __all__ = ["GalleySettings"]
-
-
-def _check_addr(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{value!r} is not HOST:PORT")
-    return value
 
 
 class GalleySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GALLEY_", extra="forbid")
 
-    consul_addr: str = Field("127.0.0.1:8500", description="Consul agent HTTP address, HOST:PORT")
+    consul_addr: str = Field(
+        "127.0.0.1:8500",
+        description="Consul HTTP address, HOST:PORT; several, comma-separated, fail over in turn",
+    )
     http_addr: str = Field("127.0.0.1:15080", description="REST API listen address")
     token: SecretStr | None = Field(
         None, description="Bearer token required for writes (and for reads from non-loopback)"
@@ -33,10 +31,17 @@ class GalleySettings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Python logging level")
 
-    @field_validator("consul_addr", "http_addr")
+    @field_validator("http_addr")
     @classmethod
     def _addr(cls, value: str) -> str:
-        return _check_addr(value)
+        split_addr(value)
+        return value
+
+    @field_validator("consul_addr")
+    @classmethod
+    def _addrs(cls, value: str) -> str:
+        parse_addrs(value)
+        return value
 
     def write_token(self) -> str | None:
         if self.token_file:

@@ -139,8 +139,9 @@ def _pack(message: Any) -> any_pb2.Any:
 
 @dataclass(frozen=True, slots=True)
 class SidecarBootstrap:
-    pilot_host: str
-    pilot_port: int
+    # Every Pilot replica (HOST, PORT): Envoy keeps one ADS stream and, when it breaks,
+    # reconnects to the next replica in turn.
+    pilots: tuple[tuple[str, int], ...]
     service: str
     namespace: str
     node_id: str
@@ -196,7 +197,7 @@ class SidecarBootstrap:
         xds_cluster = cluster_pb2.Cluster(
             name=XDS_CLUSTER,
             type=cluster_pb2.Cluster.STATIC
-            if _is_ip(self.pilot_host)
+            if all(_is_ip(host) for host, _ in self.pilots)
             else cluster_pb2.Cluster.STRICT_DNS,
             connect_timeout=duration_pb2.Duration(seconds=1),
             typed_extension_protocol_options={
@@ -209,9 +210,10 @@ class SidecarBootstrap:
                         lb_endpoints=[
                             endpoint_components_pb2.LbEndpoint(
                                 endpoint=endpoint_components_pb2.Endpoint(
-                                    address=_address(self.pilot_host, self.pilot_port)
+                                    address=_address(host, port)
                                 )
                             )
+                            for host, port in self.pilots
                         ]
                     )
                 ],

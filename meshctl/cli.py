@@ -15,6 +15,7 @@ from typing import NoReturn
 import consul
 import requests
 
+from api.addrs import split_addr
 from api.catalog import CatalogError, registration_payload
 from meshctl.registration import register
 
@@ -26,10 +27,17 @@ class CliError(Exception):
 
 
 def _addr(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
+    try:
+        host, port = split_addr(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if port == 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: port 0 is not a port to connect to")
+    return host, port
+
+
+def _addrs(value: str) -> list[tuple[str, int]]:
+    return [_addr(entry) for entry in value.split(",")]
 
 
 def _port(value: str) -> int:
@@ -100,8 +108,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     if len(set(ports)) != len(ports):
         raise CliError("--admin-port, --outbound-port and --inbound-port must differ")
     spec = SidecarBootstrap(
-        pilot_host=args.pilot_addr[0],
-        pilot_port=args.pilot_addr[1],
+        pilots=tuple(args.pilot_addr),
         service=args.service,
         namespace=args.namespace,
         node_id=args.id,
@@ -348,7 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
             "Envoy's default drain keeps connections on a replaced listener for 600 s."
         ),
     )
-    boot.add_argument("--pilot-addr", type=_addr, required=True, metavar="HOST:PORT")
+    boot.add_argument(
+        "--pilot-addr",
+        type=_addrs,
+        required=True,
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help="Pilot's xDS address; with several replicas, all of them (Envoy fails over)",
+    )
     workload(boot)
     boot.add_argument("--admin-port", type=_port, required=True)
     boot.add_argument("--outbound-port", type=_port, default=None)

@@ -115,27 +115,36 @@ class ConsulPorts:
     serf_lan: int = field(default_factory=free_port)
     server: int = field(default_factory=free_port)
 
-    def argv(self, consul: str, data_dir: Path | None) -> list[str]:
-        """A single-server agent on loopback; with a data dir it survives restarts."""
-        mode = (
-            [
+    def argv(
+        self,
+        consul: str,
+        data_dir: Path | None,
+        *,
+        node: str = "mesh-local",
+        peers: Sequence[ConsulPorts] = (),
+    ) -> list[str]:
+        """A server agent on loopback. With a data dir it survives restarts; with peers it
+        is one of a cluster of 1 + len(peers) servers that elect a leader among themselves
+        (Raft: the catalog and the config survive the loss of any minority of them)."""
+        if data_dir is None:
+            mode = ["-dev"]
+        else:
+            mode = [
                 "-server",
-                "-bootstrap-expect=1",
+                f"-bootstrap-expect={1 + len(peers)}",
                 f"-data-dir={data_dir}",
                 "-ui",
-                # A lone local server: elect at once rather than at production pace.
+                # Local servers: elect at once rather than at production pace.
                 "-hcl=performance { raft_multiplier = 1 }",
+                *(f"-retry-join=127.0.0.1:{p.serf_lan}" for p in peers),
             ]
-            if data_dir is not None
-            else ["-dev"]
-        )
         return [
             consul,
             "agent",
             *mode,
             "-bind=127.0.0.1",
             "-client=127.0.0.1",
-            "-node=mesh-local",
+            f"-node={node}",
             f"-http-port={self.http}",
             f"-grpc-port={self.grpc}",
             f"-dns-port={self.dns}",

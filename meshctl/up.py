@@ -295,8 +295,7 @@ class Mesh:
         self.sup.start(f"app-{w.instance}", argv)
         self.sup.wait_http(f"app-{w.instance}", f"http://127.0.0.1:{w.app_port}/healthz")
         spec = SidecarBootstrap(
-            pilot_host="127.0.0.1",
-            pilot_port=self.pilot_grpc,
+            pilots=(("127.0.0.1", self.pilot_grpc),),
             service=w.service,
             namespace="default",
             node_id=w.instance,
@@ -343,8 +342,7 @@ class Mesh:
 
     def start_gateway(self) -> None:
         spec = SidecarBootstrap(
-            pilot_host="127.0.0.1",
-            pilot_port=self.pilot_grpc,
+            pilots=(("127.0.0.1", self.pilot_grpc),),
             service="ingressgateway",
             namespace="istio-system",
             node_id="ingressgateway-1",

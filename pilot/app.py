@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
+from api.addrs import split_addr
 from api.resources import Resource
 from api.security.request_authentication import RequestAuthenticationSpec
 from pilot.clock import Clock, MonotonicClock
@@ -23,7 +24,7 @@ from pilot.model import MeshConfig, MeshSnapshot
 from pilot.networking import authz
 from pilot.registry import OnChange, Registry
 from pilot.registry.consul import ConsulRegistry
-from pilot.settings import PilotSettings, split_addr
+from pilot.settings import PilotSettings
 from pilot.xds.cds import ClusterGenerator
 from pilot.xds.context import Change, PushContext, diff
 from pilot.xds.ecds import ExtensionConfigGenerator
@@ -92,16 +93,19 @@ class Pilot:
             self.metrics,
             clock=self.clock.now,
         )
-        host, port = split_addr(settings.consul_addr)
         if registry_factory is None:
 
             def registry_factory(on_change: OnChange, metrics: Metrics) -> Registry:
-                return ConsulRegistry(host, port, on_change, metrics, wait=settings.consul_wait)
+                return ConsulRegistry(
+                    settings.consul_addr, on_change, metrics, wait=settings.consul_wait
+                )
 
         if config_factory is None:
 
             def config_factory(on_change: OnChange, metrics: Metrics) -> ConfigSource:
-                return ConsulConfigSource(host, port, on_change, metrics, wait=settings.consul_wait)
+                return ConsulConfigSource(
+                    settings.consul_addr, on_change, metrics, wait=settings.consul_wait
+                )
 
         self.registry = registry_factory(self.debouncer.add, self.metrics)
         self.config = config_factory(self.debouncer.add, self.metrics)

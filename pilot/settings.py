@@ -5,21 +5,18 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["PilotSettings", "split_addr"]
+from api.addrs import parse_addrs, split_addr
 
-
-def split_addr(value: str) -> tuple[str, int]:
-    """'host:port' -> (host, port), with a clear error for anything else."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{value!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
+__all__ = ["PilotSettings"]
 
 
 class PilotSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PILOT_", extra="forbid")
 
-    consul_addr: str = Field("127.0.0.1:8500", description="Consul agent HTTP address, HOST:PORT")
+    consul_addr: str = Field(
+        "127.0.0.1:8500",
+        description="Consul HTTP address, HOST:PORT; several, comma-separated, fail over in turn",
+    )
     grpc_addr: str = Field("127.0.0.1:15010", description="Plaintext xDS (ADS) listen address")
     tls_grpc_addr: str | None = Field(
         None, description="xDS over TLS listen address (needs tls_cert_file and tls_key_file)"
@@ -52,8 +49,14 @@ class PilotSettings(BaseSettings):
     consul_wait: str = Field("55s", description="Blocking-query wait time sent to Consul")
     log_level: str = Field("INFO", description="Python logging level")
 
-    @field_validator("consul_addr", "grpc_addr", "http_addr")
+    @field_validator("grpc_addr", "http_addr")
     @classmethod
     def _is_addr(cls, value: str) -> str:
         split_addr(value)
+        return value
+
+    @field_validator("consul_addr")
+    @classmethod
+    def _are_addrs(cls, value: str) -> str:
+        parse_addrs(value)
         return value

@@ -2,7 +2,8 @@
 
 Each stored value is validated again as it is read: a value that is not
 valid config (written by hand, or by an older Galley) is logged, counted and
-left out, never sent to Envoy. When Consul is down the last config stays.
+left out, never sent to Envoy. When Consul is down the last config stays;
+with several Consul addresses the watch moves to the next.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-import consul.aio
-
+from api.consul_endpoints import ConsulEndpoints
 from api.resources import Resource
 from api.store import PREFIX, StoredResource, decode
 from pilot.metrics import Metrics
@@ -27,15 +27,14 @@ log = logging.getLogger(__name__)
 class ConsulConfigSource:
     def __init__(
         self,
-        host: str,
-        port: int,
+        consul_addrs: str,
         on_change: OnChange,
         metrics: Metrics,
         *,
         wait: str = "55s",
         retry_max: float = 5.0,
     ) -> None:
-        self._host, self._port = host, port
+        self._consul = ConsulEndpoints.parse(consul_addrs)
         self._on_change = on_change
         self._metrics = metrics
         self._wait = wait
@@ -48,15 +47,16 @@ class ConsulConfigSource:
         return self._resources
 
     async def run(self) -> None:
-        client = consul.aio.Consul(host=self._host, port=self._port)
         index, delay = 0, 0.25
         try:
             while True:
+                client = self._consul.client()
                 try:
                     new_index, items = await client.kv.get(
                         PREFIX, recurse=True, index=index or None, wait=self._wait
                     )
                 except CONSUL_ERRORS as err:
+                    self._consul.failed(client, err)
                     self._metrics.registry_errors.inc()
                     log.warning(
                         "consul config watch failed (%s); keeping the last config, "
@@ -74,7 +74,7 @@ class ConsulConfigSource:
                 index = idx if idx >= index else 0
                 self._load(items or [])
         finally:
-            await client.close()
+            await self._consul.close()
 
     def _load(self, items: list[dict[str, object]]) -> None:
         versions = {str(i["Key"]): int(str(i["ModifyIndex"])) for i in items}

@@ -5,6 +5,7 @@ passing instances. A query that returns with the same index, or with the
 same instances, changes nothing and pushes nothing. When Consul is down the
 last known catalog stays in force and the watches retry with backoff; when
 its index goes backwards (a restarted agent) they start over from zero.
+With several Consul addresses, a failed query moves every watch to the next.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import consul
 import consul.aio
 
 from api.catalog import Instance, instance_from_health_entry
+from api.consul_endpoints import ConsulEndpoints
 from pilot.metrics import Metrics
 from pilot.registry import OnChange
 
@@ -51,16 +53,14 @@ def _next_index(old: int, new: Any) -> int:
 class ConsulRegistry:
     def __init__(
         self,
-        host: str,
-        port: int,
+        consul_addrs: str,
         on_change: OnChange,
         metrics: Metrics,
         *,
         wait: str = "55s",
         retry_max: float = 5.0,
     ) -> None:
-        self._host = host
-        self._port = port
+        self._consul = ConsulEndpoints.parse(consul_addrs, connections_limit=100_000)
         self._on_change = on_change
         self._metrics = metrics
         self._wait = wait
@@ -73,14 +73,13 @@ class ConsulRegistry:
         return self._instances
 
     async def run(self) -> None:
-        client = consul.aio.Consul(host=self._host, port=self._port, connections_limit=100_000)
         try:
-            await self._watch_services(client)
+            await self._watch_services()
         finally:
             for task in self._watchers.values():
                 task.cancel()
             await asyncio.gather(*self._watchers.values(), return_exceptions=True)
-            await client.close()
+            await self._consul.close()
 
     async def _backoff(self, delay: float, what: str, err: BaseException) -> float:
         self._metrics.registry_errors.inc()
@@ -93,14 +92,16 @@ class ConsulRegistry:
         await asyncio.sleep(delay)
         return min(delay * 2, self._retry_max)
 
-    async def _watch_services(self, client: consul.aio.Consul) -> None:
+    async def _watch_services(self) -> None:
         index, delay = 0, 0.25
         while True:
+            client = self._consul.client()
             try:
                 new_index, services = await client.catalog.services(
                     index=index or None, wait=self._wait
                 )
             except CONSUL_ERRORS as err:
+                self._consul.failed(client, err)
                 delay = await self._backoff(delay, "service list", err)
                 continue
             delay = 0.25
@@ -109,9 +110,9 @@ class ConsulRegistry:
                 continue
             index = idx
             names = {n for n in services if n not in _IGNORED_SERVICES}
-            await self._reconcile(client, names)
+            await self._reconcile(names)
 
-    async def _reconcile(self, client: consul.aio.Consul, names: set[str]) -> None:
+    async def _reconcile(self, names: set[str]) -> None:
         gone = [n for n in self._watchers if n not in names]
         for name in gone:
             self._watchers.pop(name).cancel()
@@ -121,25 +122,25 @@ class ConsulRegistry:
         if not self.synced.is_set():
             # First sync: read every service once before announcing, so the
             # first snapshot is whole rather than built service by service.
-            results = await asyncio.gather(*(self._read(client, n, 0) for n in new))
+            results = await asyncio.gather(*(self._read(n, 0) for n in new))
             for name, (index, instances) in zip(new, results, strict=True):
                 self._store(name, instances)
-                self._watchers[name] = asyncio.create_task(self._watch_service(client, name, index))
+                self._watchers[name] = asyncio.create_task(self._watch_service(name, index))
             self._changed("initial catalog")
         else:
             for name in new:
-                self._watchers[name] = asyncio.create_task(self._watch_service(client, name, 0))
+                self._watchers[name] = asyncio.create_task(self._watch_service(name, 0))
         self.synced.set()
 
-    async def _read(
-        self, client: consul.aio.Consul, name: str, index: int
-    ) -> tuple[int, tuple[Instance, ...] | None]:
+    async def _read(self, name: str, index: int) -> tuple[int, tuple[Instance, ...] | None]:
         """One (blocking) read of a service's passing instances; None on failure."""
+        client = self._consul.client()
         try:
             new_index, entries = await client.health.service(
                 name, index=index or None, wait=self._wait, passing=True
             )
         except CONSUL_ERRORS as err:
+            self._consul.failed(client, err)
             self._metrics.registry_errors.inc()
             log.warning("consul health query for %s failed: %s", name, err or type(err).__name__)
             return index, None
@@ -156,10 +157,10 @@ class ConsulRegistry:
             self._instances.pop(name, None)
         return True
 
-    async def _watch_service(self, client: consul.aio.Consul, name: str, index: int) -> None:
+    async def _watch_service(self, name: str, index: int) -> None:
         delay = 0.25
         while True:
-            new_index, instances = await self._read(client, name, index)
+            new_index, instances = await self._read(name, index)
             if instances is None:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max)

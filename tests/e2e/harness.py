@@ -117,6 +117,7 @@ class Mesh:
         self.consul_data = workdir / "consul-data" if persistent_consul else None
         self.pilot_grpc = free_port()
         self.pilot_http = free_port()
+        self.pilot_replicas: list[int] = []  # xDS ports of more Pilots; sidecars list them all
         self.pilot_tls = free_port()
         self.galley_http = free_port()
         self.citadel_grpc, self.citadel_tls, self.citadel_http = (
@@ -135,8 +136,14 @@ class Mesh:
     def consul_addr(self) -> str:
         return f"127.0.0.1:{self.consul_ports.http}"
 
+    @property
+    def agent_addr(self) -> str:
+        """The Consul agent workloads register with, and tests read the catalog from."""
+        return self.consul_addr
+
     def consul(self) -> consul.Consul:
-        return consul.Consul(host="127.0.0.1", port=self.consul_ports.http)
+        host, _, port = self.agent_addr.rpartition(":")
+        return consul.Consul(host=host, port=int(port))
 
     def start_consul(self) -> None:
         self.sup.start("consul", self.consul_ports.argv(bin_path("consul"), self.consul_data))
@@ -148,9 +155,20 @@ class Mesh:
             lambda: self.consul().catalog.node("mesh-local")[1], 30, what="consul catalog ready"
         )
 
-    def start_pilot(self, tls: bool = False, extra_args: tuple[str, ...] = ()) -> None:
+    def start_pilot(
+        self,
+        tls: bool = False,
+        extra_args: tuple[str, ...] = (),
+        replica: int = 0,
+        consul_addr: str | None = None,
+    ) -> tuple[int, int]:
         """Pilot; with tls=True it also serves xDS over TLS with a cert from Citadel,
-        obtained the user's way (`meshctl token` + `meshctl cert`)."""
+        obtained the user's way (`meshctl token` + `meshctl cert`). A replica > 0 is one
+        more Pilot on ports of its own, which sidecars started afterwards list too.
+        Returns its (xDS, HTTP) ports."""
+        grpc, http = (
+            (self.pilot_grpc, self.pilot_http) if not replica else (free_port(), free_port())
+        )
         extra: list[str] = []
         if tls:
             certs = self.workdir / "pilot-certs"
@@ -166,15 +184,16 @@ class Mesh:
                 f"--tls-cert-file={certs / 'cert-chain.pem'}",
                 f"--tls-key-file={certs / 'key.pem'}",
             ]
+        name = f"pilot-{replica}" if replica else "pilot"
         self.sup.start(
-            "pilot",
+            name,
             [
                 sys.executable,
                 "-m",
                 "pilot",
-                f"--consul-addr={self.consul_addr}",
-                f"--grpc-addr=127.0.0.1:{self.pilot_grpc}",
-                f"--http-addr=127.0.0.1:{self.pilot_http}",
+                f"--consul-addr={consul_addr or self.consul_addr}",
+                f"--grpc-addr=127.0.0.1:{grpc}",
+                f"--http-addr=127.0.0.1:{http}",
                 "--debounce-quiet=0.05",
                 "--debounce-max=0.5",
                 "--log-level=DEBUG",
@@ -182,21 +201,28 @@ class Mesh:
                 *extra_args,
             ],
         )
-        self.sup.wait_http("pilot", f"http://127.0.0.1:{self.pilot_http}/ready")
+        self.sup.wait_http(name, f"http://127.0.0.1:{http}/ready")
+        if replica:
+            self.pilot_replicas.append(grpc)
+        return grpc, http
 
-    def start_galley(self) -> None:
+    def start_galley(self, replica: int = 0, consul_addr: str | None = None) -> int:
+        """Galley (a replica > 0 on a port of its own); returns its HTTP port."""
+        http = free_port() if replica else self.galley_http
+        name = f"galley-{replica}" if replica else "galley"
         self.sup.start(
-            "galley",
+            name,
             [
                 sys.executable,
                 "-m",
                 "galley",
-                f"--consul-addr={self.consul_addr}",
-                f"--http-addr=127.0.0.1:{self.galley_http}",
+                f"--consul-addr={consul_addr or self.consul_addr}",
+                f"--http-addr=127.0.0.1:{http}",
             ],
             env={"GALLEY_TOKEN": self.token},
         )
-        self.sup.wait_http("galley", f"http://127.0.0.1:{self.galley_http}/healthz")
+        self.sup.wait_http(name, f"http://127.0.0.1:{http}/healthz")
+        return http
 
     def start_citadel(self, ttl_seconds: int = 86_400) -> None:
         self.sup.start(
@@ -288,7 +314,7 @@ class Mesh:
     def register(self, w: Workload, check: bool = True) -> None:
         args = [
             "register",
-            f"--consul-addr={self.consul_addr}",
+            f"--consul-addr={self.agent_addr}",
             f"--service={w.service}",
             f"--namespace={w.namespace}",
             f"--id={w.instance}",
@@ -314,7 +340,7 @@ class Mesh:
             )
 
     def deregister(self, w: Workload) -> None:
-        out = self.meshctl("deregister", f"--consul-addr={self.consul_addr}", f"--id={w.instance}")
+        out = self.meshctl("deregister", f"--consul-addr={self.agent_addr}", f"--id={w.instance}")
         assert out.returncode == 0, out.stderr
 
     def start_app(self, w: Workload, upstream: str | None = None) -> None:
@@ -350,10 +376,10 @@ class Mesh:
         self.sup.wait_http(name, f"http://127.0.0.1:{w.admin_port}/ready", timeout=30)
 
     def start_sidecar(self, w: Workload, inbound: bool = True) -> None:
-        pilot = self.pilot_tls if w.xds_tls else self.pilot_grpc
+        pilots = [self.pilot_tls] if w.xds_tls else [self.pilot_grpc, *self.pilot_replicas]
         args = [
             "bootstrap",
-            f"--pilot-addr=127.0.0.1:{pilot}",
+            "--pilot-addr=" + ",".join(f"127.0.0.1:{p}" for p in pilots),
             f"--service={w.service}",
             f"--namespace={w.namespace}",
             f"--id={w.instance}",
