@@ -271,7 +271,7 @@ def cmd_cert(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from meshctl.up import run_up
 
-    return run_up(state_dir=args.state_dir, demo=not args.no_demo)
+    return run_up(state_dir=args.state_dir, demo=not args.no_demo, ha=args.ha)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -499,6 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the whole mesh locally with a demo, until Ctrl-C")
     up.add_argument("--state-dir", default=".mesh", help="logs and state go here")
     up.add_argument("--no-demo", action="store_true", help="only the control plane")
+    up.add_argument(
+        "--ha",
+        action="store_true",
+        help="three Consul servers, two Pilots and two Galleys (any one of each may fail)",
+    )
     up.set_defaults(func=cmd_up)
 
     down = sub.add_parser("down", help="stop what `meshctl up` started")

@@ -1,10 +1,14 @@
 """`meshctl up` / `meshctl down`: the whole mesh as local processes, with a demo.
 
-Consul (dev agent), Citadel, Pilot, Galley, an ingress gateway and a
-bookinfo-like shop (productpage → details, reviews v1/v2/v3 → ratings), each
-app with its Envoy sidecar and a workload identity from Citadel. State (the
-CA, tokens, logs) lives under one directory; Ctrl-C or `meshctl down` stops
-every process it started.
+Consul (one server keeping its data under the state dir), Citadel, Pilot,
+Galley, an ingress gateway and a bookinfo-like shop (productpage → details,
+reviews v1/v2/v3 → ratings), each app with its Envoy sidecar and a workload
+identity from Citadel. State (the CA, tokens, Consul's data, logs) lives under
+one directory; Ctrl-C or `meshctl down` stops every process it started.
+
+With `--ha`: three Consul servers (Raft), two Pilots and two Galleys, each told
+every Consul server, and every sidecar told both Pilots: any one Consul server
+and any one Pilot or Galley may die and the mesh goes on.
 """
 
 from __future__ import annotations
@@ -37,23 +41,26 @@ DEMO_DIR = Path(__file__).parent / "demo"
 TRUST_DOMAIN = "cluster.local"
 
 
-def _consul_ports(state: Path) -> ConsulPorts:
-    """Consul's ports: the ones of the last run when its data is kept (the single
-    server's Raft peer address includes its server port), else Consul's usual ones."""
-    saved = state / "consul-ports.json"
+def _consul_ports(state: Path, servers: int = 1) -> list[ConsulPorts]:
+    """Consul's ports: the ones of the last run when its data is kept (a server's Raft
+    peer address includes its server port), else Consul's usual ones for the first."""
+    saved = state / ("consul-ports.json" if servers == 1 else f"consul-ports-{servers}.json")
     if saved.exists():
         try:
-            return ConsulPorts(**json.loads(saved.read_text()))
+            raw = json.loads(saved.read_text())
+            return [ConsulPorts(**p) for p in (raw if isinstance(raw, list) else [raw])]
         except (ValueError, TypeError):
             pass  # unreadable: pick again
-    ports = ConsulPorts(
+    first = ConsulPorts(
         http=_port_or_free(8500),
         grpc=_port_or_free(8502),
         dns=_port_or_free(8600),
         serf_lan=_port_or_free(8301),
         server=_port_or_free(8300),
     )
-    saved.write_text(json.dumps(dataclasses.asdict(ports)))
+    ports = [first, *(ConsulPorts() for _ in range(servers - 1))]
+    body = [dataclasses.asdict(p) for p in ports]
+    saved.write_text(json.dumps(body[0] if servers == 1 else body))
     return ports
 
 
@@ -113,18 +120,25 @@ def demo_workloads() -> list[DemoWorkload]:
 class Mesh:
     """The processes of a local mesh, started in order and stopped in reverse."""
 
-    def __init__(self, state_dir: Path, report: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, state_dir: Path, report: Callable[[str], None] = print, ha: bool = False
+    ) -> None:
         self.state = state_dir
+        self.ha = ha
         self.report = report
         logs = state_dir / "logs"
         for old in logs.glob("*.log") if logs.exists() else []:
             old.unlink()
         self.sup = Supervisor(logs)
         (state_dir / "tokens").mkdir(parents=True, exist_ok=True)
-        self.consul_ports = _consul_ports(state_dir)
-        self.pilot_grpc = _port_or_free(15010)
-        self.pilot_http = _port_or_free(15014)
-        self.galley_http = _port_or_free(15080)
+        self.consul_servers = _consul_ports(state_dir, 3 if ha else 1)
+        self.consul_ports = self.consul_servers[0]  # workloads register with this one
+        replicas = 2 if ha else 1
+        self.pilot_grpcs = [_port_or_free(15010), *(free_port() for _ in range(replicas - 1))]
+        self.pilot_https = [_port_or_free(15014), *(free_port() for _ in range(replicas - 1))]
+        self.galley_https = [_port_or_free(15080), *(free_port() for _ in range(replicas - 1))]
+        self.pilot_grpc, self.pilot_http = self.pilot_grpcs[0], self.pilot_https[0]
+        self.galley_http = self.galley_https[0]
         self.citadel_grpc = _port_or_free(15012)
         self.citadel_tls = _port_or_free(15013)
         self.citadel_http = _port_or_free(15016)
@@ -139,7 +153,16 @@ class Mesh:
 
     @property
     def consul_addr(self) -> str:
-        return f"127.0.0.1:{self.consul_ports.http}"
+        """Every Consul server, as Pilot and Galley take them (they fail over in turn)."""
+        return ",".join(f"127.0.0.1:{p.http}" for p in self.consul_servers)
+
+    @property
+    def pilots(self) -> tuple[tuple[str, int], ...]:
+        return tuple(("127.0.0.1", port) for port in self.pilot_grpcs)
+
+    @staticmethod
+    def _name(base: str, i: int) -> str:
+        return base if i == 0 else f"{base}-{i + 1}"
 
     def _step(self, name: str, detail: str, start: Callable[[], None]) -> None:
         try:
@@ -155,13 +178,20 @@ class Mesh:
         py = sys.executable
 
         def start_consul() -> None:
-            # A single server with its data under the state dir, not -dev: applied config
-            # and registrations survive a restart of Consul or of the whole `meshctl up`.
-            data = self.state / "consul-data"
-            self.sup.start("consul", self.consul_ports.argv(bin_path("consul"), data))
-            self.sup.wait_http("consul", f"http://{self.consul_addr}/v1/status/leader")
+            # Servers with their data under the state dir, not -dev: applied config and
+            # registrations survive a restart of Consul or of the whole `meshctl up`.
+            for i, ports in enumerate(self.consul_servers):
+                peers = [p for p in self.consul_servers if p is not ports]
+                name = self._name("consul", i)
+                data = self.state / self._name("consul-data", i)
+                node = self._name("mesh-local", i)
+                self.sup.start(name, ports.argv(bin_path("consul"), data, node=node, peers=peers))
+            for i, ports in enumerate(self.consul_servers):
+                self.sup.wait_http(
+                    self._name("consul", i), f"http://127.0.0.1:{ports.http}/v1/status/leader"
+                )
             client = consul.Consul(host="127.0.0.1", port=self.consul_ports.http)
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60
             # A leader, then the agent's own node in the catalog: only then do checks
             # registered next reach the catalog at once (not at the next sync, a minute on).
             while time.monotonic() < deadline and not (
@@ -186,49 +216,64 @@ class Mesh:
             )
             self.sup.wait_http("citadel", f"http://127.0.0.1:{self.citadel_http}/healthz")
 
-        def start_pilot() -> None:
+        def start_pilot(i: int) -> None:
+            name = self._name("pilot", i)
             self.sup.start(
-                "pilot",
+                name,
                 [
                     py,
                     "-m",
                     "pilot",
-                    f"--consul-addr={self.consul_addr}",
-                    f"--grpc-addr=127.0.0.1:{self.pilot_grpc}",
-                    f"--http-addr=127.0.0.1:{self.pilot_http}",
+                    f"--consul-addr={self._consul_addr_from(i)}",
+                    f"--grpc-addr=127.0.0.1:{self.pilot_grpcs[i]}",
+                    f"--http-addr=127.0.0.1:{self.pilot_https[i]}",
                     f"--trust-domain={TRUST_DOMAIN}",
                     "--access-log-file=/dev/stdout",
                 ],
             )
-            self.sup.wait_http("pilot", f"http://127.0.0.1:{self.pilot_http}/healthz")
+            self.sup.wait_http(name, f"http://127.0.0.1:{self.pilot_https[i]}/healthz")
 
-        def start_galley() -> None:
+        def start_galley(i: int) -> None:
+            name = self._name("galley", i)
             self.sup.start(
-                "galley",
+                name,
                 [
                     py,
                     "-m",
                     "galley",
-                    f"--consul-addr={self.consul_addr}",
-                    f"--http-addr=127.0.0.1:{self.galley_http}",
+                    f"--consul-addr={self._consul_addr_from(i)}",
+                    f"--http-addr=127.0.0.1:{self.galley_https[i]}",
                     f"--token-file={self.galley_token}",
                 ],
             )
-            self.sup.wait_http("galley", f"http://127.0.0.1:{self.galley_http}/healthz")
+            self.sup.wait_http(name, f"http://127.0.0.1:{self.galley_https[i]}/healthz")
 
-        self._step("consul", f"http://{self.consul_addr}/ui", start_consul)
+        servers = ", ".join(f"http://127.0.0.1:{p.http}/ui" for p in self.consul_servers)
+        self._step("consul", servers, start_consul)
         self._step(
             "citadel",
             f"SDS 127.0.0.1:{self.citadel_tls} (TLS), "
             f"metrics http://127.0.0.1:{self.citadel_http}/metrics",
             start_citadel,
         )
-        self._step(
-            "pilot",
-            f"xDS 127.0.0.1:{self.pilot_grpc}, http://127.0.0.1:{self.pilot_http}/debug/syncz",
-            start_pilot,
-        )
-        self._step("galley", f"http://127.0.0.1:{self.galley_http}/docs", start_galley)
+        for i, (grpc, http) in enumerate(zip(self.pilot_grpcs, self.pilot_https, strict=True)):
+            self._step(
+                self._name("pilot", i),
+                f"xDS 127.0.0.1:{grpc}, http://127.0.0.1:{http}/debug/syncz",
+                functools.partial(start_pilot, i),
+            )
+        for i, http in enumerate(self.galley_https):
+            self._step(
+                self._name("galley", i),
+                f"http://127.0.0.1:{http}/docs",
+                functools.partial(start_galley, i),
+            )
+
+    def _consul_addr_from(self, i: int) -> str:
+        """Every Consul server, replica i starting with server i (so replicas spread)."""
+        addrs = self.consul_addr.split(",")
+        k = i % len(addrs)
+        return ",".join(addrs[k:] + addrs[:k])
 
     # --- data plane ---
 
@@ -295,7 +340,7 @@ class Mesh:
         self.sup.start(f"app-{w.instance}", argv)
         self.sup.wait_http(f"app-{w.instance}", f"http://127.0.0.1:{w.app_port}/healthz")
         spec = SidecarBootstrap(
-            pilots=(("127.0.0.1", self.pilot_grpc),),
+            pilots=self.pilots,
             service=w.service,
             namespace="default",
             node_id=w.instance,
@@ -342,7 +387,7 @@ class Mesh:
 
     def start_gateway(self) -> None:
         spec = SidecarBootstrap(
-            pilots=(("127.0.0.1", self.pilot_grpc),),
+            pilots=self.pilots,
             service="ingressgateway",
             namespace="istio-system",
             node_id="ingressgateway-1",
@@ -392,7 +437,7 @@ def _front_page(port: int, user: str | None = None) -> str:
         return ""
 
 
-def run_up(state_dir: str, demo: bool = True) -> int:
+def run_up(state_dir: str, demo: bool = True, ha: bool = False) -> int:
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     pid_file = state / "up.pid"
@@ -408,7 +453,7 @@ def run_up(state_dir: str, demo: bool = True) -> int:
         except (OSError, ValueError):
             pid_file.unlink()
     pid_file.write_text(str(os.getpid()))
-    mesh = Mesh(state, report=lambda line: print(line, flush=True))
+    mesh = Mesh(state, report=lambda line: print(line, flush=True), ha=ha)
     stop = {"now": False}
 
     def on_signal(signum: int, _: FrameType | None) -> None:
@@ -447,15 +492,19 @@ def run_up(state_dir: str, demo: bool = True) -> int:
                 flush=True,
             )
         print("\nCtrl-C (or `meshctl down`) stops everything.", flush=True)
+        reported: set[str] = set()
         while not stop["now"]:
             for proc in list(mesh.sup.procs.values()):
-                if not proc.alive():
+                if not proc.alive() and proc.name not in reported:
                     print(
                         f"meshctl up: {proc.name} exited ({proc.popen.returncode}); "
                         f"see {proc.log_path}",
                         file=sys.stderr,
+                        flush=True,
                     )
-                    return 1
+                    if not ha:
+                        return 1
+                    reported.add(proc.name)  # the replicas carry on
             time.sleep(0.5)
         return 0
     except StartError as err:

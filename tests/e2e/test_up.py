@@ -3,7 +3,10 @@ Istio YAML changes what the front page shows, and `meshctl down` stops all of it
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -259,5 +262,78 @@ def test_applied_config_survives_a_restart_of_meshctl_up(tmp_path: Path) -> None
         )
         assert got.returncode == 0, got.stderr
         assert "mode: STRICT" in got.stdout, got.stdout
+    finally:
+        _down(state, proc)
+
+
+def _pid_of(*needles: str) -> int:
+    """The pid of the one process whose command line holds every needle."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if all(n in cmdline for n in needles):
+            found.append(int(proc.name))
+    assert len(found) == 1, (needles, found)
+    return found[0]
+
+
+def test_meshctl_up_ha_keeps_the_shop_when_a_consul_server_and_a_pilot_die(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [bin_path("meshctl"), "up", "--ha", "--state-dir", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while (line := proc.stdout.readline()) and "stops everything" not in line:
+            lines.append(line)
+        text = "".join(lines)
+        for part in ("consul", "pilot", "pilot-2", "galley", "galley-2", "productpage-v1"):
+            assert re.search(rf"✓ {re.escape(part)}\s", text), (part, text)
+        url = re.search(r"(http://127\.0\.0\.1:\d+/productpage)", text).group(1)  # type: ignore[union-attr]
+        eventually(lambda: reviews(url) != "none", what="the shop answers")
+        consul_uis = re.findall(r"http://127\.0\.0\.1:(\d+)/ui", text)
+        assert len(consul_uis) == 3, text
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{consul_uis[0]}/v1/status/peers", timeout=5
+        ) as resp:
+            assert len(json.load(resp)) == 3
+
+        # The third Consul server (the second Pilot's first) and the first Pilot die.
+        os.kill(_pid_of("consul", "agent", f"-http-port={consul_uis[2]}"), signal.SIGKILL)
+        pilot = re.search(r"✓ pilot\s+xDS 127\.0\.0\.1:(\d+)", text).group(1)  # type: ignore[union-attr]
+        os.kill(_pid_of("-m pilot", f"--grpc-addr=127.0.0.1:{pilot}"), signal.SIGKILL)
+        galley_2 = re.search(r"✓ galley-2\s+http://127\.0\.0\.1:(\d+)/docs", text).group(1)  # type: ignore[union-attr]
+        sample = Path(__file__).resolve().parents[2] / "meshctl/demo/samples/reviews-jason-v2.yaml"
+        out = subprocess.run(
+            [
+                bin_path("meshctl"),
+                "apply",
+                "-f",
+                str(sample),
+                f"--galley-addr=127.0.0.1:{galley_2}",
+                f"--token-file={state / 'galley-token'}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        eventually(
+            lambda: {reviews(url, "jason") for _ in range(5)} == {"reviews-v2"},
+            timeout=30,
+            what="jason on v2, pushed by the surviving Pilot",
+        )
+        assert proc.poll() is None, "meshctl up --ha stopped when one replica died"
     finally:
         _down(state, proc)
