@@ -21,6 +21,8 @@ def mesh(request: pytest.FixtureRequest, envoy_bin: str, tmp_path: Path) -> Iter
     m = Mesh(tmp_path, envoy=envoy_bin, persistent_consul=persistent)
     try:
         m.start()
+        if persistent:
+            m.start_galley()
         yield m
     finally:
         m.stop()
@@ -70,10 +72,31 @@ def test_envoy_survives_pilot_restart_and_reconnects(mesh: Mesh) -> None:
     assert mesh.pilot_metric("pilot_xds_nacks_total") == 0
 
 
+KEPT = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc-g, namespace: default}
+spec:
+  hosts: [svc-g]
+  http:
+  - route: [{destination: {host: svc-g}}]
+    headers: {response: {add: {x-config: kept}}}
+"""
+
+
+def _config_in_force(mesh: Mesh, port: int) -> bool:
+    return mesh.request(port, "svc-g").headers.get("x-config") == "kept"
+
+
 def test_pilot_survives_consul_restart_and_resumes_watching(mesh: Mesh) -> None:
+    """Consul keeps its data (a server with a data dir, as `meshctl up` and compose run
+    it): registrations and applied config are still there, and in force, after it
+    restarts. A -dev agent forgot both, and Pilot then pushed an empty config."""
     client = mesh.client("client")
     mesh.add("svc-g", "g-1")
     eventually(lambda: mesh.request(client.outbound_port, "svc-g").instance == "g-1")
+    mesh.apply(KEPT)
+    eventually(lambda: _config_in_force(mesh, client.outbound_port), what="the route applied")
 
     mesh.sup.stop("consul")
     assert _steady(mesh, client.outbound_port, "svc-g", 2.0) == {"g-1"}
@@ -91,4 +114,7 @@ def test_pilot_survives_consul_restart_and_resumes_watching(mesh: Mesh) -> None:
         timeout=30,
         what="g-2 reached after consul came back",
     )
+    # The push that brought g-2 was built from the config read back from Consul.
+    assert all(_config_in_force(mesh, client.outbound_port) for _ in range(10))
+    assert mesh.pilot_metric("pilot_config_resources") == 1
     assert mesh.pilot_metric("pilot_xds_nacks_total") == 0

@@ -197,9 +197,10 @@ def test_meshctl_up_no_demo_runs_just_the_control_plane(tmp_path: Path) -> None:
     assert not (state / "up.pid").exists()
 
 
-def _up_no_demo(state: Path) -> tuple[subprocess.Popen[str], str]:
+def _up(state: Path, *flags: str) -> tuple[subprocess.Popen[str], str]:
+    """`meshctl up FLAGS`, read until it says it is up."""
     proc = subprocess.Popen(
-        [bin_path("meshctl"), "up", "--no-demo", "--state-dir", str(state)],
+        [bin_path("meshctl"), "up", *flags, "--state-dir", str(state)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -231,27 +232,30 @@ def _galley_args(text: str, state: Path) -> list[str]:
 
 
 def test_applied_config_survives_a_restart_of_meshctl_up(tmp_path: Path) -> None:
-    """Consul keeps its data under the state dir (no -dev): a STRICT policy applied
-    before a restart is still stored, and served by Galley, after it."""
+    """Consul keeps its data under the state dir (no -dev): a STRICT policy and a route
+    applied before a restart are still stored, served by Galley, and in force on the
+    wire after it (the route steers jason to reviews-v2 through the gateway)."""
     state = tmp_path / "state"
-    proc, text = _up_no_demo(state)
+    sample = Path(__file__).resolve().parents[2] / "meshctl/demo/samples/reviews-jason-v2.yaml"
+    strict = state / "strict.yaml"
+    proc, text = _up(state)
     try:
         args = _galley_args(text, state)
-        strict = state / "strict.yaml"
         strict.write_text(
             "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
             "metadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n"
         )
-        out = subprocess.run(
-            [bin_path("meshctl"), "apply", "-f", str(strict), *args],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert out.returncode == 0, out.stderr
+        for path in (strict, sample):
+            out = subprocess.run(
+                [bin_path("meshctl"), "apply", "-f", str(path), *args],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert out.returncode == 0, out.stderr
     finally:
         _down(state, proc)
-    proc, text = _up_no_demo(state)
+    proc, text = _up(state)
     try:
         args = _galley_args(text, state)
         got = subprocess.run(
@@ -262,6 +266,13 @@ def test_applied_config_survives_a_restart_of_meshctl_up(tmp_path: Path) -> None
         )
         assert got.returncode == 0, got.stderr
         assert "mode: STRICT" in got.stdout, got.stdout
+        url = re.search(r"(http://127\.0\.0\.1:\d+/productpage)", text).group(1)  # type: ignore[union-attr]
+        eventually(
+            lambda: {reviews(url, "jason") for _ in range(5)} == {"reviews-v2"},
+            timeout=30,
+            what="the route applied before the restart, in force after it",
+        )
+        assert {reviews(url) for _ in range(10)} == {"reviews-v1"}
     finally:
         _down(state, proc)
 
