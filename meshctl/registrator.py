@@ -59,6 +59,7 @@ import aiohttp
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.addrs import split_addr
 from api.catalog import (
     DEFAULT_NAMESPACE,
     DEFAULT_SERVICE_ACCOUNT,
@@ -101,13 +102,6 @@ _DOCKER_TIMEOUT = aiohttp.ClientTimeout(total=15)
 _CONSUL_TIMEOUT = aiohttp.ClientTimeout(total=15)
 
 
-def _split_addr(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{value!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
-
-
 class RegistratorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REGISTRATOR_", extra="forbid")
 
@@ -130,7 +124,7 @@ class RegistratorSettings(BaseSettings):
     @field_validator("consul_addr")
     @classmethod
     def _is_addr(cls, value: str) -> str:
-        _split_addr(value)
+        split_addr(value)
         return value
 
     @field_validator("node_name")
@@ -458,7 +452,7 @@ class ConsulAgent:
     """The local Consul agent's service endpoints."""
 
     def __init__(self, addr: str, token: str = "") -> None:
-        host, port = _split_addr(addr)
+        host, port = split_addr(addr)
         self.addr = addr
         self._base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
         self._headers = {"X-Consul-Token": token} if token else {}

@@ -297,18 +297,8 @@ def test_meshctl_up_ha_keeps_the_shop_when_a_consul_server_and_a_pilot_die(
     tmp_path: Path,
 ) -> None:
     state = tmp_path / "state"
-    proc = subprocess.Popen(
-        [bin_path("meshctl"), "up", "--ha", "--state-dir", str(state)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc, text = _up(state, "--ha")
     try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-        while (line := proc.stdout.readline()) and "stops everything" not in line:
-            lines.append(line)
-        text = "".join(lines)
         for part in ("consul", "pilot", "pilot-2", "galley", "galley-2", "productpage-v1"):
             assert re.search(rf"✓ {re.escape(part)}\s", text), (part, text)
         url = re.search(r"(http://127\.0\.0\.1:\d+/productpage)", text).group(1)  # type: ignore[union-attr]
