@@ -18,7 +18,9 @@ environment (a label wins over an env var of the same name):
   the workload's fields, any other key is a label. Attributes win over tags, and
   port-specific settings over general ones.
 - ``SERVICE_CHECK_HTTP=/path`` (``_CHECK_INTERVAL``, default 10s, ``_CHECK_TIMEOUT``,
-  ``_CHECK_DEREGISTER_AFTER``): an HTTP check against ``http://<address>:<port>/path``.
+  ``_CHECK_DEREGISTER_AFTER``): an HTTP check against ``http://<address>:<port>/path``;
+  ``_CHECK_PORT`` (ours, not Registrator's) probes another port of the container
+  instead, e.g. the app's own when the registered sidecar port demands mutual TLS.
 - ``SERVICE_IGNORE`` / ``SERVICE_<port>_IGNORE``: skip the container / the port.
 - ``SERVICE_ID`` is ignored (IDs are the registrator's own, see below), and so are
   Registrator's other check kinds: a container asking for one is reported, not registered.
@@ -93,7 +95,13 @@ OWNER = "registrator"
 DEFAULT_CHECK_INTERVAL = "10s"
 # The container events that change what should be registered (health is Consul's job).
 WATCHED_EVENTS = ("start", "die", "stop", "destroy", "rename")
-_SUPPORTED_CHECK = ("check_http", "check_interval", "check_timeout", "check_deregister_after")
+_SUPPORTED_CHECK = (
+    "check_http",
+    "check_port",
+    "check_interval",
+    "check_timeout",
+    "check_deregister_after",
+)
 _CONTROL = frozenset({"name", "tags", "ignore", "id"})
 _DURATION = re.compile(r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+")
 _NODE = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -260,6 +268,13 @@ def _check_url(attrs: Mapping[str, str], address: str, port: int) -> str | None:
     path = attrs.get("check_http")
     if not path:
         return None
+    check_port = attrs.get("check_port")
+    if check_port is not None:
+        # The app's own port: a sidecar port that demands mutual TLS (STRICT) cannot be
+        # probed in plain HTTP, so the check goes round it, as Istio's probe rewrite does.
+        if not check_port.isdigit() or not 0 < int(check_port) < 65536:
+            raise CatalogError(f"check_port {check_port!r}: not a port")
+        port = int(check_port)
     host = f"[{address}]" if ":" in address else address
     return f"http://{host}:{port}/{path.lstrip('/')}"
 

@@ -26,12 +26,18 @@ from galley.settings import GalleySettings
 from meshctl.bootstrap import DRAIN_ARGS
 from meshctl.cli import build_parser
 from meshctl.demo_app import build_parser as demo_parser
+from meshctl.registrator import RegistratorSettings
 from pilot.settings import PilotSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("MESH_CACHE_DIR") or Path.home() / ".cache" / "meshpy")
 SCHEMA = CACHE / "compose_spec.json"
-SETTINGS = {"pilot": PilotSettings, "galley": GalleySettings, "citadel": CitadelSettings}
+SETTINGS = {
+    "pilot": PilotSettings,
+    "galley": GalleySettings,
+    "citadel": CitadelSettings,
+    "meshctl.registrator": RegistratorSettings,
+}
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +108,7 @@ def test_every_command_is_ours_and_accepts_its_flags(compose: dict[str, Any]) ->
         if (
             "build" not in svc
             and "<<" not in svc
-            and svc.get("image", "").startswith(("hashicorp/", "gliderlabs/"))
+            and svc.get("image", "").startswith("hashicorp/")
         ):
             continue
         _check_command(name, svc["command"], svc.get("environment") or {})
@@ -129,30 +135,42 @@ def test_compose_sidecars_run_envoy_with_the_mesh_drain_flags() -> None:
 
 
 def test_registrator_labels_give_the_catalog_shape_pilot_reads(compose: dict[str, Any]) -> None:
+    """Each app's labels, through the registrator, give the instance Pilot expects: the
+    sidecar's port registered, the app's own port probed (it stays plain HTTP when the
+    sidecar demands mutual TLS), and the workload's fields and labels."""
     from api.catalog import instance_from_health_entry
+    from meshctl.registrator import plan_container
+    from tests.meshctl.test_registrator import container
 
-    svc = compose["services"]["reviews-v2"]
-    tags = svc["labels"]["SERVICE_15006_TAGS"].split(",")
-    entry = {
-        "Node": {"Address": "172.18.0.7"},
-        "Service": {
-            "ID": "host:reviews-v2:15006",
-            "Service": "reviews",
-            "Address": "172.18.0.7",
-            "Port": 15006,
-            "Tags": tags,
-            "Meta": {},
-        },
-    }
-    inst = instance_from_health_entry(entry)
-    assert inst is not None
-    assert (inst.namespace, inst.service_account, inst.service_port, inst.tls_mode) == (
-        "default",
-        "shop-reviews",
-        9080,
-        "istio",
-    )
-    assert inst.labels == {"version": "v2", "app": "reviews"}
+    apps = [n for n, s in compose["services"].items() if "meshctl.demo_app" in s["command"]]
+    for app in apps:
+        svc = compose["services"][app]
+        service, version = app.rsplit("-", 1)
+        plan = plan_container(container(f"meshpy-{app}-1", svc["labels"]), "host")
+        assert plan.problems == [], (app, plan.problems)
+        ((sid, body),) = plan.registrations.items()
+        assert body["Check"]["HTTP"] == "http://172.18.0.7:9080/healthz", app
+        entry = {
+            "Node": {"Address": "172.18.0.7"},
+            "Service": {
+                "ID": sid,
+                "Service": body["Name"],
+                "Address": body["Address"],
+                "Port": body["Port"],
+                "Tags": body["Tags"],
+                "Meta": body["Meta"],
+            },
+        }
+        inst = instance_from_health_entry(entry)
+        assert inst is not None, app
+        assert (inst.service, inst.port, inst.service_port, inst.tls_mode) == (
+            service,
+            15006,
+            9080,
+            "istio",
+        ), app
+        assert (inst.namespace, inst.service_account) == ("default", f"shop-{service}"), app
+        assert inst.labels == {"version": version, "app": service}, app
 
 
 def test_ports_match_the_flags(compose: dict[str, Any]) -> None:

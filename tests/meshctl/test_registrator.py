@@ -182,9 +182,22 @@ def test_check_interval_timeout_and_deregister_after() -> None:
     }
 
 
+def test_check_port_probes_the_app_round_a_strict_sidecar() -> None:
+    labels = {
+        "SERVICE_15006_NAME": "web",
+        "SERVICE_15006_CHECK_HTTP": "/healthz",
+        "SERVICE_15006_CHECK_PORT": "9080",
+    }
+    plan = plan_container(container("w", labels, ip="10.0.0.5", exposed=("15006/tcp",)), "h")
+    body = plan.registrations["registrator:h:w:15006"]
+    assert body["Port"] == 15006  # the sidecar is what is registered
+    assert body["Check"]["HTTP"] == "http://10.0.0.5:9080/healthz"  # the app is what is probed
+
+
 @pytest.mark.parametrize(
     ("labels", "problem"),
     [
+        ({"SERVICE_NAME": "x", "SERVICE_CHECK_HTTP": "/", "SERVICE_CHECK_PORT": "0"}, "check_port"),
         ({"SERVICE_NAME": "Bad_Name"}, "must be a DNS label"),
         ({"SERVICE_NAME": "x", "SERVICE_NAMESPACE": "No!"}, "namespace"),
         ({"SERVICE_NAME": "x", "SERVICE_SERVICE_PORT": "http"}, "service_port"),
