@@ -105,11 +105,7 @@ def _fill(args: list[str]) -> list[str]:
 
 def test_every_command_is_ours_and_accepts_its_flags(compose: dict[str, Any]) -> None:
     for name, svc in compose["services"].items():
-        if (
-            "build" not in svc
-            and "<<" not in svc
-            and svc.get("image", "").startswith("hashicorp/")
-        ):
+        if "build" not in svc and "<<" not in svc and svc.get("image", "").startswith("hashicorp/"):
             continue
         _check_command(name, svc["command"], svc.get("environment") or {})
 
