@@ -75,12 +75,19 @@ def test_corpus_config_is_accepted_by_envoy(mesh: Mesh) -> None:
         )
 
     try:
+        # A few hundred resources, applied one by one: generous on a loaded machine.
         eventually(
-            lambda: synced("client") and synced(gateway.instance), timeout=30, what="proxies synced"
+            lambda: synced("client") and synced(gateway.instance), timeout=90, what="proxies synced"
         )
     except AssertionError as err:
-        nacks = {p["proxy"]: p["last_nack"] for p in mesh.pilot_json("/debug/syncz")["proxies"]}
-        raise AssertionError(f"{err}; last NACK per proxy: {nacks}") from None
+        state = {
+            p["proxy"]: (
+                p["last_nack"],
+                {k: t for k, t in p["types"].items() if t["version_acked"] != t["version_sent"]},
+            )
+            for p in mesh.pilot_json("/debug/syncz")["proxies"]
+        }
+        raise AssertionError(f"{err}; last NACK and unacked types per proxy: {state}") from None
     assert mesh.pilot_metric("pilot_xds_nacks_total") == 0, mesh.pilot_json("/debug/syncz")
     for w in (client, gateway):
         rejected = w.admin("/stats?filter=update_rejected")

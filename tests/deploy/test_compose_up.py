@@ -1,0 +1,256 @@
+"""`docker-compose up` for real (marker: compose; needs root, a few minutes the first time).
+
+scripts/docker-setup.sh installs Debian's docker.io and docker-compose, starts a
+private dockerd (no IP forwarding, no masquerading, DOCKER-USER dropping the
+external interface) and makes every image the compose file names without an
+image registry. Then the unchanged docker-compose.yml comes up and is used as a
+user would: the shop through the gateway, a canary applied through Galley, STRICT
+mutual TLS, a container killed and started again, and `down -v` leaving nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import consul
+import pytest
+
+from meshctl.procs import bin_path, free_port
+from tests.e2e.harness import eventually
+
+pytestmark = pytest.mark.compose
+
+ROOT = Path(__file__).resolve().parents[2]
+SETUP = ROOT / "scripts" / "docker-setup.sh"
+COMPOSE = "/usr/bin/docker-compose"
+DOCKER = "/usr/bin/docker"
+
+
+@dataclass
+class Stack:
+    project: str
+    env: dict[str, str]
+    gateway: int
+    galley: int
+    consul: int
+    galley_token: str
+
+    def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        cmd = [COMPOSE, "-p", self.project, "-f", str(ROOT / "docker-compose.yml"), *args]
+        return _run(cmd, self.env, timeout)
+
+    def docker(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return _run([DOCKER, *args], self.env, 120)
+
+    def container(self, service: str) -> str:
+        return f"{self.project}_{service}_1"
+
+    def apply(self, text: str) -> None:
+        out = subprocess.run(
+            [
+                bin_path("meshctl"),
+                "apply",
+                "-f",
+                "-",
+                f"--galley-addr=127.0.0.1:{self.galley}",
+                f"--token={self.galley_token}",
+            ],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr + out.stdout
+
+    def reviews(self, n: int) -> Counter[str]:
+        seen: Counter[str] = Counter()
+        for _ in range(n):
+            try:
+                url = f"http://127.0.0.1:{self.gateway}/productpage"
+                with urllib.request.urlopen(url, timeout=10) as resp:
+                    found = re.search(r"Reviews: (reviews-v\d)", resp.read().decode())
+                    seen[found.group(1) if found else "none"] += 1
+            except (urllib.error.URLError, OSError) as err:
+                seen[f"error: {err}"] += 1
+        return seen
+
+    def catalog_ids(self, service: str, passing: bool = True) -> set[str]:
+        client = consul.Consul(host="127.0.0.1", port=self.consul)
+        _, entries = client.health.service(service, passing=passing)
+        return {e["Service"]["ID"] for e in entries}
+
+
+def _run(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{' '.join(cmd)}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("the compose test starts its own dockerd: it needs root and apt")
+    setup = subprocess.run(
+        ["bash", str(SETUP), "all"], capture_output=True, text=True, timeout=1500
+    )
+    assert setup.returncode == 0, setup.stderr[-5000:]
+    exports = re.search(r"export (.+)", setup.stdout)
+    assert exports is not None, setup.stdout
+    env = dict(os.environ)
+    env.update(kv.split("=", 1) for kv in exports.group(1).split())
+    sock = env["DOCKER_HOST"].removeprefix("unix://")
+    s = Stack(
+        project=f"meshe2e{secrets.token_hex(3)}",
+        env=env,
+        gateway=free_port(),
+        galley=free_port(),
+        consul=free_port(),
+        galley_token=secrets.token_urlsafe(16),
+    )
+    env.update(
+        DOCKER_SOCK=sock,
+        MESH_GATEWAY_PORT=str(s.gateway),
+        MESH_GALLEY_PORT=str(s.galley),
+        MESH_CONSUL_PORT=str(s.consul),
+        MESH_PILOT_PORT=str(free_port()),
+        MESH_CITADEL_PORT=str(free_port()),
+        MESH_GALLEY_TOKEN=s.galley_token,
+        MESH_ADMIN_TOKEN=secrets.token_urlsafe(16),
+    )
+    try:
+        s.compose("up", "-d")
+        yield s
+    finally:
+        subprocess.run(
+            [COMPOSE, "-p", s.project, "-f", str(ROOT / "docker-compose.yml"), "down", "-v"],
+            env=env,
+            capture_output=True,
+            timeout=300,
+        )
+        stop = subprocess.run(["bash", str(SETUP), "stop"], capture_output=True, text=True)
+        assert stop.returncode == 0, stop.stderr[-3000:]
+
+
+def test_containers_reach_nothing_outside(stack: Stack) -> None:
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "0"
+    rules = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True)
+    assert "meshpy-docker" in rules.stdout and "-j DROP" in rules.stdout, rules.stdout
+    gateway = subprocess.run(
+        ["ip", "-4", "route", "show", "default"], capture_output=True, text=True
+    )
+    via = gateway.stdout.split()[2] if gateway.stdout.split()[:2] == ["default", "via"] else ""
+    if via:
+        probe = f"import socket; socket.create_connection(('{via}', 443), timeout=3); print('open')"
+        out = subprocess.run(
+            [DOCKER, "exec", stack.container("pilot"), "python", "-c", probe],
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "open" not in out.stdout
+
+
+def test_the_shop_answers_through_the_gateway_with_all_three_reviews(stack: Stack) -> None:
+    eventually(
+        lambda: {"reviews-v1", "reviews-v2", "reviews-v3"} <= set(stack.reviews(30)),
+        timeout=240,
+        interval=2,
+        what="the shop with reviews v1, v2 and v3",
+    )
+    # Only the six apps that opt in are in the catalog: no Consul, no stray image services.
+    client = consul.Consul(host="127.0.0.1", port=stack.consul)
+    names = set(client.catalog.services()[1]) - {"consul"}
+    assert names == {"details", "ratings", "reviews", "productpage"}, names
+    assert len(stack.catalog_ids("reviews")) == 3
+
+
+CANARY = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 90}
+    - {destination: {host: reviews, subset: v3}, weight: 10}
+"""
+
+
+def test_a_canary_applied_through_galley_shows_on_the_wire(stack: Stack) -> None:
+    stack.apply(CANARY)
+    eventually(
+        lambda: set(stack.reviews(20)) == {"reviews-v1", "reviews-v3"},
+        timeout=60,
+        what="only v1 and v3 serve",
+    )
+    split = stack.reviews(200)
+    assert set(split) == {"reviews-v1", "reviews-v3"}, split
+    assert 160 <= split["reviews-v1"] <= 196, split
+
+
+def test_strict_mutual_tls_between_containers(stack: Stack) -> None:
+    assert not plaintext_refused(stack)  # PERMISSIVE until a policy says otherwise
+    stack.apply(
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+        "metadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n"
+    )
+    # Plain HTTP into a sidecar is refused once STRICT is in force ...
+    eventually(lambda: plaintext_refused(stack), timeout=60, what="plaintext refused")
+    # ... while the shop, all mutual TLS between sidecars, still answers, and the health
+    # checks (on the apps' own ports) still pass.
+    assert set(stack.reviews(20)) == {"reviews-v1", "reviews-v3"}
+    assert len(stack.catalog_ids("reviews")) == 3
+
+
+def plaintext_refused(stack: Stack) -> bool:
+    """A plain HTTP request from another container into reviews-v1's sidecar fails."""
+    url = "http://reviews-v1:15006/healthz"
+    probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=3)"
+    out = subprocess.run(
+        [DOCKER, "exec", stack.container("pilot"), "python", "-c", probe],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return out.returncode != 0
+
+
+def test_a_killed_container_leaves_the_catalog_and_returns(stack: Stack) -> None:
+    before = stack.catalog_ids("reviews")
+    (gone,) = [i for i in before if "reviews-v1" in i]
+    stack.docker("kill", stack.container("reviews-v1"))
+    eventually(
+        lambda: gone not in stack.catalog_ids("reviews", passing=False),
+        timeout=60,
+        what="the killed container deregistered",
+    )
+    stack.docker("start", stack.container("reviews-v1"))
+    # The sidecar shares the app's network namespace: it restarts with its app.
+    stack.docker("restart", stack.container("reviews-v1-sidecar"))
+    eventually(lambda: gone in stack.catalog_ids("reviews"), timeout=90, what="registered again")
+    eventually(
+        lambda: set(stack.reviews(40)) == {"reviews-v1", "reviews-v3"},
+        timeout=90,
+        what="v1 serving again",
+    )
+
+
+def test_down_leaves_nothing(stack: Stack) -> None:
+    stack.compose("down", "-v")
+    label = f"label=com.docker.compose.project={stack.project}"
+    for kind in ("ps -a", "volume ls", "network ls"):
+        listed = stack.docker(*kind.split(), "-q", "--filter", label).stdout.split()
+        assert listed == [], (kind, listed)
