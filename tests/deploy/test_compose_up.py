@@ -55,6 +55,16 @@ class Stack:
     def container(self, service: str) -> str:
         return f"{self.project}_{service}_1"
 
+    def python_in(self, service: str, code: str) -> subprocess.CompletedProcess[str]:
+        """Run Python code inside one of the stack's containers."""
+        return subprocess.run(
+            [DOCKER, "exec", self.container(service), "python", "-c", code],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
     def apply(self, text: str) -> None:
         out = subprocess.run(
             [
@@ -149,16 +159,13 @@ def test_containers_reach_nothing_outside(stack: Stack) -> None:
         ["ip", "-4", "route", "show", "default"], capture_output=True, text=True
     )
     via = gateway.stdout.split()[2] if gateway.stdout.split()[:2] == ["default", "via"] else ""
-    if via:
-        probe = f"import socket; socket.create_connection(('{via}', 443), timeout=3); print('open')"
-        out = subprocess.run(
-            [DOCKER, "exec", stack.container("pilot"), "python", "-c", probe],
-            env=stack.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert "open" not in out.stdout
+    connect = "import socket; socket.create_connection(({!r}, {}), timeout=3)"
+    # A neighbour on the compose network answers (the probe itself works) ...
+    inside = stack.python_in("pilot", connect.format("consul", 8500))
+    assert inside.returncode == 0, inside.stderr
+    if via:  # ... the machine's default gateway does not.
+        outside = stack.python_in("pilot", connect.format(via, 443))
+        assert outside.returncode != 0 and "socket" in outside.stderr.lower(), outside
 
 
 def test_the_shop_answers_through_the_gateway_with_all_three_reviews(stack: Stack) -> None:
@@ -217,14 +224,9 @@ def test_strict_mutual_tls_between_containers(stack: Stack) -> None:
 def plaintext_refused(stack: Stack) -> bool:
     """A plain HTTP request from another container into reviews-v1's sidecar fails."""
     url = "http://reviews-v1:15006/healthz"
-    probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=3)"
-    out = subprocess.run(
-        [DOCKER, "exec", stack.container("pilot"), "python", "-c", probe],
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    code = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=3)"
+    out = stack.python_in("pilot", code)
+    assert "No such container" not in out.stderr, out.stderr
     return out.returncode != 0
 
 
