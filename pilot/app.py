@@ -118,6 +118,7 @@ class Pilot:
             settings.access_log_format,
             settings.zipkin_addr,
             settings.trace_sampling,
+            settings.extension_providers(),
         )
         self._versions = itertools.count(1)
         self.ready = asyncio.Event()  # the first snapshot is published

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from api.catalog import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, Instance
+from api.mesh_config import ExtensionProvider
 from api.networking.service_entry import ServiceEntrySpec, WorkloadEntry
 from api.resources import Resource
 from pilot.config.index import ConfigIndex
@@ -60,6 +61,8 @@ class MeshConfig:
     access_log_format: str = "json"
     zipkin_addr: str = ""  # the "zipkin" provider's collector; "" = no tracing
     trace_sampling: float = 1.0  # default percentage of requests traced
+    # Istio's MeshConfig.extensionProviders: the external authorizers CUSTOM policies name.
+    extension_providers: tuple[ExtensionProvider, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.addrs import parse_addrs, split_addr
+from api.mesh_config import ExtensionProvider, MeshConfig, load_mesh_config
 
 __all__ = ["PilotSettings"]
 
@@ -46,6 +47,10 @@ class PilotSettings(BaseSettings):
     )
     zipkin_addr: str = Field("", description="Zipkin collector HOST:PORT for traces ('' = none)")
     trace_sampling: float = Field(1.0, ge=0, le=100, description="Default trace sampling, percent")
+    mesh_config: str | None = Field(
+        None,
+        description="Istio MeshConfig file (YAML): extensionProviders for CUSTOM authorization",
+    )
     consul_wait: str = Field("55s", description="Blocking-query wait time sent to Consul")
     log_level: str = Field("INFO", description="Python logging level")
 
@@ -60,3 +65,21 @@ class PilotSettings(BaseSettings):
     def _are_addrs(cls, value: str) -> str:
         parse_addrs(value)
         return value
+
+    @field_validator("mesh_config")
+    @classmethod
+    def _mesh_config_loads(cls, value: str | None) -> str | None:
+        if value is not None:
+            read_mesh_config(value)
+        return value
+
+    def extension_providers(self) -> tuple[ExtensionProvider, ...]:
+        if self.mesh_config is None:
+            return ()
+        return tuple(read_mesh_config(self.mesh_config).extension_providers or ())
+
+
+def read_mesh_config(path: str) -> MeshConfig:
+    """The mesh config file, validated (MeshConfigError or OSError say what is wrong)."""
+    with open(path) as f:
+        return load_mesh_config(f.read(), path)

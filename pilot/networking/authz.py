@@ -46,8 +46,10 @@ from pilot.networking.protos import pack
 __all__ = [
     "Untranslatable",
     "applicable_policies",
+    "dry_run",
     "rbac_configs",
     "requires_token",
+    "rule_policies",
     "untranslatable",
 ]
 
@@ -406,20 +408,37 @@ def _config(
     return config
 
 
-def _dry_run(ap: Resource) -> bool:
+def dry_run(ap: Resource) -> bool:
     return ap.annotations.get(DRY_RUN_ANNOTATION, "").lower() in ("1", "t", "true")
 
 
-# CUSTOM delegates to an external authorizer, and none is configured: the
-# requests its rules select are denied (fail closed), never let through.
+# CUSTOM delegates to an external authorizer (pilot/networking/ext_authz.py). A CUSTOM
+# policy that cannot be delegated (no such provider, no such service) is enforced here as
+# DENY: the requests its rules select are refused (fail closed), never let through.
 _ACTIONS = {"ALLOW": "ALLOW", "DENY": "DENY", "AUDIT": "AUDIT", "CUSTOM": "DENY"}
 
 
+def rule_policies(
+    ap: Resource, app_port: int | None, prefix: str = ""
+) -> dict[str, rbac_pb2.Policy]:
+    """One RBAC policy per rule of `ap`, keyed as Istio names them (fail closed)."""
+    target = _Target(ap.namespace, app_port)
+    return {
+        f"{prefix}ns[{ap.namespace}]-policy[{ap.name}]-rule[{i}]": _rule_or_fallback(
+            ap, i, rule, target
+        )
+        for i, rule in enumerate(_spec(ap).rules or [])
+    }
+
+
 def rbac_configs(
-    policies: Iterable[Resource], app_port: int | None = None
+    policies: Iterable[Resource],
+    app_port: int | None = None,
+    delegated: frozenset[str] = frozenset(),
 ) -> dict[str, rbac_filter_pb2.RBAC]:
     """The config of each of the three RBAC filters (audit, deny, allow), by filter name,
-    for a workload whose app listens on `app_port`.
+    for a workload whose app listens on `app_port`. CUSTOM policies whose refs are in
+    `delegated` are the external authorizer's; any other CUSTOM policy is a DENY.
 
     All three are always there, the unused ones enforcing nothing, so that a
     policy change only changes filter configs (ECDS), never the listener.
@@ -428,18 +447,11 @@ def rbac_configs(
     shadow: dict[str, dict[str, rbac_pb2.Policy]] = {"DENY": {}, "ALLOW": {}, "AUDIT": {}}
     for ap in policies:
         spec = _spec(ap)
+        if spec.action == "CUSTOM" and ap.ref in delegated:
+            continue
         action = _ACTIONS[spec.action or "ALLOW"]
-        if spec.action == "CUSTOM":
-            log.warning(
-                "%s: CUSTOM needs an external authorizer and none is configured; "
-                "the requests its rules match are denied",
-                ap.ref,
-            )
-        into = (shadow if _dry_run(ap) else enforced)[action]
-        target = _Target(ap.namespace, app_port)
-        for i, rule in enumerate(spec.rules or []):
-            key = f"ns[{ap.namespace}]-policy[{ap.name}]-rule[{i}]"
-            into[key] = _rule_or_fallback(ap, i, rule, target)
+        into = (shadow if dry_run(ap) else enforced)[action]
+        into.update(rule_policies(ap, app_port))
         if action == "ALLOW" and not spec.rules:
             # An ALLOW policy without rules allows nothing, but it does switch the
             # workload to "only what is allowed": keep a policy that never matches.
@@ -455,9 +467,7 @@ def requires_token(policies: Iterable[Resource]) -> bool:
     """True when every way in (every ALLOW rule) needs a request principal: then a
     missing token is refused by jwt_authn (401) rather than by RBAC (403)."""
     allow = [
-        _spec(ap)
-        for ap in policies
-        if (_spec(ap).action or "ALLOW") == "ALLOW" and not _dry_run(ap)
+        _spec(ap) for ap in policies if (_spec(ap).action or "ALLOW") == "ALLOW" and not dry_run(ap)
     ]
     rules = [r for spec in allow for r in (spec.rules or [])]
     if not rules:

@@ -25,6 +25,8 @@ _HCM = "envoy.filters.network.http_connection_manager"
 _TYPE = "type.googleapis.com/envoy.extensions.filters.http."
 # What config each discovered inbound filter accepts over ECDS.
 AUTH_FILTER_TYPES = {
+    names.EXT_AUTHZ_RBAC_FILTER: _TYPE + "rbac.v3.RBAC",
+    names.EXT_AUTHZ_FILTER: _TYPE + "ext_authz.v3.ExtAuthz",
     names.JWT_AUTHN_FILTER: _TYPE + "jwt_authn.v3.JwtAuthentication",
     names.RBAC_AUDIT_FILTER: _TYPE + "rbac.v3.RBAC",
     names.RBAC_DENY_FILTER: _TYPE + "rbac.v3.RBAC",
@@ -42,7 +44,8 @@ def mesh_filters() -> list[hcm_pb2.HttpFilter]:
 
 
 def auth_filters() -> list[hcm_pb2.HttpFilter]:
-    """Request authentication, then authorization (audit, deny, allow), their config
+    """An external authorizer (CUSTOM), request authentication, then authorization
+    (audit, deny, allow), their config
     discovered over ECDS (`names.INBOUND_AUTH_FILTERS`): on a sidecar's inbound
     listener and on every gateway listener."""
     return [_discovered(n) for n in names.INBOUND_AUTH_FILTERS]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pilot.model import ServiceKey
 
 __all__ = [
+    "EXT_AUTHZ_FILTER",
+    "EXT_AUTHZ_RBAC_FILTER",
     "INBOUND_AUTH_FILTERS",
     "JWT_AUTHN_FILTER",
     "RBAC_ALLOW_FILTER",
@@ -97,8 +99,18 @@ def outbound_route(namespace: str) -> str:
 # AuthorizationPolicy, in the order they run. Each is also the name of the
 # ECDS resource (TypedExtensionConfig) that carries its config: Envoy asks for
 # a discovered filter's config by the filter's name.
+EXT_AUTHZ_RBAC_FILTER = "envoy.filters.http.rbac.ext_authz"  # marks what CUSTOM rules match
+EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
 JWT_AUTHN_FILTER = "envoy.filters.http.jwt_authn"
 RBAC_AUDIT_FILTER = "envoy.filters.http.rbac.audit"
 RBAC_DENY_FILTER = "envoy.filters.http.rbac.deny"
 RBAC_ALLOW_FILTER = "envoy.filters.http.rbac"
-INBOUND_AUTH_FILTERS = (JWT_AUTHN_FILTER, RBAC_AUDIT_FILTER, RBAC_DENY_FILTER, RBAC_ALLOW_FILTER)
+# Istio's order: CUSTOM (an external authorizer), request authentication, AUDIT, DENY, ALLOW.
+INBOUND_AUTH_FILTERS = (
+    EXT_AUTHZ_RBAC_FILTER,
+    EXT_AUTHZ_FILTER,
+    JWT_AUTHN_FILTER,
+    RBAC_AUDIT_FILTER,
+    RBAC_DENY_FILTER,
+    RBAC_ALLOW_FILTER,
+)

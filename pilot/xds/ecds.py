@@ -3,9 +3,10 @@
 Authorization and request authentication travel here rather than inside the
 listener, so that Envoy applies a policy change to the very next request on
 every connection, pooled keep-alive ones included, with no listener drain.
-Every sidecar with an inbound listener, and every gateway, gets all four
-filter configs (request authentication, then authorization: audit, deny,
-allow); "no policy" is an empty config that enforces nothing.
+Every sidecar with an inbound listener, and every gateway, gets all six
+filter configs (an external authorizer for CUSTOM policies, request
+authentication, then authorization: audit, deny, allow); "no policy" is a
+config that enforces nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from envoy.config.core.v3 import extension_pb2
 
 from pilot.model import Proxy
-from pilot.networking import authz, jwt, names
+from pilot.networking import authz, ext_authz, jwt, names
 from pilot.networking.protos import pack
 from pilot.xds import typeurls
 from pilot.xds.context import Change, PushContext
@@ -48,11 +49,15 @@ def _auth_filter_configs(ctx: PushContext, proxy: Proxy) -> tuple[Resource, ...]
         config, root = ctx.snapshot.config, ctx.snapshot.mesh.root_namespace
         policies = authz.applicable_policies(config, proxy.namespace, proxy.labels, root)
         authns = jwt.applicable_authentications(config, proxy.namespace, proxy.labels, root)
+        delegation = ext_authz.delegate(
+            policies, ctx.snapshot.mesh.extension_providers, ctx.snapshot.services
+        )
         configs: dict[str, Any] = {
+            **ext_authz.filter_configs(delegation, app_port),
             names.JWT_AUTHN_FILTER: jwt.jwt_config(
                 authns, authz.requires_token(policies), ctx.snapshot.jwks
             ),
-            **authz.rbac_configs(policies, app_port),
+            **authz.rbac_configs(policies, app_port, delegation.refs),
         }
         return tuple(
             make_resource(

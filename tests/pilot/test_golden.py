@@ -26,6 +26,7 @@ import yaml
 from google.protobuf import json_format
 
 from api.catalog import Instance
+from api.mesh_config import load_mesh_config
 from api.resources import Resource, check_text
 from meshctl.procs import bin_path, free_port
 from pilot.http import _MESSAGES
@@ -92,7 +93,12 @@ def render(case: str) -> dict[str, list[dict[str, Any]]]:
     folder = GOLDEN / case
     meta_path = folder / "case.yaml"
     meta: dict[str, Any] = yaml.safe_load(meta_path.read_text()) if meta_path.exists() else {}
-    mesh = MeshConfig(**meta.get("mesh", {}))
+    mesh_fields = dict(meta.get("mesh", {}))
+    if "extensionProviders" in mesh_fields:  # Istio's MeshConfig form, validated as Pilot does
+        raw = {"extensionProviders": mesh_fields.pop("extensionProviders")}
+        providers = load_mesh_config(json.dumps(raw), f"{case}/case.yaml").extension_providers
+        mesh_fields["extension_providers"] = tuple(providers or ())
+    mesh = MeshConfig(**mesh_fields)
     snap = MeshSnapshot.build(
         1, _catalog(meta.get("instances", [])), _config((folder / "input.yaml").read_text()), mesh
     )
