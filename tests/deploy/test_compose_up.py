@@ -25,8 +25,8 @@ from pathlib import Path
 import consul
 import pytest
 
-from meshctl.procs import bin_path, free_port
-from tests.e2e.harness import eventually
+from meshctl.procs import free_port
+from tests.e2e.harness import apply_through, eventually
 
 pytestmark = pytest.mark.compose
 
@@ -66,21 +66,7 @@ class Stack:
         )
 
     def apply(self, text: str) -> None:
-        out = subprocess.run(
-            [
-                bin_path("meshctl"),
-                "apply",
-                "-f",
-                "-",
-                f"--galley-addr=127.0.0.1:{self.galley}",
-                f"--token={self.galley_token}",
-            ],
-            input=text,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert out.returncode == 0, out.stderr + out.stdout
+        apply_through(f"127.0.0.1:{self.galley}", self.galley_token, text)
 
     def reviews(self, n: int) -> Counter[str]:
         seen: Counter[str] = Counter()

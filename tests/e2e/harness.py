@@ -81,6 +81,19 @@ class Reply:
         return self.body.get("instance") if isinstance(self.body, dict) else None
 
 
+def apply_through(galley: str, token: str, text: str) -> subprocess.CompletedProcess[str]:
+    """`meshctl apply -f -` against the Galley at HOST:PORT, asserting success."""
+    out = subprocess.run(
+        [bin_path("meshctl"), "apply", "-f", "-", f"--galley-addr={galley}", f"--token={token}"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr + out.stdout
+    return out
+
+
 class Mesh:
     @classmethod
     @contextlib.contextmanager
@@ -265,15 +278,7 @@ class Mesh:
 
     def apply(self, text: str) -> subprocess.CompletedProcess[str]:
         """meshctl apply -f - (asserting success)."""
-        out = subprocess.run(
-            [bin_path("meshctl"), "apply", "-f", "-", *self.galley_args()],
-            input=text,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert out.returncode == 0, out.stderr + out.stdout
-        return out
+        return apply_through(f"127.0.0.1:{self.galley_http}", self.token, text)
 
     def start(self) -> Mesh:
         self.start_consul()

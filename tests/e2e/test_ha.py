@@ -10,7 +10,6 @@ catalog change still reaches the sidecars, and nothing applied is lost.
 from __future__ import annotations
 
 import json
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import consul
 import pytest
 
 from meshctl.procs import ConsulPorts, bin_path
-from tests.e2e.harness import Mesh, Workload, eventually
+from tests.e2e.harness import Mesh, Workload, apply_through, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -94,21 +93,7 @@ def ha(tmp_path: Path) -> Iterator[HaMesh]:
 
 
 def _apply(mesh: HaMesh, galley_port: int, text: str) -> None:
-    out = subprocess.run(
-        [
-            bin_path("meshctl"),
-            "apply",
-            "-f",
-            "-",
-            f"--galley-addr=127.0.0.1:{galley_port}",
-            f"--token={mesh.token}",
-        ],
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr + out.stdout
+    apply_through(f"127.0.0.1:{galley_port}", mesh.token, text)
 
 
 def _route_to(version: str) -> str:
