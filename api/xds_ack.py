@@ -21,6 +21,7 @@ class Reason(enum.Enum):
     ACK_NEW_NAMES = "ack-new-names"  # ACK that also subscribes to more names
     NACK = "nack"
     STALE = "stale"  # answers a response that is no longer the latest
+    UNSUBSCRIBE = "unsubscribe"  # no names left, for a type where that means none
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,25 @@ class Decision:
     only: frozenset[str] | None = None
 
 
-def decide(watch: Watch | None, request: Request) -> Decision:
+def decide(watch: Watch | None, request: Request, wildcard_type: bool = True) -> Decision:
+    """`wildcard_type`: an empty name list means "everything" (CDS, LDS); for the other
+    types it means "nothing": Envoy unsubscribed, and a response would go unanswered
+    (Envoy neither applies nor ACKs a type it watches nothing of)."""
+    if not wildcard_type and not request.names:
+        # Unsubscribed, whatever the nonce: nothing is outstanding for a type Envoy
+        # holds nothing of (an answer in flight will be dropped unanswered).
+        if watch is None:
+            return Decision(False, Reason.INITIAL, Watch(request.type_url, frozenset()))
+        if request.error_detail is not None and request.response_nonce == watch.nonce_sent:
+            return Decision(
+                False, Reason.NACK, replace(watch, names=frozenset(), nack=request.error_detail)
+            )
+        settled = replace(watch, names=frozenset(), version_acked=watch.version_sent, nack=None)
+        return Decision(False, Reason.UNSUBSCRIBE, settled)
+    return _decide(watch, request, wildcard_type)
+
+
+def _decide(watch: Watch | None, request: Request, wildcard_type: bool) -> Decision:
     if watch is None:
         # A new stream, or Envoy reconnecting after a Pilot restart with the
         # version and nonce of a previous server: either way it needs config.
@@ -82,6 +101,6 @@ def decide(watch: Watch | None, request: Request) -> Decision:
 
     acked = replace(watch, names=request.names, version_acked=request.version_info, nack=None)
     added = request.names - watch.names
-    if added and not watch.wildcard:
+    if added and (not wildcard_type or not watch.wildcard):
         return Decision(True, Reason.ACK_NEW_NAMES, acked, only=added)
     return Decision(False, Reason.ACK, acked)

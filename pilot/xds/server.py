@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 
 from api import xds_ack as ack
 from pilot.metrics import Metrics
+from pilot.xds import typeurls
 from pilot.xds.context import Change, PushContext
 from pilot.xds.delta import DeltaProtocol
 from pilot.xds.generator import Generator
@@ -85,7 +86,9 @@ class SotwProtocol:
             response_nonce=message.response_nonce,
             error_detail=message.error_detail.message if message.HasField("error_detail") else None,
         )
-        decision = ack.decide(conn.watches.get(type_url), req)
+        decision = ack.decide(
+            conn.watches.get(type_url), req, wildcard_type=type_url in typeurls.WILDCARD_TYPES
+        )
         conn.watches[type_url] = decision.watch
         streams = self._streams
         if decision.reason is ack.Reason.NACK:
@@ -106,6 +109,8 @@ class SotwProtocol:
             type_url: str, after_clusters: frozenset[str] | None
         ) -> frozenset[str] | None:
             watch = conn.watches[type_url]
+            if not watch.names and type_url not in typeurls.WILDCARD_TYPES:
+                return None  # Envoy watches nothing of this type: nothing to send
             if after_clusters is not None:  # the whole watched set: SotW has no partial EDS
                 return await self._send(conn, write, type_url, None, change.started)
             if watch.nonce_sent and not streams.generators[type_url].needs_push(

@@ -77,3 +77,32 @@ def test_request_without_nonce_on_a_known_type_is_answered() -> None:
     d = decide(sent(), Request(EDS, AB))
     assert (d.respond, d.reason) == (True, Reason.RESUBSCRIBE)
     assert d.watch.names == AB and d.watch.nonce_sent == "n1"
+
+
+# --- Named types (EDS, RDS, ECDS): an empty name list means "none", not "all" ---
+
+
+def test_unsubscribing_from_a_named_type_settles_it_and_sends_nothing() -> None:
+    """Envoy unsubscribed (all its EDS clusters went away): it would neither apply nor ACK
+    another EDS response, so none is sent and nothing counts as outstanding."""
+    for nonce in ("n1", "n0-stale"):
+        d = decide(sent(), Request(EDS, frozenset(), "v0", nonce), wildcard_type=False)
+        assert (d.respond, d.reason) == (False, Reason.UNSUBSCRIBE)
+        assert d.watch.names == frozenset() and d.watch.version_acked == d.watch.version_sent
+
+
+def test_a_first_empty_request_for_a_named_type_is_not_answered() -> None:
+    d = decide(None, Request(EDS, frozenset()), wildcard_type=False)
+    assert d.respond is False and d.watch.names == frozenset()
+
+
+def test_subscribing_again_after_unsubscribing_is_answered_with_the_names() -> None:
+    gone = decide(sent(), Request(EDS, frozenset(), "v1", "n1"), wildcard_type=False).watch
+    d = decide(gone, Request(EDS, AB, "v1", "n1"), wildcard_type=False)
+    assert (d.respond, d.reason, d.only) == (True, Reason.ACK_NEW_NAMES, AB)
+
+
+def test_an_empty_request_for_a_wildcard_type_still_means_everything() -> None:
+    cds = typeurls.CLUSTER
+    d = decide(None, Request(cds, frozenset()), wildcard_type=True)
+    assert (d.respond, d.reason) == (True, Reason.INITIAL)
