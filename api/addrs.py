@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["parse_addrs", "split_addr"]
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+__all__ = ["HostPort", "HostPorts", "parse_addrs", "split_addr"]
 
 
 def split_addr(value: str) -> tuple[str, int]:
@@ -19,3 +23,18 @@ def parse_addrs(value: str) -> list[tuple[str, int]]:
     if len(set(out)) != len(out):
         raise ValueError(f"{value!r} names an address twice")
     return out
+
+
+def _host_port(value: str) -> str:
+    split_addr(value)
+    return value
+
+
+def _host_ports(value: str) -> str:
+    parse_addrs(value)
+    return value
+
+
+# Settings field types: the value stays the text the user gave, checked once here.
+HostPort = Annotated[str, AfterValidator(_host_port)]
+HostPorts = Annotated[str, AfterValidator(_host_ports)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.addrs import HostPort
+
 __all__ = ["CitadelSettings"]
 
 
@@ -17,15 +19,19 @@ class CitadelSettings(BaseSettings):
     )
     trust_domain: str = Field("cluster.local", description="SPIFFE trust domain")
     workload_ttl_seconds: int = Field(86_400, ge=2, description="Workload certificate lifetime")
-    sds_addr: str = Field("127.0.0.1:15012", description="SDS (and CSR API) gRPC listen address")
-    sds_tls_addr: str | None = Field(
+    sds_addr: HostPort = Field(
+        "127.0.0.1:15012", description="SDS (and CSR API) gRPC listen address"
+    )
+    sds_tls_addr: HostPort | None = Field(
         "127.0.0.1:15013",
         description="SDS over TLS (cert from this CA); Envoy's token-file credentials need it",
     )
     control_plane_namespace: str = Field(
         "mesh-system", description="Namespace of Citadel's own identity"
     )
-    http_addr: str = Field("127.0.0.1:15016", description="HTTP: /metrics, /healthz, /v1/tokens")
+    http_addr: HostPort = Field(
+        "127.0.0.1:15016", description="HTTP: /metrics, /healthz, /v1/tokens"
+    )
     admin_token: SecretStr | None = Field(None, description="Credential that may mint tokens")
     admin_token_file: str | None = Field(None, description="Read the admin credential from a file")
     log_level: str = Field("INFO", description="Python logging level")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from api.addrs import parse_addrs, split_addr
+from api.addrs import HostPort, HostPorts
 
 __all__ = ["GalleySettings"]
 
@@ -13,11 +13,11 @@ __all__ = ["GalleySettings"]
 class GalleySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GALLEY_", extra="forbid")
 
-    consul_addr: str = Field(
+    consul_addr: HostPorts = Field(
         "127.0.0.1:8500",
         description="Consul HTTP address, HOST:PORT; several, comma-separated, fail over in turn",
     )
-    http_addr: str = Field("127.0.0.1:15080", description="REST API listen address")
+    http_addr: HostPort = Field("127.0.0.1:15080", description="REST API listen address")
     token: SecretStr | None = Field(
         None, description="Bearer token required for writes (and for reads from non-loopback)"
     )
@@ -30,18 +30,6 @@ class GalleySettings(BaseSettings):
         10.0, gt=0, description="Longest a request waits for, or spends in, parse and validation"
     )
     log_level: str = Field("INFO", description="Python logging level")
-
-    @field_validator("http_addr")
-    @classmethod
-    def _addr(cls, value: str) -> str:
-        split_addr(value)
-        return value
-
-    @field_validator("consul_addr")
-    @classmethod
-    def _addrs(cls, value: str) -> str:
-        parse_addrs(value)
-        return value
 
     def write_token(self) -> str | None:
         if self.token_file:

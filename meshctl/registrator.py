@@ -61,7 +61,7 @@ import aiohttp
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from api.addrs import split_addr
+from api.addrs import HostPort, split_addr
 from api.catalog import (
     DEFAULT_NAMESPACE,
     DEFAULT_SERVICE_ACCOUNT,
@@ -113,7 +113,9 @@ _CONSUL_TIMEOUT = aiohttp.ClientTimeout(total=15)
 class RegistratorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REGISTRATOR_", extra="forbid")
 
-    consul_addr: str = Field("127.0.0.1:8500", description="Consul agent HTTP address, HOST:PORT")
+    consul_addr: HostPort = Field(
+        "127.0.0.1:8500", description="Consul agent HTTP address, HOST:PORT"
+    )
     consul_token: SecretStr = Field(SecretStr(""), description="Consul ACL token ('' = none)")
     docker_socket: str = Field("/var/run/docker.sock", description="Docker Engine API unix socket")
     resync_seconds: float = Field(10.0, gt=0, description="Seconds between full resyncs")
@@ -128,12 +130,6 @@ class RegistratorSettings(BaseSettings):
         30.0, gt=0, description="Longest wait between retries while Docker or Consul is down"
     )
     log_level: str = Field("INFO", description="Python logging level")
-
-    @field_validator("consul_addr")
-    @classmethod
-    def _is_addr(cls, value: str) -> str:
-        split_addr(value)
-        return value
 
     @field_validator("node_name")
     @classmethod

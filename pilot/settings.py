@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from api.addrs import parse_addrs, split_addr
+from api.addrs import HostPort, HostPorts
 from api.mesh_config import ExtensionProvider, MeshConfig, load_mesh_config
 
 __all__ = ["PilotSettings"]
@@ -14,19 +14,19 @@ __all__ = ["PilotSettings"]
 class PilotSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PILOT_", extra="forbid")
 
-    consul_addr: str = Field(
+    consul_addr: HostPorts = Field(
         "127.0.0.1:8500",
         description="Consul HTTP address, HOST:PORT; several, comma-separated, fail over in turn",
     )
-    grpc_addr: str = Field("127.0.0.1:15010", description="Plaintext xDS (ADS) listen address")
-    tls_grpc_addr: str | None = Field(
+    grpc_addr: HostPort = Field("127.0.0.1:15010", description="Plaintext xDS (ADS) listen address")
+    tls_grpc_addr: HostPort | None = Field(
         None, description="xDS over TLS listen address (needs tls_cert_file and tls_key_file)"
     )
     tls_cert_file: str | None = Field(
         None, description="Pilot's cert chain (e.g. from meshctl cert)"
     )
     tls_key_file: str | None = Field(None, description="Pilot's private key")
-    http_addr: str = Field(
+    http_addr: HostPort = Field(
         "127.0.0.1:15014", description="HTTP listen address for /metrics, /healthz, /debug/*"
     )
     debounce_quiet: float = Field(
@@ -53,18 +53,6 @@ class PilotSettings(BaseSettings):
     )
     consul_wait: str = Field("55s", description="Blocking-query wait time sent to Consul")
     log_level: str = Field("INFO", description="Python logging level")
-
-    @field_validator("grpc_addr", "http_addr")
-    @classmethod
-    def _is_addr(cls, value: str) -> str:
-        split_addr(value)
-        return value
-
-    @field_validator("consul_addr")
-    @classmethod
-    def _are_addrs(cls, value: str) -> str:
-        parse_addrs(value)
-        return value
 
     @field_validator("mesh_config")
     @classmethod
