@@ -88,11 +88,20 @@ spec:
       weight: 10
 """
     )
+    # The 90/10 split itself in Envoy's routes (not just a route naming the v2 subset),
+    # and both subsets' endpoints there, before sampling.
     eventually(
-        lambda: "outbound|9080|v2|reviews.default.svc.cluster.local" in routes_dump(client),
+        lambda: (
+            '"weight": 90' in routes_dump(client)
+            and "outbound|9080|v2|reviews.default.svc.cluster.local" in routes_dump(client)
+        ),
         what="weighted route pushed",
     )
     eventually(lambda: mesh.request(client.outbound_port, "reviews").status == 200)
+    eventually(
+        lambda: set(mesh.instances_seen(client, "reviews", 60)) == {"reviews-v1", "reviews-v2"},
+        what="both subsets serving",
+    )
     replies = [mesh.request(client.outbound_port, "reviews") for _ in range(1000)]
     assert all(r.status == 200 for r in replies), Counter(
         (r.status, str(r.body)[:80]) for r in replies if r.status != 200
