@@ -53,14 +53,12 @@ _DEFAULT_TIMEOUT = duration_pb2.Duration(seconds=10)  # Istio's 600 s holds a re
 @dataclass(frozen=True)
 class Delegation:
     """What one workload's CUSTOM policies delegate: to which provider, through which
-    cluster, and which policies (by ref); `refused` lists the ones that fall back to DENY
-    and why."""
+    cluster, and which policies (the ones not delegated fall back to DENY)."""
 
     provider: ExtensionProvider | None
     cluster: str
     hostname: str
     policies: tuple[Resource, ...]
-    refused: tuple[tuple[str, str], ...]
 
     @property
     def refs(self) -> frozenset[str]:
@@ -104,7 +102,7 @@ def delegate(
     per workload, as Istio by default); the others are refused: they become DENY."""
     custom = _custom(policies)
     if not custom:
-        return Delegation(None, "", "", (), ())
+        return Delegation(None, "", "", ())
     wanted = sorted({_provider_name(ap) for ap in custom})
     provider = {p.name: p for p in providers}.get(wanted[0]) if len(wanted) == 1 else None
     target: ExtAuthzHttp | ExtAuthzGrpc | None = None
@@ -113,7 +111,7 @@ def delegate(
     svc = _service(target.service, target.port, services) if target else None
     if provider is not None and svc is not None:
         cluster = names.outbound_cluster(svc.key, svc.port)
-        return Delegation(provider, cluster, svc.hostname, tuple(custom), ())
+        return Delegation(provider, cluster, svc.hostname, tuple(custom))
     if len(wanted) > 1:
         why = f"one workload may use one CUSTOM provider, these use {', '.join(wanted)}"
     elif provider is None:
@@ -123,7 +121,7 @@ def delegate(
         why = f"provider {wanted[0]!r}: no service {target.service}:{target.port} in the mesh"
     for ap in custom:
         log.warning("%s: %s; the requests its rules match are denied", ap.ref, why)
-    return Delegation(None, "", "", (), tuple((ap.ref, why) for ap in custom))
+    return Delegation(None, "", "", ())
 
 
 def _pattern(value: str) -> string_pb2.StringMatcher:
