@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import types
+import typing
 from collections.abc import Mapping, Sized
+from typing import Any
 
 import re2
+from pydantic import BaseModel, ModelWrapValidatorHandler, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
 
 __all__ = [
     "GRPC_STATUS_NAMES",
@@ -18,6 +24,7 @@ __all__ = [
     "K8S_LABEL",
     "K8S_SUBDOMAIN",
     "PROTOCOLS",
+    "REMOVED_FIELDS",
     "TCP_LIKE",
     "TLS_LIKE",
     "dns_label",
@@ -39,7 +46,9 @@ __all__ = [
     "partial_wildcard",
     "port",
     "protocol",
+    "refuse_removed_fields",
     "regex",
+    "removed_field",
     "selector_limits",
     "wildcard_domain",
     "workload_selector",
@@ -343,3 +352,112 @@ def namespace_host(value: str, *, sidecar: bool) -> str | None:
     if not sidecar and is_ip(host):
         return None
     return wildcard_domain(host)
+
+
+# --- fields Istio's API removed ------------------------------------------------------------------
+
+# What istio/api's protos declare `reserved` (each checked with `git log -S` there): documents
+# written for older Istio still carry these, and Istio refuses them as unknown fields. By
+# our model (named as Istio's message) and field: (the release that removed it, what instead).
+REMOVED_FIELDS: dict[str, dict[str, tuple[str, str]]] = {
+    "HTTPRoute": {
+        "websocketUpgrade": ("1.5", "websocket upgrades are always allowed"),
+        "appendHeaders": ("1.5", "use headers.request.add"),
+        "appendRequestHeaders": ("1.5", "use headers.request.add"),
+        "removeRequestHeaders": ("1.5", "use headers.request.remove"),
+        "appendResponseHeaders": ("1.5", "use headers.response.add"),
+        "removeResponseHeaders": ("1.5", "use headers.response.remove"),
+    },
+    "HTTPRouteDestination": {
+        "appendRequestHeaders": ("1.5", "use headers.request.add"),
+        "removeRequestHeaders": ("1.5", "use headers.request.remove"),
+        "appendResponseHeaders": ("1.5", "use headers.response.add"),
+        "removeResponseHeaders": ("1.5", "use headers.response.remove"),
+    },
+    "TLSMatchAttributes": {"sourceSubnet": ("1.5", "TLS routes have no replacement")},
+    "FaultAbort": {"percent": ("1.5", "use percentage.value")},
+    "PortSelector": {"name": ("1.4", "use number")},
+    "SidecarSpec": {"localhost": ("1.7", "it was never implemented")},
+    "IstioIngressListener": {"localhostClientTls": ("1.7", "it was never implemented")},
+    "IstioEgressListener": {"localhostServerTls": ("1.7", "it was never implemented")},
+}
+_ERROR_TYPES = frozenset(typing.get_args(ErrorType))
+
+
+def removed_field(model: str, field: str) -> str | None:
+    """Why `field` of `model` is refused, if Istio's API removed it."""
+    if (removed := REMOVED_FIELDS.get(model, {}).get(field)) is None:
+        return None
+    release, instead = removed
+    return f"unknown field: removed from the API in Istio {release} ({instead})"
+
+
+def _declared(annotation: Any) -> Any:
+    """X from `X | None` and `Annotated[X, ...]` (None for a union of several types)."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(members) != 1:
+                return None
+            annotation = members[0]
+        else:
+            return annotation
+
+
+def _model_at(root: type[BaseModel], loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The model of the value at `loc` (as pydantic reports it, by alias), if there is one."""
+    current: Any = root
+    for part in loc:
+        current = _declared(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            by_alias = {f.alias or n: f for n, f in current.model_fields.items()}
+            if not isinstance(part, str) or part not in by_alias:
+                return None
+            current = by_alias[part].annotation
+        elif typing.get_origin(current) is list and isinstance(part, int):
+            current = typing.get_args(current)[0]
+        elif typing.get_origin(current) is dict and isinstance(part, str):
+            current = typing.get_args(current)[1]
+        else:
+            return None
+    current = _declared(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _refuse_removed_fields(
+    cls: type[BaseModel], data: Any, handler: ModelWrapValidatorHandler[Any]
+) -> Any:
+    try:
+        return handler(data)
+    except ValidationError as err:
+        errors = err.errors(include_url=False)
+        removed = {
+            i: why
+            for i, e in enumerate(errors)
+            if e["type"] == "extra_forbidden"
+            and (model := _model_at(cls, e["loc"][:-1])) is not None
+            and (why := removed_field(model.__name__, str(e["loc"][-1]))) is not None
+        }
+        if not removed:
+            raise
+        details: list[InitErrorDetails] = []
+        for i, e in enumerate(errors):
+            detail: InitErrorDetails = {"type": e["type"], "loc": e["loc"], "input": e["input"]}
+            if i in removed:
+                detail["type"] = PydanticCustomError("removed_field", removed[i])
+            elif e["type"] not in _ERROR_TYPES:  # a validator's own error type: kept as it is
+                detail["type"] = PydanticCustomError(e["type"], "{message}", {"message": e["msg"]})
+            elif "ctx" in e:
+                detail["ctx"] = e["ctx"]
+            details.append(detail)
+        raise ValidationError.from_exception_data(err.title, details) from None
+
+
+def refuse_removed_fields() -> Any:
+    """A kind's spec model declares `refuse_removed = checks.refuse_removed_fields()`: the
+    fields of REMOVED_FIELDS anywhere in it are refused saying so, not as bare unknowns."""
+    # pydantic's stubs type only the decorator form inside a class body.
+    return model_validator(mode="wrap")(classmethod(_refuse_removed_fields))  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import yaml
@@ -128,15 +129,54 @@ def _json_depth_ok(text: str) -> None:
             depth -= 1
 
 
+class _DuplicateKey(DocumentError):
+    """Raised by the object hook, which sees keys but not where they are written."""
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = dict(pairs)
     if len(out) != len(pairs):  # linear: an object of 100,000 keys costs no more than its size
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise DocumentError(f"key {key!r} appears twice in one object")
+                raise _DuplicateKey(f"key {key!r} appears twice in one object")
             seen.add(key)
     return out
+
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],:]')
+
+
+def _where_duplicate(text: str) -> str | None:
+    """Where the first key written twice in one object is, as "line L, column C: key K ...".
+
+    Run only once the hook has found a duplicate, so valid bodies never pay for it; the
+    text up to the object the hook refused parsed, so its strings and brackets are sound.
+    """
+    objects: list[set[str] | None] = []  # per open bracket: its keys so far (None: an array)
+    expect_key = False
+    for token in _JSON_TOKEN.finditer(text):
+        lexeme = token.group()
+        if lexeme == "{" or lexeme == "[":
+            objects.append(set() if lexeme == "{" else None)
+            expect_key = lexeme == "{"
+        elif lexeme == "}" or lexeme == "]":
+            if objects:
+                objects.pop()
+            expect_key = False
+        elif lexeme == ",":
+            expect_key = bool(objects) and objects[-1] is not None
+        elif lexeme == ":":
+            expect_key = False
+        elif expect_key and objects and (keys := objects[-1]) is not None:
+            expect_key = False
+            key = json.loads(lexeme)  # escapes decoded: "\u0061" is the key "a"
+            if key in keys:
+                at = token.start()
+                line, column = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+                return f"line {line}, column {column}: key {key!r} appears twice"
+            keys.add(key)
+    return None
 
 
 class NotFinite(DocumentError):
@@ -167,6 +207,8 @@ def parse_json(text: str) -> Any:
     try:
         _json_depth_ok(text)
         value = json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as err:
+        raise DocumentError(_where_duplicate(text) or str(err)) from None
     except ValueError as err:
         if isinstance(err, DocumentError):
             raise

@@ -72,6 +72,8 @@ class SidecarSpec(Spec):
     inbound_connection_pool: ConnectionPoolSettings | None = None
     outbound_traffic_policy: OutboundTrafficPolicy | None = None
 
+    refuse_removed = checks.refuse_removed_fields()  # localhost, localhostClientTls, ...
+
 
 def _check_port_name_and_protocol(port: Port, at: Issues) -> None:
     if port.name and (m := checks.dns_label(port.name)) is not None:

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field
 
+from api import checks
 from api.model import Spec
 from api.networking.virtual_service_rules import validate
 from api.resources import NETWORKING, KindInfo
@@ -220,9 +221,6 @@ class HTTPRoute(Spec):
     mirror_percentage: Percent | None = None
     cors_policy: CorsPolicy | None = None
     headers: Headers | None = None
-    # Removed from the API (websockets are upgraded automatically); still found in
-    # older configs, which Istio accepts, so it is accepted here with a warning.
-    websocket_upgrade: bool | None = None
 
 
 class TLSMatchAttributes(Spec):
@@ -260,6 +258,8 @@ class VirtualServiceSpec(Spec):
     tls: list[TLSRoute] | None = None
     tcp: list[TCPRoute] | None = None
     export_to: list[str] | None = None
+
+    refuse_removed = checks.refuse_removed_fields()  # websocketUpgrade, appendHeaders, ...
 
 
 KIND = KindInfo(

@@ -104,11 +104,6 @@ def check_http_route(
     for i, dest in enumerate(route.route or []):
         check_headers(dest.headers, issues.at("route", i, "headers"))
     check_weights(route.route or [], issues.at("route"))
-    if route.websocket_upgrade is not None:
-        issues.error(
-            "unknown field: removed from the API (websocket upgrades are always allowed)",
-            "websocketUpgrade",
-        )
     if route.timeout is not None and (msg := checks.duration(route.timeout)) is not None:
         issues.error(msg, "timeout")
 

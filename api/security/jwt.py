@@ -12,7 +12,6 @@ import binascii
 import json
 import re
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x448, x25519
 from pydantic import AliasChoices, Field
@@ -20,8 +19,17 @@ from pydantic import AliasChoices, Field
 from api import checks
 from api.issues import Issues
 from api.model import Spec
+from api.security import go_url
 
-__all__ = ["ClaimToHeader", "JwtHeader", "JwtRule", "check_jwks", "check_jwt_rule", "jwks_uri"]
+__all__ = [
+    "ClaimToHeader",
+    "JwtHeader",
+    "JwtRule",
+    "check_jwks",
+    "check_jwt_rule",
+    "jwks_uri",
+    "jwks_uri_warning",
+]
 
 
 class JwtHeader(Spec):
@@ -70,20 +78,40 @@ _OKP_CURVES: dict[str, Any] = {
 }
 # Members that only a private key has (RFC 7518 sections 6.2.2, 6.3.2; RFC 8037).
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi")
+_GO_MAX_INT = 2**63 - 1  # Istio reads the port with strconv.Atoi
 
 
 def jwks_uri(value: str) -> str | None:
-    """An http(s) URL whose port, when given, is a number (what Istio checks; a URL
-    without a host passes there too, and `_check_key_source` warns about it)."""
+    """Refused where Istio refuses it: Go's url.Parse fails, the scheme is not http(s), or
+    the port overflows Go's int (a port past 65535 passes, and `jwks_uri_warning` says
+    so); or where the CRD's rule `url(self)` fails: Go's url.ParseRequestURI too."""
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         return "jwksUri contains control characters"
     try:
-        parts = urlsplit(value)
-        _ = parts.port  # raises when the port is not a number
-    except ValueError as err:
+        url = go_url.parse(value)
+    except go_url.GoURLError as err:
         return f"jwksUri {value!r} is not a valid URL: {err}"
-    if parts.scheme not in ("http", "https"):
+    if url.scheme not in ("http", "https"):
         return f"jwksUri {value!r} must start with http:// or https://"
+    if url.port and int(url.port) > _GO_MAX_INT:
+        return f"jwksUri {value!r}: port {url.port} is out of range"
+    try:
+        go_url.parse_request_uri(value)
+    except go_url.GoURLError as err:
+        return f"jwksUri {value!r} is not a valid URL: {err}"
+    return None
+
+
+def jwks_uri_warning(value: str) -> str | None:
+    """For a jwksUri that `jwks_uri` accepts but whose keys no fetch can reach."""
+    url = go_url.parse(value)
+    if not url.hostname:
+        return "jwksUri has no host: its keys cannot be fetched, so every token is refused"
+    if url.port and not 1 <= int(url.port) <= 65535:
+        return (
+            f"jwksUri port {url.port} is not a TCP port: its keys cannot be fetched, "
+            "so every token is refused"
+        )
     return None
 
 
@@ -174,11 +202,8 @@ def _check_key_source(rule: JwtRule, issues: Issues) -> None:
         issues.error(message, "jwksUri")
     elif rule.jwks_uri and (message := jwks_uri(rule.jwks_uri)) is not None:
         issues.error(message, "jwksUri")
-    elif rule.jwks_uri and not urlsplit(rule.jwks_uri).hostname:
-        issues.warn(
-            "jwksUri has no host: its keys cannot be fetched, so every token is refused",
-            "jwksUri",
-        )
+    elif rule.jwks_uri and (message := jwks_uri_warning(rule.jwks_uri)) is not None:
+        issues.warn(message, "jwksUri")
     if rule.jwks is not None:
         errors, warnings = check_jwks(rule.jwks)
         for message in errors:

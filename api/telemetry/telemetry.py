@@ -142,21 +142,41 @@ def _check_override(o: MetricsOverrides, at: Issues) -> None:
         if o.match.custom_metric is not None and not o.match.custom_metric:
             at.error("must not be empty", "match", "customMetric")
     for tag, override in (o.tag_overrides or {}).items():
+        if not tag:
+            at.warn("tag name may not be empty", "tagOverrides")  # Istio warns, not refuses
+        tag_at = at.at("tagOverrides", tag or '""')
         if override.operation == "UPSERT" and not override.value:
-            at.error("value is required when operation is UPSERT", "tagOverrides", tag, "value")
+            tag_at.error("value is required when operation is UPSERT", "value")
         if override.operation == "REMOVE" and override.value is not None:
-            at.error("value is not allowed when operation is REMOVE", "tagOverrides", tag, "value")
+            tag_at.error("value is not allowed when operation is REMOVE", "value")
+
+
+def _reporting_interval(value: str) -> str | None:
+    """The CRD's rule: a duration of at least 1ms (Istio's code adds none; no whole
+    milliseconds needed, unlike the route timeouts)."""
+    seconds = checks.duration_seconds(value)
+    if seconds is None:
+        return f"invalid duration {value!r}"
+    if seconds * 1000 < 1 - 1e-9:  # float noise: "1000us" is 1ms
+        return f"duration {value!r} must be at least 1ms"
+    return None
 
 
 def validate(spec: TelemetrySpec, meta: Mapping[str, Any], issues: Issues) -> None:
     check_scope(spec.selector, spec.target_ref, spec.target_refs, issues)
+    if len(spec.tracing or []) > 1:
+        issues.warn("multiple tracing configurations are not supported (as in Istio)", "tracing")
     for i, t in enumerate(spec.tracing or []):
         at = issues.at("tracing", i)
         _providers(t.providers, at)
+        if len(t.providers or []) > 1:
+            at.warn("multiple tracing providers are not supported (as in Istio)", "providers")
         pct = t.random_sampling_percentage
         if pct is not None and not 0 <= pct <= 100:
             at.error("must be within 0..100", "randomSamplingPercentage")
         for name, tag in (t.custom_tags or {}).items():
+            if not name:
+                at.error("tag name may not be empty", "customTags")
             set_ = [k for k in _TAG_TYPES if getattr(tag, k) is not None]
             if len(set_) != 1:
                 at.error(
@@ -173,7 +193,9 @@ def validate(spec: TelemetrySpec, meta: Mapping[str, Any], issues: Issues) -> No
     for i, m in enumerate(spec.metrics or []):
         at = issues.at("metrics", i)
         _providers(m.providers, at)
-        if m.reporting_interval and (problem := checks.duration(m.reporting_interval)):
+        if m.reporting_interval is not None and (
+            problem := _reporting_interval(m.reporting_interval)
+        ):
             at.error(problem, "reportingInterval")
         for j, o in enumerate(m.overrides or []):
             _check_override(o, at.at("overrides", j))

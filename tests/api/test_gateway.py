@@ -208,7 +208,6 @@ def test_converted_gateway_may_use_dots_and_tilde() -> None:
             https({"mode": "SIMPLE", "credentialName": "c", "minProtocolVersion": "TLSV1_4"}),
             "spec.servers[0].tls.minProtocolVersion: must be one of",
         ),
-        (gw(server(), selector={"istio": "ingress gateway"}), "spec.selector: label value"),
         (gw(server(hosts="a.example.com")), "spec.servers[0].hosts: must be a list"),
     ],
 )
