@@ -12,6 +12,7 @@ import uvloop
 from api.service_cli import SettingsError, load_settings, setup_logging
 from citadel.app import Citadel
 from citadel.ca import CaError
+from citadel.sealing import SealError
 from citadel.settings import CitadelSettings
 
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level)
     try:
         uvloop.run(_serve(settings))
-    except (OSError, CaError) as err:
+    except (OSError, CaError, SealError) as err:
         print(f"citadel: {err}", file=sys.stderr)
         return 1
     return 0

@@ -1,4 +1,5 @@
-"""Citadel wired together: CA + token signer -> SDS over gRPC, HTTP for tokens and metrics."""
+"""Citadel wired together: CA + token signer -> SDS over gRPC, HTTP for tokens and metrics;
+with Consul, gateway credentials (sealed in KV, watched into memory, served over SDS)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from pathlib import Path
 import grpc
 
 from citadel.ca import CertificateAuthority
+from citadel.credential_store import CredentialStore
+from citadel.credentials import CredentialMap
 from citadel.csr import CertificateService
 from citadel.http import CitadelHttp
 from citadel.metrics import CitadelMetrics
 from citadel.sds import IdentityCache, SdsServer
+from citadel.sealing import KEY_FILE, Sealer
 from citadel.settings import CitadelSettings
 from citadel.tokens import TokenSigner
 
@@ -42,7 +46,16 @@ class Citadel:
         self.cache = IdentityCache(
             self.ca, datetime.timedelta(seconds=settings.workload_ttl_seconds), self.metrics
         )
-        self.sds = SdsServer(self.cache, self.signer, self.metrics)
+        self.credentials = CredentialMap()
+        self.store: CredentialStore | None = None
+        if settings.consul_addr:
+            self.store = CredentialStore(
+                settings.consul_addr,
+                Sealer.load_or_create(state / KEY_FILE),
+                self.credentials,
+                self.metrics,
+            )
+        self.sds = SdsServer(self.cache, self.signer, self.metrics, self.credentials)
         self.grpc_port = 0
         self.tls_port = 0
         self.http_port = 0
@@ -80,20 +93,29 @@ class Citadel:
             )
             if self.tls_port == 0:
                 raise OSError(f"cannot listen for SDS over TLS on {self.settings.sds_tls_addr}")
-        http = CitadelHttp(self.ca, self.signer, self.metrics, self.settings.admin_credential)
+        http = CitadelHttp(
+            self.ca, self.signer, self.metrics, self.settings.admin_credential, self.store
+        )
         await server.start()
         try:
             self.http_port = await http.start(*_split(self.settings.http_addr))
             log.info(
-                "citadel (trust domain %s) serving SDS on %s:%d, HTTP on %d",
+                "citadel (trust domain %s) serving SDS on %s:%d, HTTP on %d; gateway "
+                "credentials %s",
                 self.ca.trust_domain,
                 host,
                 self.grpc_port,
                 self.http_port,
+                f"from consul {self.settings.consul_addr}" if self.store else "off (no consul)",
             )
             if started is not None:
                 started.set()
-            await self.cache.run()
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.cache.run())
+                if self.store is not None:
+                    tasks.create_task(self.store.run())
         finally:
             await http.stop()
             await server.stop(grace=1.0)
+            if self.store is not None:
+                await self.store.close()

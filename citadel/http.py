@@ -1,13 +1,15 @@
-"""Citadel's HTTP side: health, metrics, the root bundle, and minting tokens.
+"""Citadel's HTTP side: health, metrics, the root bundle, minting tokens, gateway credentials.
 
 - ``GET /healthz``, ``GET /metrics``
 - ``GET /v1/roots``   the trust bundle (PEM), public
-- ``POST /v1/tokens`` ``{"namespace", "serviceAccount", "ttlSeconds"}`` with the
-  admin credential as ``Authorization: Bearer`` -> ``{"token": ...}``
+- ``POST /v1/tokens`` ``{"namespace", "serviceAccount", "ttlSeconds", "gateway"?}`` with
+  the admin credential as ``Authorization: Bearer`` -> ``{"token": ...}``
+- ``/v1/secrets/...`` gateway credentials, admin only (`citadel.http_secrets`)
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.documents import DocumentError, parse_json
 from citadel.ca import CaError, CertificateAuthority
+from citadel.credential_store import CredentialStore
+from citadel.http_secrets import SecretsApi
 from citadel.metrics import CitadelMetrics
 from citadel.tokens import TokenError, TokenSigner
 
@@ -30,7 +34,9 @@ class CitadelHttp:
         signer: TokenSigner,
         metrics: CitadelMetrics,
         admin_credential: Callable[[], str | None],
+        credentials: CredentialStore | None = None,
     ) -> None:
+        """`credentials`: None when Citadel has no Consul (the secrets API answers 503)."""
         self._ca, self._signer, self._metrics = ca, signer, metrics
         self._admin = admin_credential
         app = web.Application(client_max_size=64 * 1024)
@@ -38,6 +44,8 @@ class CitadelHttp:
         app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/v1/roots", self._roots)
         app.router.add_post("/v1/tokens", self._mint)
+        refuse = functools.partial(self._refuse_unless_admin, what="managing gateway credentials")
+        SecretsApi(credentials, refuse).add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
 
     async def start(self, host: str, port: int) -> int:
@@ -62,7 +70,8 @@ class CitadelHttp:
             headers={"Content-Type": CONTENT_TYPE_LATEST},
         )
 
-    async def _mint(self, request: web.Request) -> web.Response:
+    def _refuse_unless_admin(self, request: web.Request, what: str) -> web.Response | None:
+        """None when the request carries the admin credential; else the 401 to answer."""
         expected = self._admin()
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if (
@@ -71,20 +80,24 @@ class CitadelHttp:
             or not hmac.compare_digest(expected.encode(), given.strip().encode())
         ):
             self._metrics.auth_failures.labels("admin").inc()
-            return web.json_response(
-                {"error": "minting tokens needs the admin credential"}, status=401
-            )
+            return web.json_response({"error": f"{what} needs the admin credential"}, status=401)
+        return None
+
+    async def _mint(self, request: web.Request) -> web.Response:
+        refused = self._refuse_unless_admin(request, "minting tokens")
+        if refused is not None:
+            return refused
         try:
-            namespace, account, ttl = _mint_request(await request.read())
-            token = self._signer.mint(namespace, account, ttl)
+            namespace, account, ttl, gateway = _mint_request(await request.read())
+            token = self._signer.mint(namespace, account, ttl, gateway)
         except (DocumentError, TokenError, CaError) as err:
             return web.json_response({"error": f"bad request: {err}"}, status=400)
         self._metrics.tokens.inc()
         return web.json_response({"token": token})
 
 
-def _mint_request(body: bytes) -> tuple[str, str, int]:
-    """namespace, serviceAccount and ttlSeconds from a token request, typed strictly:
+def _mint_request(body: bytes) -> tuple[str, str, int, bool]:
+    """namespace, serviceAccount, ttlSeconds and gateway from a token request, typed strictly:
     no value is coerced (a list is not a name, 1e400 is not a lifetime), and the
     JSON is parsed with the same depth and size bounds as every other body."""
     try:
@@ -93,7 +106,7 @@ def _mint_request(body: bytes) -> tuple[str, str, int]:
         raise DocumentError(f"body is not UTF-8: {err}") from err
     if not isinstance(doc, dict):
         raise DocumentError("the body must be a JSON object")
-    unknown = sorted(set(doc) - {"namespace", "serviceAccount", "ttlSeconds"})
+    unknown = sorted(set(doc) - {"namespace", "serviceAccount", "ttlSeconds", "gateway"})
     if unknown:
         raise DocumentError(f"unknown fields: {', '.join(map(repr, unknown))}")
     namespace, account = doc.get("namespace"), doc.get("serviceAccount")
@@ -102,4 +115,7 @@ def _mint_request(body: bytes) -> tuple[str, str, int]:
         raise DocumentError("namespace and serviceAccount must be strings")
     if not isinstance(ttl, int) or isinstance(ttl, bool):
         raise DocumentError("ttlSeconds must be a whole number of seconds")
-    return namespace, account, ttl
+    gateway = doc.get("gateway", False)
+    if not isinstance(gateway, bool):
+        raise DocumentError("gateway must be true or false")
+    return namespace, account, ttl, gateway

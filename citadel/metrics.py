@@ -22,3 +22,16 @@ class CitadelMetrics:
         )
         self.tokens = Counter("citadel_tokens_minted", "Workload tokens minted", registry=r)
         self.csr_signed = Counter("citadel_csr_signed", "CSRs signed", registry=r)
+        self.credentials = Gauge(
+            "citadel_gateway_credentials", "Gateway credentials held for SDS", registry=r
+        )
+        self.credentials_invalid = Counter(
+            "citadel_gateway_credentials_invalid",
+            "Stored gateway credentials that did not open or check (left out)",
+            registry=r,
+        )
+        self.credential_watch_errors = Counter(
+            "citadel_gateway_credential_watch_errors",
+            "Failed reads of the gateway credentials in Consul (retried)",
+            registry=r,
+        )

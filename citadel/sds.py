@@ -1,4 +1,6 @@
-"""SDS over grpc.aio: ``default`` (the workload's cert and key) and ``ROOTCA``.
+"""SDS over grpc.aio: ``default`` (the workload's cert and key), ``ROOTCA``, and for a
+gateway's token its namespace's gateway credentials (``kubernetes://NAME``, see
+`citadel.gateway_secrets`), pushed when they are created, changed or deleted.
 
 The caller proves its identity with a workload token in the stream's
 metadata (``authorization: Bearer <token>``); Envoy's node metadata is only
@@ -10,13 +12,14 @@ their lifetime, with jitter, pushed over the open streams.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import hashlib
 import itertools
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +32,8 @@ from google.protobuf.message import DecodeError
 
 from api import xds_ack as ack
 from citadel.ca import CertificateAuthority, IssuedCert
+from citadel.credentials import CredentialMap, CredentialSource
+from citadel.gateway_secrets import parse_name, resolve
 from citadel.metrics import CitadelMetrics
 from citadel.tokens import Claims, TokenError, TokenSigner
 
@@ -171,10 +176,20 @@ def bearer_token(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
 
 
 class SdsServer:
-    def __init__(self, cache: IdentityCache, signer: TokenSigner, metrics: CitadelMetrics) -> None:
+    def __init__(
+        self,
+        cache: IdentityCache,
+        signer: TokenSigner,
+        metrics: CitadelMetrics,
+        credentials: CredentialSource | None = None,
+    ) -> None:
         self._cache = cache
         self._signer = signer
         self._metrics = metrics
+        # Without a credential source (no Consul) every gateway credential is absent.
+        self._credentials: CredentialSource = (
+            CredentialMap() if credentials is None else credentials
+        )
         self._nonces = itertools.count(1)
         self.streams = 0
 
@@ -196,28 +211,71 @@ class SdsServer:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"identity token refused: {err}")
             raise  # abort raises; this keeps type checkers honest
 
+    def _contents(
+        self, claims: Claims, names: frozenset[str], sources: dict[str, str]
+    ) -> tuple[str, list[any_pb2.Any], list[str]]:
+        """(version, resources, requested gateway credentials that are absent) for names.
+        The version covers the workload cert, the roots and, only when asked for, each
+        gateway credential's revision: streams without one keep the versions they had."""
+        ns, sa = claims.namespace, claims.service_account
+        cert = self._cache.get(ns, sa)
+        resources = []
+        if WORKLOAD_SECRET in names:
+            resources.append(_secret_any(workload_secret(cert)))
+        if ROOT_SECRET in names:
+            resources.append(_secret_any(root_secret(self._cache.ca.root_bundle_pem())))
+        digest = hashlib.blake2b(digest_size=8)
+        digest.update(f"{cert.serial:x}".encode())
+        digest.update(self._cache.ca.root_bundle_pem())
+        missing = []
+        for name in sorted(names):
+            ref = parse_name(name)
+            if ref is None:
+                continue
+            got = resolve(ref, ns, self._credentials)
+            digest.update(f"\0{name}={got.source}".encode())
+            if sources.get(name) != got.source:
+                sources[name] = got.source
+                if got.secret is None:
+                    log.info(
+                        "%s/%s asked for %s: no credential for it in namespace %s (yet); "
+                        "it is sent when created",
+                        ns,
+                        sa,
+                        name,
+                        ns,
+                    )
+                else:
+                    log.info("%s/%s: sending %s (from %s)", ns, sa, name, got.source)
+            if got.secret is None:
+                missing.append(name)
+            else:
+                resources.append(_secret_any(got.secret))
+        return digest.hexdigest(), resources, missing
+
     async def _stream(self, _requests: object, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         claims = await self.authenticate(context)
         ns, sa = claims.namespace, claims.service_account
         wake = self._cache.subscribe(ns, sa)
+        if claims.gateway:
+            self._credentials.watch(ns, wake)
         watch: ack.Watch | None = None
-        sent_serial = 0
+        sources: dict[str, str] = {}  # gateway name -> what it was last resolved from
         lock = asyncio.Lock()
         self.streams += 1
         self._metrics.streams.set(self.streams)
 
-        async def respond(names: frozenset[str]) -> None:
-            nonlocal watch, sent_serial
-            cert = self._cache.get(ns, sa)
-            resources = []
-            if WORKLOAD_SECRET in names:
-                resources.append(_secret_any(workload_secret(cert)))
-            if ROOT_SECRET in names:
-                resources.append(_secret_any(root_secret(self._cache.ca.root_bundle_pem())))
-            digest = hashlib.blake2b(digest_size=8)
-            digest.update(f"{cert.serial:x}".encode())
-            digest.update(self._cache.ca.root_bundle_pem())
-            version = digest.hexdigest()
+        async def respond(names: frozenset[str], changed_only: bool = False) -> None:
+            nonlocal watch
+            assert watch is not None
+            version, resources, missing = self._contents(claims, names, sources)
+            if changed_only and version == watch.version_sent:
+                return
+            if missing and not resources:
+                # Nothing there yet. An empty answer would be NACKed ("Missing SDS
+                # resources"), and the NACK ends the listener's wait without a cert;
+                # no answer keeps it waiting until the credential is created.
+                return
             nonce = str(next(self._nonces))
             await context.write(
                 discovery_pb2.DiscoveryResponse(
@@ -227,16 +285,7 @@ class SdsServer:
                     nonce=nonce,
                 ).SerializeToString()
             )
-            assert watch is not None
-            watch = ack.Watch(
-                SECRET_TYPE,
-                watch.names,
-                nonce_sent=nonce,
-                version_sent=version,
-                version_acked=watch.version_acked,
-                nack=watch.nack,
-            )
-            sent_serial = cert.serial
+            watch = dataclasses.replace(watch, nonce_sent=nonce, version_sent=version)
             self._metrics.pushes.inc()
 
         async def pusher() -> None:
@@ -244,12 +293,8 @@ class SdsServer:
                 await wake.wait()
                 wake.clear()
                 async with lock:
-                    if (
-                        watch is not None
-                        and watch.names
-                        and self._cache.get(ns, sa).serial != sent_serial
-                    ):
-                        await respond(watch.names)
+                    if watch is not None and watch.names:
+                        await respond(watch.names, changed_only=True)
 
         push_task = asyncio.create_task(pusher())
         try:
@@ -271,12 +316,7 @@ class SdsServer:
                         grpc.StatusCode.INVALID_ARGUMENT,
                         f"this is SDS: type {req.type_url!r} is not served",
                     )
-                unknown = set(req.resource_names) - {WORKLOAD_SECRET, ROOT_SECRET}
-                if unknown:
-                    await context.abort(
-                        grpc.StatusCode.NOT_FOUND,
-                        f"no such secret(s): {', '.join(sorted(unknown))}",
-                    )
+                await self._check_names(req.resource_names, claims, context)
                 decision = ack.decide(
                     watch,
                     ack.Request(
@@ -301,8 +341,33 @@ class SdsServer:
         finally:
             push_task.cancel()
             self._cache.unsubscribe(ns, sa, wake)
+            self._credentials.unwatch(ns, wake)
             self.streams -= 1
             self._metrics.streams.set(self.streams)
+
+    async def _check_names(
+        self,
+        names: Iterable[str],
+        claims: Claims,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        """Unknown names are NOT_FOUND; gateway credentials only for a gateway's token."""
+        gateway = sorted(n for n in set(names) if parse_name(n) is not None)
+        unknown = set(names) - {WORKLOAD_SECRET, ROOT_SECRET} - set(gateway)
+        if unknown:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no such secret(s): {', '.join(sorted(unknown))}",
+            )
+        if gateway and not claims.gateway:
+            self._metrics.auth_failures.labels("not_gateway").inc()
+            message = (
+                f"{claims.namespace}/{claims.service_account} asked for {', '.join(gateway)}: "
+                "gateway credentials are served only to a token with the gateway role "
+                "(meshctl token --gateway)"
+            )
+            log.warning("refused: %s", message)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
 
     async def _check_claims(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from api.addrs import HostPort
+from api.addrs import HostPort, HostPorts
 
 __all__ = ["CitadelSettings"]
 
@@ -13,7 +13,10 @@ __all__ = ["CitadelSettings"]
 class CitadelSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CITADEL_", extra="forbid")
 
-    state_dir: str = Field(".mesh/citadel", description="Where the root CA and token key are kept")
+    state_dir: str = Field(
+        ".mesh/citadel",
+        description="Where the root CA, the token key and the credentials key are kept",
+    )
     plugged_ca_dir: str | None = Field(
         None, description="Use this CA (ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem)"
     )
@@ -31,6 +34,13 @@ class CitadelSettings(BaseSettings):
     )
     http_addr: HostPort = Field(
         "127.0.0.1:15016", description="HTTP: /metrics, /healthz, /v1/tokens"
+    )
+    consul_addr: HostPorts | None = Field(
+        None,
+        description=(
+            "Consul HTTP address(es) holding gateway credentials (KV mesh/secrets/, sealed); "
+            "without it gateway credentials are off"
+        ),
     )
     admin_token: SecretStr | None = Field(None, description="Credential that may mint tokens")
     admin_token_file: str | None = Field(None, description="Read the admin credential from a file")

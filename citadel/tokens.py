@@ -2,9 +2,12 @@
 
     v1.<base64url(JSON claims)>.<base64url(Ed25519 signature)>
 
-Claims: ``ns``, ``sa``, ``iat``, ``exp``, ``jti``. Only an admin credential
-mints them (`meshctl token`); Envoy presents one in its SDS stream's
-initial metadata, a CSR client in its call metadata.
+Claims: ``ns``, ``sa``, ``iat``, ``exp``, ``jti``, and ``gw: true`` on a
+gateway's token (absent otherwise, so tokens minted before the claim existed
+still verify, as non-gateway). Only an admin credential mints them
+(`meshctl token [--gateway]`); Envoy presents one in its SDS stream's initial
+metadata, a CSR client in its call metadata. The gateway role is what lets a
+caller fetch its namespace's gateway credentials (``kubernetes://NAME``) over SDS.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class Claims:
     issued_at: int
     expires_at: int
     token_id: str
+    gateway: bool = False  # may fetch its namespace's gateway credentials over SDS
 
 
 class TokenSigner:
@@ -74,18 +78,22 @@ class TokenSigner:
         )
         return cls(key)
 
-    def mint(self, namespace: str, service_account: str, ttl_seconds: int) -> str:
+    def mint(
+        self, namespace: str, service_account: str, ttl_seconds: int, gateway: bool = False
+    ) -> str:
         spiffe_id("x", namespace, service_account)  # validates both names
         if not 0 < ttl_seconds <= MAX_TTL:
             raise TokenError(f"ttl must be within 1..{MAX_TTL} seconds")
         now = int(time.time())
-        claims = {
+        claims: dict[str, str | int | bool] = {
             "ns": namespace,
             "sa": service_account,
             "iat": now,
             "exp": now + ttl_seconds,
             "jti": secrets.token_hex(8),
         }
+        if gateway:
+            claims["gw"] = True
         body = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
         signature = _b64(self._key.sign(f"v1.{body}".encode()))
         return f"v1.{body}.{signature}"
@@ -97,8 +105,16 @@ class TokenSigner:
         try:
             self._public.verify(_unb64(parts[2]), f"v1.{parts[1]}".encode())
             raw = json.loads(_unb64(parts[1]))
+            gateway = raw.get("gw", False)
+            if not isinstance(gateway, bool):
+                raise ValueError("gw must be a boolean")
             claims = Claims(
-                str(raw["ns"]), str(raw["sa"]), int(raw["iat"]), int(raw["exp"]), str(raw["jti"])
+                str(raw["ns"]),
+                str(raw["sa"]),
+                int(raw["iat"]),
+                int(raw["exp"]),
+                str(raw["jti"]),
+                gateway,
             )
         except InvalidSignature as err:
             raise TokenError("token signature does not verify") from err

@@ -140,13 +140,15 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
-def _citadel_http(
+def citadel_call(
     args: argparse.Namespace,
     method: str,
     path: str,
     body: bytes | None = None,
     token: str | None = None,
-) -> bytes:
+) -> tuple[int, bytes]:
+    """(status, body) from Citadel's HTTP API at --citadel-http; an error status is a
+    CliError carrying Citadel's own message."""
     import urllib.error
     import urllib.request
 
@@ -159,12 +161,34 @@ def _citadel_http(
     )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
-            return bytes(resp.read())
+            return int(resp.status), bytes(resp.read())
     except urllib.error.HTTPError as err:
-        detail = err.read().decode(errors="replace")[:200]
+        detail = err.read().decode(errors="replace")[:300]
+        try:
+            detail = str(json.loads(detail).get("error", detail))
+        except (ValueError, AttributeError):
+            pass
         raise CliError(f"citadel answered {err.code}: {detail}") from err
     except OSError as err:
         raise CliError(f"citadel at {host}:{port}: {getattr(err, 'reason', err)}") from err
+
+
+def _citadel_http(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    token: str | None = None,
+) -> bytes:
+    return citadel_call(args, method, path, body, token)[1]
+
+
+def read_admin_token(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError as err:
+        raise CliError(f"cannot read the admin credential: {err}") from err
 
 
 def _write_private(path: str, data: bytes) -> None:
@@ -176,22 +200,23 @@ def _write_private(path: str, data: bytes) -> None:
 
 def cmd_token(args: argparse.Namespace) -> int:
     """Mint a workload token with the admin credential (never printed when -o is given)."""
-    try:
-        with open(args.admin_token_file) as f:
-            admin = f.read().strip()
-    except OSError as err:
-        raise CliError(f"cannot read the admin credential: {err}") from err
-    body = json.dumps(
-        {
-            "namespace": args.namespace,
-            "serviceAccount": args.service_account,
-            "ttlSeconds": args.ttl,
-        }
-    ).encode()
+    admin = read_admin_token(args.admin_token_file)
+    request: dict[str, object] = {
+        "namespace": args.namespace,
+        "serviceAccount": args.service_account,
+        "ttlSeconds": args.ttl,
+    }
+    if args.gateway:  # only when asked: a Citadel without the role still mints the others
+        request["gateway"] = True
+    body = json.dumps(request).encode()
     token = json.loads(_citadel_http(args, "POST", "/v1/tokens", body, admin))["token"]
     if args.output:
         _write_private(args.output, token.encode())
-        print(f"token for {args.namespace}/{args.service_account} written to {args.output} (0600)")
+        role = " (gateway)" if args.gateway else ""
+        print(
+            f"token for {args.namespace}/{args.service_account}{role} written to "
+            f"{args.output} (0600)"
+        )
     else:
         print(token)
     return 0
@@ -302,6 +327,15 @@ def _status(name: str) -> Callable[[argparse.Namespace], int]:
             return int(getattr(status_cmds, name)(args))
         except status_cmds.StatusError as err:
             raise CliError(str(err)) from err
+
+    return run
+
+
+def _secret(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from meshctl import secret_cmds
+
+        return int(getattr(secret_cmds, name)(args))
 
     return run
 
@@ -456,7 +490,44 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--service-account", required=True)
     tok.add_argument("--ttl", type=int, default=86_400, help="seconds")
     tok.add_argument("-o", "--output", default=None, help="write it to this file (0600)")
+    tok.add_argument(
+        "--gateway",
+        action="store_true",
+        help="the gateway role: may fetch its namespace's gateway credentials over SDS",
+    )
     tok.set_defaults(func=cmd_token)
+
+    def admin(p: argparse.ArgumentParser) -> None:
+        citadel(p)
+        p.add_argument("--admin-token-file", required=True)
+        p.add_argument("--namespace", "-n", default="default")
+
+    sec = sub.add_parser(
+        "secret", help="gateway TLS credentials held by Citadel (a Gateway's credentialName)"
+    )
+    sec_sub = sec.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = sec_sub.add_parser("create", help="create or replace a credential")
+    create_sub = create.add_subparsers(dest="type", required=True, metavar="TYPE")
+    tls = create_sub.add_parser("tls", help="a server certificate and key (and client CA)")
+    tls.add_argument("name", help="the Gateway's credentialName")
+    tls.add_argument("--cert", required=True, help="certificate chain, PEM, leaf first")
+    tls.add_argument("--key", required=True, help="private key, PEM (unencrypted)")
+    tls.add_argument("--ca-cert", default=None, help="CA bundle that verifies clients (MUTUAL)")
+    admin(tls)
+    tls.set_defaults(func=_secret("cmd_create"))
+    generic = create_sub.add_parser("generic", help="a CA bundle only (NAME-cacert, for MUTUAL)")
+    generic.add_argument("name")
+    generic.add_argument("--ca-cert", required=True, help="CA bundle, PEM")
+    admin(generic)
+    generic.set_defaults(func=_secret("cmd_create"))
+    lst = sec_sub.add_parser("list", help="names, types and expiry (never key material)")
+    admin(lst)
+    lst.add_argument("-o", "--output", choices=["json"], default=None)
+    lst.set_defaults(func=_secret("cmd_list"))
+    rm = sec_sub.add_parser("delete", help="delete a credential (Citadel stops serving it)")
+    rm.add_argument("name")
+    admin(rm)
+    rm.set_defaults(func=_secret("cmd_delete"))
 
     root = sub.add_parser("root", help="fetch the mesh's root certificate bundle")
     citadel(root)

@@ -212,6 +212,7 @@ class Mesh:
                     f"--sds-tls-addr=127.0.0.1:{self.citadel_tls}",
                     f"--http-addr=127.0.0.1:{self.citadel_http}",
                     f"--admin-token-file={self.admin_token}",
+                    f"--consul-addr={self.consul_addr}",  # gateway credentials
                 ],
             )
             self.sup.wait_http("citadel", f"http://127.0.0.1:{self.citadel_http}/healthz")
@@ -277,17 +278,19 @@ class Mesh:
 
     # --- data plane ---
 
-    def token_file(self, namespace: str, service_account: str) -> Path:
+    def token_file(self, namespace: str, service_account: str, gateway: bool = False) -> Path:
+        """A fresh token; with the gateway role it may also fetch the namespace's gateway
+        credentials (a Gateway's credentialName) from Citadel."""
         path = self.state / "tokens" / f"{namespace}.{service_account}"
         with open(self.admin_token) as f:
             admin = f.read().strip()
+        request = {"namespace": namespace, "serviceAccount": service_account, "ttlSeconds": 604800}
+        if gateway:
+            request["gateway"] = True
         req = urllib.request.Request(
             f"http://127.0.0.1:{self.citadel_http}/v1/tokens",
             method="POST",
-            data=(
-                f'{{"namespace": "{namespace}", "serviceAccount": "{service_account}", '
-                f'"ttlSeconds": 604800}}'
-            ).encode(),
+            data=json.dumps(request).encode(),
             headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(req, timeout=10) as resp:
@@ -309,11 +312,13 @@ class Mesh:
             timeout=30,
         )
 
-    def _identity(self, sa: str, namespace: str = "default") -> tuple[str, str, str]:
+    def _identity(
+        self, sa: str, namespace: str = "default", gateway: bool = False
+    ) -> tuple[str, str, str]:
         """(Citadel's TLS address, a fresh token file, the root bundle) for a workload."""
         return (
             f"127.0.0.1:{self.citadel_tls}",
-            str(self.token_file(namespace, sa)),
+            str(self.token_file(namespace, sa, gateway)),
             str(self.state / "citadel" / "root-cert.pem"),
         )
 
@@ -397,7 +402,7 @@ class Mesh:
             service_account="ingressgateway",
             stats_port=free_port(),
         )
-        citadel, token, root = self._identity("ingressgateway", "istio-system")
+        citadel, token, root = self._identity("ingressgateway", "istio-system", gateway=True)
         spec = dataclasses.replace(
             spec, citadel_addr=citadel, token_file=token, root_cert_file=root
         )

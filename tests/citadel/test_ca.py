@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
+import json
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +134,25 @@ def test_tokens_bind_identity_and_expire(tmp_path: Path) -> None:
         signer.verify("garbage")
     again = TokenSigner.load_or_create(tmp_path / "token-key.pem")  # a restarted Citadel
     assert again.verify(token).token_id == claims.token_id
+
+
+def test_the_gateway_role_is_an_optional_claim(tmp_path: Path) -> None:
+    signer = TokenSigner.load_or_create(tmp_path / "token-key.pem")
+    assert signer.verify(signer.mint("istio-system", "ingressgateway", 60, gateway=True)).gateway
+    plain = signer.mint("shop", "reviews", 60)
+    assert not signer.verify(plain).gateway
+    assert "gw" not in json.loads(base64.urlsafe_b64decode(plain.split(".")[1] + "=="))
+
+    # A token minted before the claim existed, and forged variants of the claim.
+    def signed(claims: dict[str, object]) -> str:
+        body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+        sig = signer._key.sign(f"v1.{body}".encode())
+        return f"v1.{body}.{base64.urlsafe_b64encode(sig).rstrip(b'=').decode()}"
+
+    now = int(time.time())
+    old = {"ns": "shop", "sa": "web", "iat": now, "exp": now + 60, "jti": "00"}
+    assert signer.verify(signed(old)).gateway is False
+    assert signer.verify(signed({**old, "gw": False})).gateway is False
+    for bad in ("true", 1, None, [True]):
+        with pytest.raises(TokenError, match="malformed"):
+            signer.verify(signed({**old, "gw": bad}))

@@ -211,3 +211,22 @@ def test_consul_is_the_open_source_release_and_keeps_its_data(compose: dict[str,
     assert (major, minor) <= (1, 16), "1.17 and later are under the Business Source License"
     assert "-dev" not in consul["command"]
     assert any(v.endswith(":/consul/data") for v in consul["volumes"])
+
+
+def test_citadel_keeps_gateway_credentials_in_consul_and_the_gateway_has_the_role(
+    compose: dict[str, Any],
+) -> None:
+    """`meshctl secret` works against the compose mesh: Citadel knows Consul, and the
+    ingress gateway's token (minted by the tokens one-shot) carries the gateway role."""
+    services = compose["services"]
+    citadel = services["citadel"]["command"]
+    settings = load_settings(CitadelSettings, citadel[3:], "python -m citadel", None)
+    assert settings.consul_addr == "consul:8500"
+    assert "consul" in services["citadel"]["depends_on"]
+    gateway = services["ingressgateway"]["environment"]
+    identity = f"{gateway['NAMESPACE']}/{gateway['SERVICE_ACCOUNT']}"
+    tokens = services["tokens"]["command"]
+    assert f"gateway:{identity}" in tokens
+    assert not any(arg.startswith("gateway:") for arg in tokens if arg != f"gateway:{identity}")
+    script = (ROOT / "docker" / "mint-tokens.sh").read_text().replace("\\\n", " ")
+    assert re.search(r"meshctl token [^\n]*--gateway", script)
