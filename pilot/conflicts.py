@@ -11,6 +11,8 @@ analysis warns about the same conflicts when the config is applied.
   oldest ServiceEntry declaring it (all of that host's ports come from it).
 - A host routed for the mesh or for one gateway belongs to the oldest
   VirtualService naming it there.
+- An SNI name on a gateway port belongs to the oldest Gateway whose
+  TLS-terminating server names it, among Gateways with the same selector.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from api.networking.gateway import GatewaySpec
 from api.networking.service_entry import ServiceEntrySpec
 from api.networking.virtual_service import VirtualServiceSpec
 from api.resources import Resource
 from pilot.config.index import fqdn, gateway_ref
 
-__all__ = ["Conflict", "host_owners", "virtual_service_conflicts"]
+__all__ = ["Conflict", "gateway_server_conflicts", "host_owners", "virtual_service_conflicts"]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -79,4 +82,29 @@ def virtual_service_conflicts(services: Iterable[Resource]) -> list[Conflict]:
                 if owner != vs.ref:
                     where = "the mesh" if gateway == "mesh" else f"gateway {gateway}"
                     conflicts.append(Conflict(f"host {host} on {where}", owner, vs.ref))
+    return conflicts
+
+
+def gateway_server_conflicts(gateways: Iterable[Resource]) -> list[Conflict]:
+    """SNI names that TLS-terminating servers of several Gateways (same selector, same
+    port) claim; `gateways` oldest first. Servers of one Gateway never conflict here:
+    validation keeps its port names unique, and the first server of a host wins."""
+    owners: dict[tuple[frozenset[tuple[str, str]], int, str], str] = {}
+    conflicts: list[Conflict] = []
+    for gw in gateways:
+        spec = gw.spec
+        assert isinstance(spec, GatewaySpec)
+        selector = frozenset((spec.selector or {}).items())
+        for server in spec.servers or []:
+            tls, port = server.tls, server.port
+            terminating = tls is not None and tls.mode not in (None, "PASSTHROUGH")
+            if not terminating or port is None or port.number is None:
+                continue
+            hosts = [h.rpartition("/")[2] for h in server.hosts or []]
+            for host in ["*"] if "*" in hosts else dict.fromkeys(hosts):
+                owner = owners.setdefault((selector, port.number, host), gw.ref)
+                if owner != gw.ref:
+                    conflicts.append(
+                        Conflict(f"SNI {host} on gateway port {port.number}", owner, gw.ref)
+                    )
     return conflicts

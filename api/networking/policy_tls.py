@@ -105,12 +105,6 @@ def _check_ciphers(tls: ServerTLSSettings, issues: Issues) -> None:
 def _refuse_unsupported(tls: ServerTLSSettings, issues: Issues) -> None:
     """Client-certificate verification settings this mesh cannot honour: refused, never
     accepted with a warning (api/unsupported.py), as for every TLS verification setting."""
-    if tls.ca_cert_credential_name:
-        issues.error(
-            "caCertCredentialName is not supported by this mesh: client certificates cannot "
-            "be verified against a CA from a separate secret or ConfigMap",
-            "caCertCredentialName",
-        )
     if tls.insecure_skip_verify:
         issues.error(
             "insecureSkipVerify is not supported by this mesh: a client certificate that "

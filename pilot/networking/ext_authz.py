@@ -209,7 +209,9 @@ def _noop() -> ext_authz_pb2.ExtAuthz:
     return ext_authz_pb2.ExtAuthz(
         transport_api_version=config_source_pb2.V3,
         grpc_service=grpc_service_pb2.GrpcService(
-            envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name="ext-authz-none")
+            envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(
+                cluster_name=names.EXT_AUTHZ_NONE_CLUSTER
+            )
         ),
         filter_enabled_metadata=metadata_pb2.MetadataMatcher(
             filter="meshpy.ext_authz.none",

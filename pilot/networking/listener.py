@@ -135,7 +135,7 @@ def inbound_listener(
                 domains=["*"],
                 routes=[
                     route_components_pb2.Route(
-                        name="default",
+                        name=names.DEFAULT_ROUTE,
                         match=route_components_pb2.RouteMatch(prefix="/"),
                         route=route_components_pb2.RouteAction(
                             cluster=names.inbound_cluster(port),

@@ -14,9 +14,11 @@ from envoy.config.core.v3 import base_pb2, config_source_pb2, grpc_service_pb2
 from envoy.config.grpc_credential.v3 import file_based_metadata_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
+from google.protobuf import duration_pb2
 
 from api.security.peer_authentication import PeerAuthenticationSpec
 from pilot.config.index import ConfigIndex
+from pilot.networking import names
 from pilot.networking.attachment import attached
 from pilot.networking.protos import pack
 
@@ -24,12 +26,11 @@ __all__ = [
     "ISTIO_TLS_MATCH",
     "downstream_tls",
     "peer_auth_mode",
+    "sds_secret",
     "spiffe_uri",
     "upstream_tls",
 ]
 
-WORKLOAD_SECRET = "default"
-ROOT_SECRET = "ROOTCA"
 # Endpoint metadata that says "this instance terminates mesh mTLS" (as Istio's tlsMode label).
 ISTIO_TLS_MATCH = {"tlsMode": "istio"}
 _TOKEN_PLUGIN = "envoy.grpc_credentials.file_based_metadata"
@@ -39,7 +40,11 @@ def spiffe_uri(trust_domain: str, namespace: str, service_account: str) -> str:
     return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
 
 
-def _sds(name: str, sds: tuple[str, str, str]) -> secret_pb2.SdsSecretConfig:
+def sds_secret(
+    name: str, sds: tuple[str, str, str], wait: duration_pb2.Duration | None = None
+) -> secret_pb2.SdsSecretConfig:
+    """A secret from Citadel. `wait` bounds how long a listener waits for it before going
+    live without it (Envoy's default is 15 s)."""
     address, token_file, root_file = sds
     google = grpc_service_pb2.GrpcService.GoogleGrpc(
         target_uri=address, stat_prefix="sds_citadel", credentials_factory_name=_TOKEN_PLUGIN
@@ -64,16 +69,20 @@ def _sds(name: str, sds: tuple[str, str, str]) -> secret_pb2.SdsSecretConfig:
             grpc_services=[grpc_service_pb2.GrpcService(google_grpc=google)],
         ),
     )
+    if wait is not None:
+        source.initial_fetch_timeout.CopyFrom(wait)
     return secret_pb2.SdsSecretConfig(name=name, sds_config=source)
 
 
 def _common(
     sds: tuple[str, str, str], san_matchers: Iterable[common_pb2.SubjectAltNameMatcher]
 ) -> tls_pb2.CommonTlsContext:
-    ctx = tls_pb2.CommonTlsContext(tls_certificate_sds_secret_configs=[_sds(WORKLOAD_SECRET, sds)])
+    ctx = tls_pb2.CommonTlsContext(
+        tls_certificate_sds_secret_configs=[sds_secret(names.WORKLOAD_SECRET, sds)]
+    )
     combined = ctx.combined_validation_context
     combined.default_validation_context.match_typed_subject_alt_names.extend(san_matchers)
-    combined.validation_context_sds_secret_config.CopyFrom(_sds(ROOT_SECRET, sds))
+    combined.validation_context_sds_secret_config.CopyFrom(sds_secret(names.ROOT_SECRET, sds))
     return ctx
 
 

@@ -5,14 +5,21 @@ from __future__ import annotations
 from pilot.model import ServiceKey
 
 __all__ = [
+    "DEFAULT_ROUTE",
     "EXT_AUTHZ_FILTER",
+    "EXT_AUTHZ_NONE_CLUSTER",
     "EXT_AUTHZ_RBAC_FILTER",
     "INBOUND_AUTH_FILTERS",
     "JWT_AUTHN_FILTER",
     "RBAC_ALLOW_FILTER",
     "RBAC_AUDIT_FILTER",
     "RBAC_DENY_FILTER",
+    "ROOT_SECRET",
+    "WORKLOAD_SECRET",
     "ZIPKIN_CLUSTER",
+    "credential_ca_secret",
+    "credential_secret",
+    "gateway_https_route",
     "gateway_listener",
     "gateway_route",
     "gateway_stat_prefix",
@@ -72,6 +79,36 @@ def gateway_stat_prefix(port: int) -> str:
 def gateway_route(port: int) -> str:
     """One route table per gateway port: ``http.<port>``."""
     return f"http.{port}"
+
+
+def gateway_https_route(port: int, port_name: str, gateway: str) -> str:
+    """One route table per TLS-terminating server (Istio's ``https.<port>.<name>.<gw>.<ns>``):
+    each server is its own SNI filter chain, so each routes only its own hosts."""
+    namespace, _, name = gateway.partition("/")
+    return f"https.{port}.{port_name}.{name}.{namespace}"
+
+
+# The SDS secrets every mesh proxy gets from Citadel: its own certificate and key, and
+# the mesh's trust bundle (Istio's names).
+WORKLOAD_SECRET = "default"
+ROOT_SECRET = "ROOTCA"
+
+# The route of a virtual host that no VirtualService shapes.
+DEFAULT_ROUTE = "default"
+
+# The cluster an unused ext_authz filter names: it never exists, because the filter's
+# gate matches nothing and so never calls it.
+EXT_AUTHZ_NONE_CLUSTER = "ext-authz-none"
+
+
+# A gateway's server certificate named by `credentialName`, and the CA that verifies
+# its clients: SDS names Citadel serves to gateways of the credential's namespace only.
+def credential_secret(credential: str) -> str:
+    return f"kubernetes://{credential}"
+
+
+def credential_ca_secret(credential: str) -> str:
+    return f"kubernetes://{credential}-cacert"
 
 
 def gateway_vhost(gateway: str, namespace: str, virtual_service: str, port: int) -> str:

@@ -73,12 +73,21 @@ def _gateway_listeners(ctx: PushContext, proxy: Proxy) -> tuple[Resource, ...]:
 
     def build() -> tuple[Resource, ...]:
         ports = gateway.servers_for(ctx.snapshot.config, dict(labels))
-        return tuple(
-            make_resource(typeurls.LISTENER, lis.name, lis)
-            for lis in (
-                gateway.gateway_listener(proxy.instance_ip, p, ctx.observability(proxy))
-                for p in sorted(ports)
+        out = []
+        for port in sorted(ports):
+            lis = gateway.gateway_listener(
+                proxy.instance_ip,
+                port,
+                ports[port],
+                ctx.snapshot.config,
+                ctx.cluster_for,
+                sds=proxy.sds,
+                trust_domain=ctx.snapshot.mesh.trust_domain,
+                obs=ctx.observability(proxy),
             )
-        )
+            if lis is not None:
+                out.append(make_resource(typeurls.LISTENER, lis.name, lis))
+        return tuple(out)
 
-    return ctx.memo(("gateway-listeners", proxy.instance_ip, proxy.namespace, labels), build)
+    key = ("gateway-listeners", proxy.instance_ip, proxy.namespace, labels, proxy.sds)
+    return ctx.memo(key, build)

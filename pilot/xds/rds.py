@@ -62,17 +62,16 @@ def _outbound_route(ctx: PushContext, name: str, proxy: Proxy) -> Resource | Non
 
 def _gateway_route(ctx: PushContext, name: str, proxy: Proxy) -> Resource | None:
     labels = frozenset(proxy.labels.items())
-    servers = ctx.memo(
-        ("gateway-servers", labels), lambda: gateway.servers_for(ctx.snapshot.config, dict(labels))
+    tables = ctx.memo(
+        ("gateway-route-tables", labels),
+        lambda: gateway.route_tables(gateway.servers_for(ctx.snapshot.config, dict(labels))),
     )
-    port = next((p for p in servers if names.gateway_route(p) == name), None)
-    if port is None:
+    table = tables.get(name)
+    if table is None:
         return None
 
     def build() -> Resource:
-        table = gateway.gateway_route_config(
-            port, servers[port], ctx.snapshot.config, ctx.cluster_for
-        )
-        return make_resource(typeurls.ROUTE, name, table)
+        config = gateway.gateway_route_config(name, table, ctx.snapshot.config, ctx.cluster_for)
+        return make_resource(typeurls.ROUTE, name, config)
 
     return ctx.memo(("gateway-route", name, labels), build)

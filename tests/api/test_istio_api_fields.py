@@ -163,7 +163,7 @@ def test_retry_budget_interval_must_be_a_duration() -> None:
     ]
 
 
-# --- Gateway and Sidecar server TLS: caCertCredentialName, insecureSkipVerify (refused) ----------
+# --- Gateway and Sidecar server TLS: insecureSkipVerify (refused), caCertCredentialName ----------
 
 GATEWAY_TLS = {"mode": "MUTUAL", "credentialName": "api-cert"}
 SIDECAR_TLS = {
@@ -193,10 +193,7 @@ def sidecar(tls: dict[str, Any]) -> dict[str, Any]:
 )
 @pytest.mark.parametrize(
     ("field", "value", "reason"),
-    [
-        ("caCertCredentialName", "api-client-ca", "client certificates cannot be verified"),
-        ("insecureSkipVerify", True, "a client certificate that fails verification"),
-    ],
+    [("insecureSkipVerify", True, "a client certificate that fails verification")],
 )
 def test_server_tls_verification_settings_are_refused(
     kind: str, spec: Any, at: str, field: str, value: object, reason: str
@@ -207,6 +204,14 @@ def test_server_tls_verification_settings_are_refused(
     result = check(kind, spec({**base, field: value}))
     (error,) = errors(result)
     assert error.startswith(f"{at}.{field}: {field} is not supported by this mesh: {reason}")
+
+
+def test_a_ca_from_a_separate_credential_is_accepted() -> None:
+    """The gateway verifies clients against `<name>-cacert` from Citadel
+    (pilot/networking/gateway_tls.py)."""
+    result = check("Gateway", gateway({**GATEWAY_TLS, "caCertCredentialName": "partners"}))
+    assert result.ok, errors(result)
+    assert not_applied(warnings(result)) == []
 
 
 def test_insecure_skip_verify_false_is_istios_default_and_accepted() -> None:

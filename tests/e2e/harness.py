@@ -249,25 +249,32 @@ class Mesh:
                 f"--sds-tls-addr=127.0.0.1:{self.citadel_tls}",
                 f"--http-addr=127.0.0.1:{self.citadel_http}",
                 f"--workload-ttl-seconds={ttl_seconds}",
+                f"--consul-addr={self.consul_addr}",  # where gateway credentials are kept
             ],
             env={"CITADEL_ADMIN_TOKEN": self.token},
         )
         self.sup.wait_http("citadel", f"http://127.0.0.1:{self.citadel_http}/healthz")
 
-    def token_file(self, namespace: str, service_account: str) -> Path:
-        """A workload token minted with `meshctl token` (the admin credential), written 0600."""
-        path = self.workdir / f"token-{namespace}-{service_account}"
-        if not path.exists():
-            admin = self.workdir / "admin-token"
+    def citadel_admin_args(self) -> list[str]:
+        """How meshctl reaches Citadel with the admin credential (token, secret commands)."""
+        admin = self.workdir / "admin-token"
+        if not admin.exists():
             admin.write_text(self.token)
             admin.chmod(0o600)
+        return [f"--citadel-http=127.0.0.1:{self.citadel_http}", f"--admin-token-file={admin}"]
+
+    def token_file(self, namespace: str, service_account: str, gateway: bool = False) -> Path:
+        """A workload token minted with `meshctl token` (the admin credential), written 0600;
+        a gateway's carries the gateway role, which may fetch its namespace's credentials."""
+        path = self.workdir / f"token-{namespace}-{service_account}{'-gw' if gateway else ''}"
+        if not path.exists():
             out = self.meshctl(
                 "token",
-                f"--citadel-http=127.0.0.1:{self.citadel_http}",
-                f"--admin-token-file={admin}",
+                *self.citadel_admin_args(),
                 f"--namespace={namespace}",
                 f"--service-account={service_account}",
                 f"--output={path}",
+                *(["--gateway"] if gateway else []),
             )
             assert out.returncode == 0, out.stderr
             assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -443,12 +450,15 @@ class Mesh:
             self.register(w)
         return w
 
-    def gateway(self, name: str, namespace: str = "istio-system") -> Workload:
-        """An ingress gateway proxy labelled istio=<name>; Gateways choose its ports."""
-        w = Workload(f"{name}", f"{name}-1", namespace, {"istio": name})
+    def gateway(
+        self, name: str, namespace: str = "istio-system", identity_sa: str | None = None
+    ) -> Workload:
+        """An ingress gateway proxy labelled istio=<name>; Gateways choose its ports. With
+        `identity_sa` it gets a mesh identity and its namespace's credentials from Citadel."""
+        w = Workload(f"{name}", f"{name}-1", namespace, {"istio": name}, identity_sa=identity_sa)
         self.workloads[w.instance] = w
         config = self.workdir / f"envoy-{w.instance}.yaml"
-        out = self.meshctl(
+        args = [
             "bootstrap",
             f"--pilot-addr=127.0.0.1:{self.pilot_grpc}",
             f"--service={name}",
@@ -457,7 +467,15 @@ class Mesh:
             f"--admin-port={w.admin_port}",
             f"--gateway={name}",
             f"--output={config}",
-        )
+        ]
+        if identity_sa is not None:
+            args += [
+                f"--service-account={identity_sa}",
+                f"--citadel-addr=127.0.0.1:{self.citadel_tls}",
+                f"--token-file={self.token_file(namespace, identity_sa, gateway=True)}",
+                f"--root-cert={self.citadel_state / 'root-cert.pem'}",
+            ]
+        out = self.meshctl(*args)
         assert out.returncode == 0, out.stderr
         self._run_envoy(w, config)
         return w

@@ -8,16 +8,19 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from meshctl.procs import bin_path
+from meshctl.procs import bin_path, free_port
 from tests.e2e.harness import eventually
+from tests.e2e.tls_server import make_pki
 
 pytestmark = pytest.mark.e2e
 
@@ -39,6 +42,7 @@ def reviews(url: str, user: str | None = None) -> str:
     return found.group(1) if found else "none"
 
 
+SAMPLES = Path(__file__).resolve().parents[2] / "meshctl" / "demo" / "samples"
 BOOKINFO = (
     Path(__file__).resolve().parents[3] / "shared" / "corpus" / "istio" / "bookinfo-networking"
 )
@@ -74,6 +78,79 @@ def _istio_bookinfo_changes_the_page(url: str, galley: list[str]) -> None:
         what="jason's ratings aborted",
     )
     assert "red stars" in page(url)  # everyone else still gets ratings (from v3)
+
+
+def _https_walkthrough(state: Path, text: str, galley: list[str]) -> None:
+    """The README's HTTPS step: a certificate kept by Citadel (`meshctl secret create`),
+    the shipped https-gateway sample, and the shop over TLS with that certificate."""
+    citadel = re.search(r"metrics http://(127\.0\.0\.1:\d+)/metrics", text)
+    assert citadel is not None, text
+    cert, key = make_pki(state, "shop.example.com")["server"], state / "server.key"
+    out = subprocess.run(
+        [
+            bin_path("meshctl"),
+            "secret",
+            "create",
+            "tls",
+            "shop-cert",
+            f"--cert={cert}",
+            f"--key={key}",
+            "-n",
+            "istio-system",
+            f"--citadel-http={citadel.group(1)}",
+            f"--admin-token-file={state / 'citadel-admin-token'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    https, plain = free_port(), free_port()
+    sample = SAMPLES / "https-gateway.yaml"
+    config = state / "https-gateway.yaml"  # the sample on ports free on this machine
+    config.write_text(
+        sample.read_text()
+        .replace("number: 8443", f"number: {https}")
+        .replace("number: 8081", f"number: {plain}")
+    )
+    out = subprocess.run(
+        [bin_path("meshctl"), "apply", "-f", str(config), *galley],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    ctx = ssl.create_default_context(cafile=str(state / "ca.pem"))
+
+    def over_tls() -> str:
+        with socket.create_connection(("127.0.0.1", https), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="shop.example.com") as tls:
+                tls.sendall(
+                    b"GET /productpage HTTP/1.1\r\nHost: shop.example.com\r\n"
+                    b"Connection: close\r\n\r\n"
+                )
+                return b"".join(iter(lambda: tls.recv(65536), b"")).decode(errors="replace")
+
+    reply = eventually(
+        lambda: (r := over_tls()).startswith("HTTP/1.1 200") and r,
+        timeout=30,
+        what="the shop over HTTPS with the certificate from Citadel",
+    )
+    assert "Reviews: reviews-v" in reply
+    redirect = urllib.request.Request(
+        f"http://127.0.0.1:{plain}/productpage", headers={"Host": "shop.example.com"}
+    )
+    opener = urllib.request.build_opener(_NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as err:
+        opener.open(redirect, timeout=5)
+    err.value.close()
+    assert err.value.code == 301
+    assert err.value.headers["location"] == "https://shop.example.com/productpage"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
 
 
 def test_meshctl_up_runs_the_shop_and_down_stops_it(tmp_path: Path) -> None:
@@ -140,6 +217,7 @@ def test_meshctl_up_runs_the_shop_and_down_stops_it(tmp_path: Path) -> None:
             what="jason routed to v2",
         )
         assert {reviews(url) for _ in range(10)} == {"reviews-v1"}
+        _https_walkthrough(state, text, apply.group(2).split() + apply.group(3).split())
         if BOOKINFO.exists():
             _istio_bookinfo_changes_the_page(url, apply.group(2).split() + apply.group(3).split())
     finally:

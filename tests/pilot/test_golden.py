@@ -69,6 +69,7 @@ def _proxy(spec: dict[str, Any]) -> Proxy:
             labels=spec.get("labels", {"istio": "ingressgateway"}),
             instance_ip="10.0.0.100",
             kind="gateway",
+            sds=SDS if spec.get("mtls", False) else None,
         )
     return Proxy(
         id="productpage-1",
