@@ -31,12 +31,17 @@ _NOT_REGISTERED = (
     "catalog (`meshctl register`)"
 )
 
-# kind -> (path in the spec, camelCase, `[]` for every list item; what happens instead)
-NOT_APPLIED: dict[str, tuple[tuple[str, str], ...]] = {
+# kind -> (path in the spec, camelCase, `[]` for every list item; what happens instead;
+# optionally the one value of that field that is not applied)
+NOT_APPLIED: dict[str, tuple[tuple[str, str] | tuple[str, str, str], ...]] = {
     "VirtualService": (
         ("exportTo", "the VirtualService applies in every namespace"),
         ("tcp", "TCP routes are not served: only HTTP is routed"),
-        ("tls", "TLS/SNI routes are not served: only HTTP is routed"),
+        (
+            "tls",
+            "TLS/SNI routes are served on gateways' PASSTHROUGH servers only: "
+            "sidecars route HTTP only",
+        ),
         ("http[].delegate", "delegation is not supported: the route answers 503"),
         ("http[].redirect.prefixRewrite", "the path is not rewritten by the redirect"),
         ("http[].redirect.derivePort", "the redirect keeps the request's port"),
@@ -62,24 +67,45 @@ NOT_APPLIED: dict[str, tuple[tuple[str, str], ...]] = {
         *_every_policy("connectionPool.tcp.idleTimeout", "Envoy's default TCP idle timeout"),
         *_every_policy("connectionPool.http.maxConcurrentStreams", "Envoy's default"),
         *_every_policy("connectionPool.http.http2KeepAlive", "no HTTP/2 keepalive pings"),
-        *_every_policy("tls.caCrl", "revocation lists are not checked"),
         *_every_policy(
             "outlierDetection.outlierDetectionHttpErrorCodes", "only 5xx responses count as errors"
         ),
     ),
     "Gateway": (
-        ("servers[].tls", "TLS servers are not served yet: this server gets no listener"),
+        (
+            "servers[].tls.mode",
+            "AUTO_PASSTHROUGH is not served: this server gets no filter chain",
+            "AUTO_PASSTHROUGH",
+        ),
+        (
+            "servers[].tls.serverCertificate",
+            "file-mounted certificates are not served (use credentialName): "
+            "this server gets no filter chain",
+        ),
+        (
+            "servers[].tls.tlsCertificates",
+            "file-mounted certificates are not served (use credentialNames): "
+            "this server gets no filter chain",
+        ),
+        (
+            "servers[].tls.caCertificates",
+            "a file-mounted CA is not served (put it in the credential): "
+            "this server gets no filter chain",
+        ),
+        (
+            "servers[].tls.caCrl",
+            "revocation lists are not checked: this server gets no filter chain",
+        ),
+        ("servers[].defaultEndpoint", "traffic goes where the routes send it"),
         ("servers[].bind", "the listener binds to the gateway's instance address"),
     ),
     "ServiceEntry": (
         ("exportTo", "the hosts are visible in every namespace"),
         ("addresses", "no virtual IP: reach the host by name through the sidecar"),
         ("workloadSelector", "selected workloads do not become endpoints"),
-        ("subjectAltNames", "the destination's identity is not checked against these"),
         ("endpoints[].network", "one network"),
         ("endpoints[].locality", "endpoints have no locality here"),
         ("endpoints[].weight", "endpoints are weighted equally"),
-        ("endpoints[].serviceAccount", "the destination's identity is not checked"),
     ),
     "Sidecar": (
         ("ingress", "the inbound listener comes from the proxy's bootstrap ports"),
@@ -108,7 +134,16 @@ NOT_APPLIED: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "AuthorizationPolicy": (("targetRef", _NO_TARGETS), ("targetRefs", _NO_TARGETS)),
     "WorkloadEntry": (("address", _NOT_REGISTERED),),
-    "WorkloadGroup": (("template", _NOT_REGISTERED),),
+    "WorkloadGroup": (
+        ("template", _NOT_REGISTERED),
+        ("metadata", _NOT_REGISTERED),
+        (
+            "probe",
+            "the probe is not run: workloads are not registered from this group, so a "
+            "workload's health comes from its Consul health checks (only passing "
+            "instances receive traffic)",
+        ),
+    ),
 }
 
 
@@ -134,7 +169,15 @@ def _walk(
 def not_applied(kind: str, spec: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
     """(path under spec, message) for every set field of `spec` this mesh does not apply."""
     out = []
-    for path, what in NOT_APPLIED.get(kind, ()):
+    for path, what, *only in NOT_APPLIED.get(kind, ()):
         for at in _walk(spec, path.split("."), ()):
+            if only and _value(spec, at) != only[0]:
+                continue
             out.append((at, f"accepted but not applied by this mesh: {what}"))
     return out
+
+
+def _value(spec: Any, at: tuple[str | int, ...]) -> Any:
+    for step in at:
+        spec = spec[step]
+    return spec

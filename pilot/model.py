@@ -16,11 +16,29 @@ from api.mesh_config import ExtensionProvider
 from api.networking.service_entry import ServiceEntrySpec, WorkloadEntry
 from api.resources import Resource
 from pilot.config.index import ConfigIndex
-from pilot.conflicts import Conflict, host_owners, virtual_service_conflicts
+from pilot.conflicts import (
+    Conflict,
+    gateway_server_conflicts,
+    host_owners,
+    virtual_service_conflicts,
+)
 
-__all__ = ["DOMAIN_SUFFIX", "MeshConfig", "MeshSnapshot", "Proxy", "Service", "ServiceKey"]
+__all__ = [
+    "DOMAIN_SUFFIX",
+    "MeshConfig",
+    "MeshSnapshot",
+    "Proxy",
+    "Service",
+    "ServiceKey",
+    "spiffe_uri",
+]
 
 DOMAIN_SUFFIX = "svc.cluster.local"
+
+
+def spiffe_uri(trust_domain: str, namespace: str, service_account: str) -> str:
+    """A workload identity as its certificate carries it (a URI SAN)."""
+    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -45,6 +63,13 @@ class Service:
     # "EDS": endpoints pushed by Pilot; "DNS": Envoy resolves the instance addresses itself.
     resolution: str = "EDS"
     external: bool = False  # declared by a ServiceEntry rather than found in the catalog
+    # A ServiceEntry's `location: MESH_EXTERNAL` (its default): never automatic mTLS, only
+    # what a DestinationRule asks for (Istio's MeshExternal).
+    mesh_external: bool = False
+    # For a ServiceEntry: the names its servers' certificates may carry (Istio's service
+    # accounts): its subjectAltNames, and its endpoints' service accounts as SPIFFE URIs.
+    # Catalog services take theirs from their instances.
+    subject_alt_names: tuple[str, ...] = ()
 
     @property
     def hostname(self) -> str:
@@ -111,11 +136,13 @@ class MeshSnapshot:
             svc.hostname: f"catalog service {k.namespace}/{k.name}" for k, svc in services.items()
         }
         owners, conflicts = host_owners(catalog, entries)
+        trust_domain = (mesh or MeshConfig()).trust_domain
         for entry in entries:
-            for svc in service_entry_services([entry]):
+            for svc in service_entry_services([entry], trust_domain):
                 if owners.get(svc.hostname) == entry.ref:
                     services.setdefault(svc.key, svc)
         conflicts += virtual_service_conflicts(index.of("VirtualService"))
+        conflicts += gateway_server_conflicts(index.of("Gateway"))
         return cls(
             version=version,
             services=MappingProxyType(services),
@@ -135,19 +162,32 @@ class MeshSnapshot:
         )
 
 
+# The endpoint label Istio reads for "this endpoint terminates mesh mTLS".
+TLS_MODE_LABEL = "security.istio.io/tlsMode"
 _HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"})
 
 
-def service_entry_services(entries: Sequence[Resource]) -> list[Service]:
+def service_entry_services(
+    entries: Sequence[Resource], trust_domain: str = "cluster.local"
+) -> list[Service]:
     """Services declared by ServiceEntries: one per (host, port), wildcard hosts left out.
 
     STATIC entries carry their endpoints (EDS); DNS entries let Envoy resolve
     the endpoint addresses, or the host itself when no endpoint is listed.
+    As Istio's registry does, an endpoint terminates mesh mTLS when its
+    `security.istio.io/tlsMode` label says `istio`, or, without that label,
+    when it names a service account.
     """
     out: list[Service] = []
     for r in entries:
         spec = r.spec_as(ServiceEntrySpec)
         resolution = spec.resolution or "NONE"
+        accounts = {
+            spiffe_uri(trust_domain, r.namespace, ep.service_account)
+            for ep in spec.endpoints or []
+            if ep.service_account
+        }
+        names = tuple(sorted({*(spec.subject_alt_names or []), *accounts}))
         for host in spec.hosts or []:
             if "*" in host:
                 continue
@@ -179,6 +219,7 @@ def service_entry_services(entries: Sequence[Resource]) -> list[Service]:
                             service_port=port.number,
                             protocol=protocol,
                             labels=dict(ep.labels or {}) if ep is not None else {},
+                            tls_mode=_tls_mode(ep),
                         )
                     )
                 key = ServiceKey(host, r.namespace, host=host, port=port.number)
@@ -190,9 +231,21 @@ def service_entry_services(entries: Sequence[Resource]) -> list[Service]:
                         tuple(instances),
                         resolution="DNS" if resolution in ("DNS", "DNS_ROUND_ROBIN") else "EDS",
                         external=True,
+                        mesh_external=spec.location != "MESH_INTERNAL",
+                        subject_alt_names=names,
                     )
                 )
     return out
+
+
+def _tls_mode(endpoint: WorkloadEntry | None) -> str:
+    """Istio's rule for a ServiceEntry endpoint: its tlsMode label, else `istio` when it
+    names a service account (a workload with a mesh identity), else disabled."""
+    if endpoint is None:
+        return "disabled"
+    default = "istio" if endpoint.service_account else "disabled"
+    mode = (endpoint.labels or {}).get(TLS_MODE_LABEL, default)
+    return "istio" if mode == "istio" else "disabled"
 
 
 def _str_field(meta: Mapping[str, Any], key: str, default: str) -> str:

@@ -12,13 +12,14 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
 from google.protobuf import duration_pb2
 
-from pilot.model import Service
+from api.networking.policy import ClientTLSSettings
+from pilot.model import Service, spiffe_uri
 from pilot.networking import mtls, names
 from pilot.networking.endpoint import load_assignment
 from pilot.networking.protos import pack
-from pilot.networking.traffic_policy import Policy, apply_policy
+from pilot.networking.traffic_policy import Policy, apply_policy, envoy_can_load, san_matchers
 
-__all__ = ["MeshTls", "inbound_cluster", "outbound_cluster"]
+__all__ = ["MeshTls", "inbound_cluster", "outbound_cluster", "server_identities"]
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,36 @@ class MeshTls:
     """Mesh mTLS to a destination, for a proxy that has a mesh identity."""
 
     sds: tuple[str, str, str]  # where the proxy's identity comes from (see mtls)
-    identities: tuple[str, ...]  # the destination's SPIFFE identities (SAN match)
+    # What the server's certificate must carry one of (see `server_identities`);
+    # empty: any certificate from the mesh root.
+    identities: tuple[str, ...]
     forced: bool  # ISTIO_MUTUAL: always; else only to instances that terminate it
 
 
-def _apply_mesh_tls(cluster: cluster_pb2.Cluster, mesh: MeshTls, sni: str) -> None:
-    tls = mtls.upstream_tls(mesh.sds, mesh.identities, sni)
+def server_identities(
+    service: Service, tls: ClientTLSSettings | None, trust_domain: str
+) -> tuple[str, ...]:
+    """The names a server must present for mesh mTLS, chosen as Istio does: the
+    DestinationRule's subjectAltNames; else the service's own identities: a catalog
+    service's instances' SPIFFE identities, a ServiceEntry's subjectAltNames and its
+    endpoints' service accounts (an entry naming none: the mesh root alone is checked)."""
+    if tls is not None and tls.subject_alt_names:
+        return tuple(tls.subject_alt_names)
+    if service.external:
+        return service.subject_alt_names
+    return tuple(
+        sorted(
+            {spiffe_uri(trust_domain, i.namespace, i.service_account) for i in service.instances}
+        )
+    )
+
+
+def _apply_mesh_tls(cluster: cluster_pb2.Cluster, mesh: MeshTls, sni: str, crl: str) -> None:
+    tls = mtls.upstream_tls(mesh.sds, (), sni)
+    validation = tls.common_tls_context.combined_validation_context.default_validation_context
+    validation.match_typed_subject_alt_names.extend(san_matchers(mesh.identities))
+    if crl:  # merged with the mesh root Envoy fetches over SDS
+        validation.crl.filename = crl
     if mesh.forced:
         cluster.transport_socket.name = "envoy.transport_sockets.tls"
         cluster.transport_socket.typed_config.CopyFrom(pack(tls))
@@ -65,6 +90,7 @@ def outbound_cluster(
 ) -> cluster_pb2.Cluster:
     """EDS for catalog and STATIC ServiceEntry services; STRICT_DNS when Envoy must resolve.
     With `mesh`, the proxy originates mesh mTLS (SNI and SAN checks included)."""
+    tls = policy.tls if policy is not None else None
     name = names.outbound_cluster(service.key, service.port, subset)
     cluster = cluster_pb2.Cluster(
         name=name, connect_timeout=_CONNECT_TIMEOUT, lb_policy=cluster_pb2.Cluster.LEAST_REQUEST
@@ -77,24 +103,27 @@ def outbound_cluster(
         cluster.type = cluster_pb2.Cluster.EDS
         cluster.eds_cluster_config.eds_config.CopyFrom(_ads())
         cluster.eds_cluster_config.service_name = name
-    if policy is not None and not apply_policy(cluster, policy, sni=service.hostname):
-        log.warning(
-            "cluster %s: its TLS settings name files or secrets this proxy cannot use; "
-            "sending it with no endpoints rather than in plaintext",
-            name,
-        )
+    # Istio verifies a server certificate a rule asks for against a ServiceEntry's names.
+    server_names = service.subject_alt_names if service.external else ()
+    if policy is not None and not apply_policy(cluster, policy, service.hostname, server_names):
+        return _unusable(name, "its TLS settings name files or secrets this proxy cannot use")
+    istio_mutual = tls is not None and tls.mode == "ISTIO_MUTUAL"
+    if mesh is None and istio_mutual:
+        # Mesh mTLS asked for, by a proxy with no mesh identity: never plaintext.
         return _unusable(name)
-    if mesh is None and policy is not None and policy.tls is not None:
-        if policy.tls.mode == "ISTIO_MUTUAL":
-            # Mesh mTLS asked for, by a proxy with no mesh identity: never plaintext.
-            return _unusable(name)
     if mesh is not None:
-        _apply_mesh_tls(cluster, mesh, names.outbound_sni(service.port, subset, service.hostname))
+        crl = (tls.ca_crl or "") if tls is not None and istio_mutual else ""
+        if crl and not envoy_can_load(crl):
+            return _unusable(name, f"its revocation list {crl} is not a file this proxy can read")
+        sni = names.outbound_sni(service.port, subset, service.hostname)
+        _apply_mesh_tls(cluster, mesh, sni, crl)
     return cluster
 
 
-def _unusable(name: str) -> cluster_pb2.Cluster:
+def _unusable(name: str, why: str = "") -> cluster_pb2.Cluster:
     """A cluster with no endpoints: requests to it fail (503) rather than go out unprotected."""
+    if why:
+        log.warning("cluster %s: %s; sent with no endpoints rather than unprotected", name, why)
     unusable = cluster_pb2.Cluster(
         name=name, type=cluster_pb2.Cluster.STATIC, connect_timeout=_CONNECT_TIMEOUT
     )

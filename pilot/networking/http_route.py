@@ -220,11 +220,15 @@ def _retry(retries: HTTPRetry | None) -> rc.RetryPolicy | None:
         policy.per_try_timeout.CopyFrom(t)
     if (t := duration(retries.backoff)) is not None:
         policy.retry_back_off.base_interval.CopyFrom(t)
-    policy.retry_host_predicate.append(
-        rc.RetryPolicy.RetryHostPredicate(
-            name="envoy.retry_host_predicates.previous_hosts", typed_config=pack(_previous_hosts())
+    # Istio's default is to retry on another host; `retryIgnorePreviousHosts: false` allows
+    # the same one again.
+    if retries.retry_ignore_previous_hosts is not False:
+        policy.retry_host_predicate.append(
+            rc.RetryPolicy.RetryHostPredicate(
+                name="envoy.retry_host_predicates.previous_hosts",
+                typed_config=pack(_previous_hosts()),
+            )
         )
-    )
     policy.host_selection_retry_max_attempts = 5
     return policy
 

@@ -10,11 +10,12 @@ from collections.abc import Callable, Iterable, Mapping
 
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
-from api.networking.policy import LoadBalancerSettings
+from api.networking.policy import HTTPCookie, LoadBalancerSettings
 from api.networking.virtual_service import VirtualServiceSpec
 from pilot.model import Service, ServiceKey
 from pilot.networking import names
 from pilot.networking.http_route import ClusterFor, default_route, http_routes
+from pilot.networking.protos import duration
 
 __all__ = ["bare_host_owners", "domains_for", "hash_policies", "outbound_route_config"]
 
@@ -66,9 +67,7 @@ def hash_policies(
     if ch.http_header_name:
         policy.header.header_name = ch.http_header_name
     elif ch.http_cookie is not None:
-        policy.cookie.name = ch.http_cookie.name
-        if ch.http_cookie.path:
-            policy.cookie.path = ch.http_cookie.path
+        _cookie(policy.cookie, ch.http_cookie)
     elif ch.use_source_ip:
         policy.connection_properties.source_ip = True
     elif ch.http_query_parameter_name:
@@ -76,6 +75,18 @@ def hash_policies(
     else:
         return []
     return [policy]
+
+
+def _cookie(out: route_components_pb2.RouteAction.HashPolicy.Cookie, cookie: HTTPCookie) -> None:
+    """As Istio: Envoy generates the cookie (with these attributes) only when a ttl is set,
+    `0s` making it a session cookie; without one it hashes on the cookie if the client sent it."""
+    out.name = cookie.name or ""
+    if cookie.path:
+        out.path = cookie.path
+    if (ttl := duration(cookie.ttl)) is not None:
+        out.ttl.CopyFrom(ttl)
+    for attribute in cookie.attributes or []:
+        out.attributes.add(name=attribute.name or "", value=attribute.value or "")
 
 
 def outbound_route_config(

@@ -8,7 +8,9 @@ Istio merges them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -30,7 +32,7 @@ from api.networking.policy import (
 )
 from pilot.networking.protos import duration, pack
 
-__all__ = ["Policy", "apply_policy", "merged_policy"]
+__all__ = ["Policy", "apply_policy", "envoy_can_load", "merged_policy", "san_matchers"]
 
 _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _SIMPLE_LB = {
@@ -90,12 +92,15 @@ def _port_level(policy: TrafficPolicy | None, port: int) -> PortTrafficPolicy | 
     return None
 
 
-def apply_policy(cluster: cluster_pb2.Cluster, policy: Policy, sni: str) -> bool:
-    """False when the policy's TLS cannot be honoured here (see `_tls`)."""
+def apply_policy(
+    cluster: cluster_pb2.Cluster, policy: Policy, sni: str, server_names: Sequence[str] = ()
+) -> bool:
+    """False when the policy's TLS cannot be honoured here (see `_tls`). `server_names`:
+    what the server certificate must carry when the rule names no subjectAltNames."""
     _load_balancer(cluster, policy.load_balancer)
     _connection_pool(cluster, policy.connection_pool)
     _outlier(cluster, policy.outlier_detection)
-    return _tls(cluster, policy.tls, sni)
+    return _tls(cluster, policy.tls, sni, server_names)
 
 
 def _load_balancer(cluster: cluster_pb2.Cluster, lb: LoadBalancerSettings | None) -> None:
@@ -232,32 +237,80 @@ def _outlier(cluster: cluster_pb2.Cluster, od: OutlierDetection | None) -> None:
 
 # Where Debian (and the images this repo builds) keep the system's trusted CAs.
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+# Envoy refuses (as the whole update) a file whose real path starts with one of these.
+_ENVOY_ILLEGAL_PATHS = ("/dev", "/sys", "/proc")
 
 
-def _tls(cluster: cluster_pb2.Cluster, tls: ClientTLSSettings | None, sni: str) -> bool:
+def envoy_can_load(path: str) -> bool:
+    """Whether Envoy, on this host, will load the file a rule names rather than refuse the
+    update: a regular file, outside the trees Envoy never reads from."""
+    real = os.path.realpath(path)
+    return os.path.isfile(real) and not real.startswith(_ENVOY_ILLEGAL_PATHS)
+
+
+def san_matchers(names: Iterable[str]) -> list[common_pb2.SubjectAltNameMatcher]:
+    """Exact matchers for the names a server certificate must carry one of (any).
+
+    Istio matches each name against every SAN type; typed matchers are narrower, so each
+    name is matched as the one type its form allows: an IP address, a URI (it has a
+    scheme, as `spiffe://...`), an email (it has `@`), else a DNS name.
+    """
+    out = []
+    for name in dict.fromkeys(names):
+        matcher = common_pb2.SubjectAltNameMatcher(san_type=_san_type(name))
+        matcher.matcher.exact = name
+        out.append(matcher)
+    return out
+
+
+def _san_type(name: str) -> common_pb2.SubjectAltNameMatcher.SanType.ValueType:
+    try:
+        ipaddress.ip_address(name)
+        return common_pb2.SubjectAltNameMatcher.IP_ADDRESS
+    except ValueError:
+        pass
+    if ":" in name:
+        return common_pb2.SubjectAltNameMatcher.URI
+    if "@" in name:
+        return common_pb2.SubjectAltNameMatcher.EMAIL
+    return common_pb2.SubjectAltNameMatcher.DNS
+
+
+def _tls(
+    cluster: cluster_pb2.Cluster,
+    tls: ClientTLSSettings | None,
+    sni: str,
+    server_names: Sequence[str],
+) -> bool:
     """SIMPLE and MUTUAL with files; ISTIO_MUTUAL is mesh mTLS (SDS, from Citadel).
 
-    Envoy refuses a whole CDS update when one cluster names a certificate file
-    it cannot read, so a policy whose files are missing (or that needs a
-    Kubernetes secret, credentialName) is reported as not honourable: the
-    caller then sends a cluster with no endpoints, never a plaintext one.
+    Envoy refuses a whole CDS update when one cluster names a certificate or
+    revocation-list file it cannot read, so a policy whose files are missing (or
+    that needs a Kubernetes secret, credentialName) is reported as not
+    honourable: the caller then sends a cluster with no endpoints, never a
+    plaintext one. As Istio does, a server verified against a CA must carry
+    one of the rule's subjectAltNames, else one of `server_names` (a
+    ServiceEntry's), and must not be revoked by caCrl; insecureSkipVerify
+    turns all of that off.
     """
     if tls is None or tls.mode not in ("SIMPLE", "MUTUAL"):
         return True
     # The server is verified, as Istio does: against caCertificates, else the system's
     # CA bundle; only insecureSkipVerify turns that off.
     ca = tls.ca_certificates or ("" if tls.insecure_skip_verify else SYSTEM_CA_BUNDLE)
-    files = [f for f in (ca, tls.client_certificate, tls.private_key) if f]
-    if tls.credential_name or any(not os.path.isfile(f) for f in files):
+    crl = tls.ca_crl if ca else ""
+    files = [f for f in (ca, crl, tls.client_certificate, tls.private_key) if f]
+    if tls.credential_name or not all(map(envoy_can_load, files)):
         return False
     ctx = tls_pb2.UpstreamTlsContext(sni=tls.sni or sni)
     common = ctx.common_tls_context
     if ca:
-        common.validation_context.trusted_ca.filename = ca
-        for san in tls.subject_alt_names or []:
-            common.validation_context.match_typed_subject_alt_names.add(
-                san_type=common_pb2.SubjectAltNameMatcher.DNS
-            ).matcher.exact = san
+        validation = common.validation_context
+        validation.trusted_ca.filename = ca
+        if crl:
+            validation.crl.filename = crl
+        names = tls.subject_alt_names or server_names
+        validation.match_typed_subject_alt_names.extend(san_matchers(names))
     if tls.mode == "MUTUAL" and tls.client_certificate and tls.private_key:
         cert = common.tls_certificates.add()
         cert.certificate_chain.filename = tls.client_certificate

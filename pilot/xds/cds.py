@@ -9,9 +9,9 @@ plain one; proxies of one identity source and scope share those bytes.
 from __future__ import annotations
 
 from pilot.model import Proxy
-from pilot.networking import cluster, mtls, names, telemetry
+from pilot.networking import cluster, names, telemetry
 from pilot.xds import typeurls
-from pilot.xds.context import Change, PushContext, ServiceResources, identities
+from pilot.xds.context import Change, PushContext, ServiceResources
 from pilot.xds.resource import Resource, make_resource
 
 __all__ = ["ClusterGenerator"]
@@ -47,18 +47,17 @@ def _service_clusters(ctx: PushContext, proxy: Proxy) -> tuple[Resource, ...]:
 def _mesh_tls(
     ctx: PushContext, s: ServiceResources, index: int, sds: tuple[str, str, str]
 ) -> Resource:
-    """A cluster as an mTLS-capable proxy gets it: ISTIO_MUTUAL when the rule says so
-    (to a ServiceEntry host too, checking only the mesh root: it has no mesh identity
-    we know), automatic mTLS to instances that terminate it, unchanged otherwise."""
+    """A cluster as an mTLS-capable proxy gets it: ISTIO_MUTUAL when the rule says so,
+    automatic mTLS to instances that terminate it (never to a MESH_EXTERNAL ServiceEntry,
+    as Istio), unchanged otherwise. The server must present one of the identities
+    `cluster.server_identities` names."""
     subset, labels, policy = s.variants[index]
-    mode = policy.tls.mode if policy.tls is not None else None
+    tls = policy.tls
+    mode = tls.mode if tls is not None else None
     svc = s.service
-    if mode in ("DISABLE", "SIMPLE", "MUTUAL") or (svc.external and mode != "ISTIO_MUTUAL"):
+    if mode in ("DISABLE", "SIMPLE", "MUTUAL") or (svc.mesh_external and mode != "ISTIO_MUTUAL"):
         return s.clusters[index]
-    td = ctx.snapshot.mesh.trust_domain
-    sans = tuple(
-        mtls.spiffe_uri(td, ns, sa) for ns, sa in sorted(identities(svc)) if not svc.external
-    )
+    sans = cluster.server_identities(svc, tls, ctx.snapshot.mesh.trust_domain)
     mesh = cluster.MeshTls(sds, sans, forced=mode == "ISTIO_MUTUAL")
     built = cluster.outbound_cluster(svc, policy, subset, labels, mesh)
     return make_resource(typeurls.CLUSTER, built.name, built)
