@@ -34,6 +34,8 @@ class DestinationRuleSpec(Spec):
     export_to: list[str] | None = None
     workload_selector: WorkloadSelector | None = None
 
+    refuse_removed = checks.refuse_removed_fields()  # portLevelSettings[].port.name
+
 
 def validate(spec: DestinationRuleSpec, meta: Mapping[str, Any], issues: Issues) -> None:
     namespace = str(meta.get("namespace", ""))

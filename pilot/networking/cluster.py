@@ -115,7 +115,11 @@ def outbound_cluster(
         crl = (tls.ca_crl or "") if tls is not None and istio_mutual else ""
         if crl and not envoy_can_load(crl):
             return _unusable(name, f"its revocation list {crl} is not a file this proxy can read")
-        sni = names.outbound_sni(service.port, subset, service.hostname)
+        # ISTIO_MUTUAL may name the SNI (Istio's egress pattern: the egress gateway's
+        # server for the external host is chosen by it); else the mesh's own.
+        sni = (tls.sni if tls is not None and istio_mutual else None) or names.outbound_sni(
+            service.port, subset, service.hostname
+        )
         _apply_mesh_tls(cluster, mesh, sni, crl)
     return cluster
 

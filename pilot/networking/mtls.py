@@ -27,17 +27,12 @@ __all__ = [
     "downstream_tls",
     "peer_auth_mode",
     "sds_secret",
-    "spiffe_uri",
     "upstream_tls",
 ]
 
 # Endpoint metadata that says "this instance terminates mesh mTLS" (as Istio's tlsMode label).
 ISTIO_TLS_MATCH = {"tlsMode": "istio"}
 _TOKEN_PLUGIN = "envoy.grpc_credentials.file_based_metadata"
-
-
-def spiffe_uri(trust_domain: str, namespace: str, service_account: str) -> str:
-    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
 
 
 def sds_secret(

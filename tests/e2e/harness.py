@@ -455,7 +455,14 @@ class Mesh:
     ) -> Workload:
         """An ingress gateway proxy labelled istio=<name>; Gateways choose its ports. With
         `identity_sa` it gets a mesh identity and its namespace's credentials from Citadel."""
-        w = Workload(f"{name}", f"{name}-1", namespace, {"istio": name}, identity_sa=identity_sa)
+        w = Workload(
+            f"{name}",
+            f"{name}-1",
+            namespace,
+            {"istio": name},
+            service_account=identity_sa or "default",
+            identity_sa=identity_sa,
+        )
         self.workloads[w.instance] = w
         config = self.workdir / f"envoy-{w.instance}.yaml"
         args = [
