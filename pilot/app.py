@@ -20,7 +20,7 @@ from pilot.debounce import Batch, Debouncer
 from pilot.http import DebugServer
 from pilot.jwks import JwksResolver
 from pilot.metrics import Metrics
-from pilot.model import MeshConfig, MeshSnapshot
+from pilot.model import MeshConfig, MeshSnapshot, ServiceKey
 from pilot.networking import authz
 from pilot.registry import OnChange, Registry
 from pilot.registry.consul import ConsulRegistry
@@ -63,10 +63,6 @@ def _jwks_uris(config: Sequence[Resource]) -> list[str]:
 def _tls_credentials(cert_file: str, key_file: str) -> grpc.ServerCredentials:
     with open(key_file, "rb") as key, open(cert_file, "rb") as chain:
         return grpc.ssl_server_credentials([(key.read(), chain.read())])
-
-
-# How often one push may withhold services before it gives up (a bug beyond bugs).
-_WITHHOLD_ROUNDS = 3
 
 
 class Pilot:
@@ -144,26 +140,32 @@ class Pilot:
         if change is None:
             return
         ctx = PushContext.build(snapshot, self.ads.context)
-        for _ in range(_WITHHOLD_ROUNDS):
-            problems = ctx.consistent({c.proxy.namespace for c in self.ads.connections.values()})
-            if not problems:
-                break
+        withheld: set[ServiceKey] = set()
+        while problems := ctx.consistent(
+            {c.proxy.namespace for c in self.ads.connections.values()}
+        ):
             # An alarm, not a gate: conflicts are resolved when the snapshot is built, so
             # this is a bug to report; withhold only the services involved and push the rest.
+            # Each round withholds more services, so this ends; a problem no service
+            # explains cannot be withheld, and only then is the snapshot refused.
             self.metrics.inconsistent.inc()
+            involved = {k for p in problems for k in p.services} - withheld
+            if not involved:
+                log.error(
+                    "snapshot %d refused: inconsistent beyond its services, config kept: %s",
+                    snapshot.version,
+                    "; ".join(map(str, problems)),
+                )
+                return
             log.error(
                 "snapshot %d: consistency check failed, withholding the services involved: %s",
                 snapshot.version,
                 "; ".join(map(str, problems)),
             )
-            snapshot = snapshot.without(
-                {k for p in problems for k in p.services}, [p.message for p in problems]
-            )
+            withheld |= involved
+            snapshot = snapshot.without(involved, [p.message for p in problems])
             ctx = PushContext.build(snapshot, self.ads.context)
             change = Change(full=True, started=batch.first)
-        else:
-            log.error("snapshot %d refused: still inconsistent, config kept", snapshot.version)
-            return
         if change.full:
             old = self._snapshot
             if old is None or old.config.resources != snapshot.config.resources:
