@@ -12,16 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
+import aiohttp
+import consul
 import consul.aio
 
 from api.addrs import parse_addrs
 
-__all__ = ["ConsulEndpoints"]
+__all__ = ["ERRORS", "ConsulEndpoints", "ConsulUnavailable", "pause"]
 
 log = logging.getLogger(__name__)
+
+# What a request to one Consul address can fail with (and the next address may not).
+ERRORS = (consul.ConsulException, aiohttp.ClientError, OSError, TimeoutError)
+T = TypeVar("T")
+
+
+class ConsulUnavailable(Exception):
+    """No Consul address answered the request."""
+
+
+def pause(attempt: int) -> float:
+    """Between attempts: none for the first failover, then up to a second (an election
+    takes a few)."""
+    return 0.0 if attempt == 0 else min(0.25 * attempt, 1.0)
 
 
 class ConsulEndpoints:
@@ -75,6 +91,45 @@ class ConsulEndpoints:
         log.warning(
             "consul at %s failed (%s): using %s", was, err or type(err).__name__, self.address
         )
+
+    @property
+    def attempts(self) -> int:
+        """Tries per request: every address twice, at least two."""
+        return max(2, 2 * len(self._addrs))
+
+    async def read(self, op: Callable[[consul.aio.Consul], Awaitable[T]]) -> T:
+        """A read (safe to repeat), moving on to the next address when one fails."""
+        last: BaseException | None = None
+        for attempt in range(self.attempts):
+            client = self.client()
+            try:
+                return await op(client)
+            except ERRORS as err:
+                self.failed(client, err)
+                last = err
+                if attempt + 1 < self.attempts:
+                    await asyncio.sleep(pause(attempt))
+        raise ConsulUnavailable(f"consul: {last or type(last).__name__}") from last
+
+    async def write(self, op: Callable[[consul.aio.Consul], Awaitable[T]]) -> T:
+        """A write, moved on to the next address only when it surely never reached Consul
+        (the connection was refused); any other failure may have stored it."""
+        last: BaseException | None = None
+        for attempt in range(self.attempts):
+            client = self.client()
+            try:
+                return await op(client)
+            except ERRORS as err:
+                self.failed(client, err)
+                last = err
+                if not isinstance(err, aiohttp.ClientConnectorError):
+                    raise ConsulUnavailable(
+                        f"consul: {err or type(err).__name__} (the change may or may not have "
+                        "been stored: read it back)"
+                    ) from err
+                if attempt + 1 < self.attempts:
+                    await asyncio.sleep(pause(attempt))
+        raise ConsulUnavailable(f"consul: {last or type(last).__name__}") from last
 
     async def close(self) -> None:
         if self._client is not None:

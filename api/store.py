@@ -20,7 +20,7 @@ import aiohttp
 import consul
 import consul.aio
 
-from api.consul_endpoints import ConsulEndpoints
+from api.consul_endpoints import ERRORS, ConsulEndpoints, ConsulUnavailable, pause
 from api.documents import DocumentError, parse_json
 from api.resources import Checked, Resource, check_document
 
@@ -39,7 +39,6 @@ __all__ = [
 
 PREFIX = "mesh/config/"
 MAX_WRITES = 64  # Consul's cap on operations in one transaction
-_ERRORS = (consul.ConsulException, aiohttp.ClientError, OSError, TimeoutError)
 _NO_LEADER = "No cluster leader"
 T = TypeVar("T")
 
@@ -129,7 +128,6 @@ class ConfigStore:
 
     def __init__(self, consul_addrs: str, token: str | None = None) -> None:
         self._consul = ConsulEndpoints.parse(consul_addrs, token=token)
-        self._attempts = max(2, 2 * self._consul.count)
 
     async def close(self) -> None:
         await self._consul.close()
@@ -139,16 +137,10 @@ class ConfigStore:
         return self._consul
 
     async def _read(self, op: Callable[[consul.aio.Consul], Awaitable[T]]) -> T:
-        last: BaseException | None = None
-        for attempt in range(self._attempts):
-            client = self._consul.client()
-            try:
-                return await op(client)
-            except _ERRORS as err:
-                self._consul.failed(client, err)
-                last = err
-                await asyncio.sleep(_pause(attempt))
-        raise StoreUnavailable(f"consul: {last or type(last).__name__}") from last
+        try:
+            return await self._consul.read(op)
+        except ConsulUnavailable as err:
+            raise StoreUnavailable(str(err)) from err
 
     async def list_resources(
         self, kind: str | None = None, namespace: str | None = None
@@ -227,30 +219,24 @@ class ConfigStore:
 
     async def _raw_txn(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
         data = json.dumps(ops)
-        for attempt in range(self._attempts):
+        for attempt in range(self._consul.attempts):
             client = self._consul.client()
             try:
                 resp = await client.http.put(lambda r: r, "/v1/txn", data=data)
-            except _ERRORS as err:
+            except ERRORS as err:
                 self._consul.failed(client, err)
                 if not isinstance(err, aiohttp.ClientConnectorError):
                     raise StoreUnavailable(
                         f"consul: {err or type(err).__name__} (the write may or may not "
                         "have been stored: read it back)"
                     ) from err
-                await asyncio.sleep(_pause(attempt))
+                await asyncio.sleep(pause(attempt))
                 continue
             if resp.code == 500 and _NO_LEADER in str(resp.body):
-                await asyncio.sleep(_pause(attempt))  # an election: nothing was written
+                await asyncio.sleep(pause(attempt))  # an election: nothing was written
                 continue
             return _txn_result(resp)
         raise StoreUnavailable("consul: no server could take the write (no leader?)")
-
-
-def _pause(attempt: int) -> float:
-    """Between attempts: none for the first failover, then up to a second (an election
-    takes a few)."""
-    return 0.0 if attempt == 0 else min(0.25 * attempt, 1.0)
 
 
 def _txn_result(resp: Any) -> dict[str, Any]:

@@ -23,11 +23,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import aiohttp
 import consul
 import consul.aio
 
-from api.consul_endpoints import ConsulEndpoints
+from api.consul_endpoints import ERRORS, ConsulEndpoints, ConsulUnavailable
 from citadel.credentials import (
     CredentialError,
     CredentialMap,
@@ -44,7 +43,6 @@ __all__ = ["PREFIX", "Conflict", "CredentialStore", "Listed", "StoreUnavailable"
 log = logging.getLogger(__name__)
 
 PREFIX = "mesh/secrets/"
-CONSUL_ERRORS = (consul.ConsulException, aiohttp.ClientError, OSError, TimeoutError)
 _WRITE_ATTEMPTS = 3  # compare-and-set rounds against concurrent writers
 T = TypeVar("T")
 
@@ -86,7 +84,6 @@ class CredentialStore:
         retry_max: float = 5.0,
     ) -> None:
         self._consul = ConsulEndpoints.parse(consul_addrs)
-        self._attempts = max(2, 2 * self._consul.count)
         self._sealer = sealer
         self.view = view
         self._metrics = metrics
@@ -127,34 +124,16 @@ class CredentialStore:
     # --- the HTTP API's operations, through Consul ---
 
     async def _read(self, op: Callable[[consul.aio.Consul], Awaitable[T]]) -> T:
-        last: BaseException | None = None
-        for attempt in range(self._attempts):
-            client = self._consul.client()
-            try:
-                return await op(client)
-            except CONSUL_ERRORS as err:
-                self._consul.failed(client, err)
-                last = err
-                await asyncio.sleep(min(0.25 * attempt, 1.0))
-        raise StoreUnavailable(f"consul: {last or type(last).__name__}") from last
+        try:
+            return await self._consul.read(op)
+        except ConsulUnavailable as err:
+            raise StoreUnavailable(str(err)) from err
 
     async def _write(self, op: Callable[[consul.aio.Consul], Awaitable[T]]) -> T:
-        """Moves to the next address only when the write surely never reached Consul."""
-        last: BaseException | None = None
-        for attempt in range(self._attempts):
-            client = self._consul.client()
-            try:
-                return await op(client)
-            except CONSUL_ERRORS as err:
-                self._consul.failed(client, err)
-                last = err
-                if not isinstance(err, aiohttp.ClientConnectorError):
-                    break
-                await asyncio.sleep(min(0.25 * attempt, 1.0))
-        raise StoreUnavailable(
-            f"consul: {last or type(last).__name__} (the change may or may not have been "
-            "stored: list to see)"
-        ) from last
+        try:
+            return await self._consul.write(op)
+        except ConsulUnavailable as err:
+            raise StoreUnavailable(str(err)) from err
 
     async def _index(self, key: str) -> int:
         _, item = await self._read(lambda c: c.kv.get(key))
@@ -217,7 +196,7 @@ class CredentialStore:
                     PREFIX, recurse=True, index=index or None, wait=self._wait
                 )
             except Exception as err:  # whatever it is, SDS must go on
-                if isinstance(err, CONSUL_ERRORS):
+                if isinstance(err, ERRORS):
                     self._consul.failed(client, err)
                 self._metrics.credential_watch_errors.inc()
                 log.warning(
