@@ -10,7 +10,6 @@ another namespace is never served to it.
 
 from __future__ import annotations
 
-import datetime
 import http.client
 import json
 import socket
@@ -20,13 +19,10 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from meshctl.procs import free_port
 from tests.e2e.harness import Mesh, Workload, eventually
-from tests.e2e.tls_server import HttpsServer, make_pki
+from tests.e2e.tls_server import HttpsServer, ThrowawayCa, make_pki
 
 pytestmark = pytest.mark.e2e
 
@@ -36,68 +32,14 @@ OTHER = "other.example.com"
 BACKEND = "backend.example.com"
 
 
-class Pki:
-    """A CA of the test's own, and leaf certificates from it, written as PEM files."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway-test-ca")])
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
-        self.ca_file = self._write("ca.pem", self.cert.public_bytes(serialization.Encoding.PEM))
-
-    def _write(self, name: str, data: bytes) -> Path:
-        path = self.dir / name
-        path.write_bytes(data)
-        path.chmod(0o600)
-        return path
-
-    def leaf(self, label: str, dns: str) -> tuple[Path, Path, x509.Certificate]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns)]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        return (
-            self._write(f"{label}.pem", cert.public_bytes(serialization.Encoding.PEM)),
-            self._write(f"{label}.key", key_pem),
-            cert,
-        )
-
-
 class Env:
-    def __init__(self, mesh: Mesh, gw: Workload, pki: Pki) -> None:
+    def __init__(self, mesh: Mesh, gw: Workload, pki: ThrowawayCa) -> None:
         self.mesh, self.gw, self.pki = mesh, gw, pki
         self.https_port, self.http_port, self.pass_port = free_port(), free_port(), free_port()
         self.certs: dict[str, x509.Certificate] = {}
 
     def secret(self, name: str, namespace: str, dns: str, *, ca: bool = False) -> None:
-        cert_file, key_file, cert = self.pki.leaf(name, dns)
+        cert_file, key_file, cert = self.pki.leaf(name, dns, dns=dns)
         extra = [f"--ca-cert={self.pki.ca_file}"] if ca else []
         out = self.mesh.meshctl(
             "secret",
@@ -210,7 +152,7 @@ def env(envoy_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[En
             tls_backend.inbound_port = backend.port
             mesh.register(tls_backend, check=False)
             gw = mesh.gateway("edge", identity_sa="edge-gateway")
-            e = Env(mesh, gw, Pki(workdir / "gateway-pki"))
+            e = Env(mesh, gw, ThrowawayCa(workdir / "gateway-pki", "gateway-test-ca"))
             e.secret("shop-cert", "istio-system", SHOP)
             e.secret("api-cert", "istio-system", API, ca=True)
             e.secret("elsewhere-cert", "default", OTHER)  # another namespace's credential
@@ -247,7 +189,7 @@ def test_mutual_tls_admits_only_clients_with_a_certificate_from_the_ca(env: Env)
     assert env.get(API, env.tls_context(client="partner")) == 200
     with pytest.raises((ssl.SSLError, ConnectionError)):
         env.get(API, env.tls_context())  # no client certificate
-    stranger = Pki(env.pki.dir.parent / "stranger-pki")
+    stranger = ThrowawayCa(env.pki.dir.parent / "stranger-pki", "stranger-ca")
     ctx = env.tls_context()
     cert_file, key_file, _ = stranger.leaf("stranger", "stranger.example.com")
     ctx.load_cert_chain(cert_file, key_file)

@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from citadel.ca import CertificateAuthority
 from tests.e2e.harness import Mesh, Reply, Workload, eventually
-from tests.e2e.tls_server import HttpsServer
+from tests.e2e.tls_server import HttpsServer, ThrowawayCa, write_crl
 
 pytestmark = pytest.mark.e2e
 
@@ -137,72 +136,13 @@ spec:
 # --- TLS a DestinationRule originates ------------------------------------------------------------
 
 
-class Pki:
-    """A throwaway CA that can revoke: a server certificate for one DNS name, and CRLs."""
+class Pki(ThrowawayCa):
+    """A throwaway CA with a server certificate for one DNS name (and CRLs)."""
 
     def __init__(self, directory: Path, dns: str) -> None:
-        now = datetime.datetime.now(datetime.UTC)
-        self.directory = directory
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "identity-test-ca")])
-        self.ca = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
-        server_key = ec.generate_private_key(ec.SECP256R1())
-        self.server = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns)]))
-            .issuer_name(name)
-            .public_key(server_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-        self.files = {
-            "ca": directory / "ca.pem",
-            "server": directory / "server.pem",
-            "server_key": directory / "server.key",
-        }
-        self.files["ca"].write_bytes(self.ca.public_bytes(serialization.Encoding.PEM))
-        self.files["server"].write_bytes(self.server.public_bytes(serialization.Encoding.PEM))
-        self.files["server_key"].write_bytes(
-            server_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-
-    def crl(self, name: str, revoked: list[int]) -> Path:
-        return write_crl(self.directory / name, self.ca.subject, self.key, revoked)
-
-
-def write_crl(
-    path: Path, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, revoked: list[int]
-) -> Path:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(issuer)
-        .last_update(now - datetime.timedelta(minutes=5))
-        .next_update(now + datetime.timedelta(days=1))
-    )
-    for serial in revoked:
-        builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
-        )
-    path.write_bytes(builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
-    return path
+        super().__init__(directory, "identity-test-ca")
+        server, server_key, self.server = self.leaf("server", dns, dns=dns)
+        self.files = {"ca": self.ca_file, "server": server, "server_key": server_key}
 
 
 def https_entry(host: str, port: int, sans: list[str], tls: str) -> str:

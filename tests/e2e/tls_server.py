@@ -19,53 +19,97 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+class ThrowawayCa:
+    """A throwaway CA: leaf certificates for a DNS name, written as PEM files (keys 0600),
+    and revocation lists."""
+
+    def __init__(self, directory: Path, cn: str = "test-ca") -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(cn))
+            .issuer_name(_name(cn))
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
         )
-    )
-    path.chmod(0o600)
+        self.ca_file = self.dir / "ca.pem"
+        self.ca_file.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
-
-def make_pki(directory: Path, server_dns: str) -> dict[str, Path]:
-    """ca.pem, server.pem/server.key (for server_dns), client.pem/client.key."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("test-ca"))
-        .issuer_name(_name("test-ca"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    files = {"ca": directory / "ca.pem"}
-    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    for role, cn in (("server", server_dns), ("client", "mesh-client")):
+    def leaf(
+        self, label: str, cn: str, dns: str | None = None
+    ) -> tuple[Path, Path, x509.Certificate]:
+        """`label`.pem and `label`.key for `cn` (with `dns` as its DNS SAN, if given)."""
         key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(cn))
-            .issuer_name(ca.subject)
+            .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
         )
-        if role == "server":
-            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        files[role] = directory / f"{role}.pem"
-        files[role].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        files[f"{role}_key"] = directory / f"{role}.key"
-        _write_key(key, files[f"{role}_key"])
-    return files
+        if dns is not None:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), False)
+        cert = builder.sign(self.key, hashes.SHA256())
+        cert_file, key_file = self.dir / f"{label}.pem", self.dir / f"{label}.key"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(_key_pem(key))
+        key_file.chmod(0o600)
+        return cert_file, key_file, cert
+
+    def crl(self, name: str, revoked: list[int]) -> Path:
+        """A revocation list signed by this CA, revoking these serial numbers."""
+        return write_crl(self.dir / name, self.cert.subject, self.key, revoked)
+
+
+def write_crl(
+    path: Path, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, revoked: list[int]
+) -> Path:
+    """A revocation list from `issuer` (signed with its `key`) revoking these serials."""
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer)
+        .last_update(now - datetime.timedelta(minutes=5))
+        .next_update(now + datetime.timedelta(days=1))
+    )
+    for serial in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+        )
+    path.write_bytes(builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def make_pki(directory: Path, server_dns: str) -> dict[str, Path]:
+    """ca.pem, server.pem/server.key (for server_dns), client.pem/client.key."""
+    ca = ThrowawayCa(directory)
+    server, server_key, _ = ca.leaf("server", server_dns, dns=server_dns)
+    client, client_key, _ = ca.leaf("client", "mesh-client")
+    return {
+        "ca": ca.ca_file,
+        "server": server,
+        "server_key": server_key,
+        "client": client,
+        "client_key": client_key,
+    }
 
 
 class HttpsServer:
