@@ -13,6 +13,8 @@ analysis warns about the same conflicts when the config is applied.
   VirtualService naming it there.
 - An SNI name on a gateway port belongs to the oldest Gateway whose
   TLS-terminating server names it, among Gateways with the same selector.
+- A host on a plain HTTP gateway port shared by several Gateways (same
+  selector) belongs to the VirtualService bound to the oldest of them.
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from api.networking.gateway import GatewaySpec
+from api.networking.gateway import GatewaySpec, server_admits
 from api.networking.service_entry import ServiceEntrySpec
 from api.networking.virtual_service import VirtualServiceSpec
 from api.resources import Resource
 from pilot.config.index import fqdn, gateway_ref
 
-__all__ = ["Conflict", "gateway_server_conflicts", "host_owners", "virtual_service_conflicts"]
+__all__ = [
+    "Conflict",
+    "gateway_route_conflicts",
+    "gateway_server_conflicts",
+    "host_owners",
+    "virtual_service_conflicts",
+]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -108,3 +116,51 @@ def gateway_server_conflicts(gateways: Iterable[Resource]) -> list[Conflict]:
                         Conflict(f"SNI {host} on gateway port {port.number}", owner, gw.ref)
                     )
     return conflicts
+
+
+_HTTP = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
+
+
+def gateway_route_conflicts(
+    gateways: Iterable[Resource], services: Iterable[Resource]
+) -> list[Conflict]:
+    """Hosts that VirtualServices bound to different Gateways claim on one plain HTTP port
+    of the same gateway proxies (same selector): those servers share one route table, so
+    the VirtualService of the oldest Gateway routes the host. Both oldest first; the
+    same Gateway's rivals are `virtual_service_conflicts`' to report."""
+    bound: dict[str, list[Resource]] = {}
+    for vs in services:
+        spec = vs.spec
+        assert isinstance(spec, VirtualServiceSpec)
+        for ref in dict.fromkeys(gateway_ref(g, vs.namespace) for g in spec.gateways or []):
+            bound.setdefault(ref, []).append(vs)
+    owners: dict[tuple[frozenset[tuple[str, str]], int, str], tuple[str, str]] = {}
+    conflicts: list[Conflict] = []
+    for gw in gateways:
+        spec = gw.spec
+        assert isinstance(spec, GatewaySpec)
+        selector = frozenset((spec.selector or {}).items())
+        ref = f"{gw.namespace}/{gw.name}"
+        for server in spec.servers or []:
+            port = server.port
+            plain = server.tls is None or server.tls.mode in (None, "PASSTHROUGH")
+            if port is None or port.number is None or not plain:
+                continue
+            if (port.protocol or "").upper() not in _HTTP:
+                continue
+            for vs in bound.get(ref, []):
+                vs_spec = vs.spec
+                assert isinstance(vs_spec, VirtualServiceSpec)
+                for host in vs_spec.hosts or []:
+                    if not any(
+                        server_admits(h, host, vs.namespace, gw.namespace)
+                        for h in server.hosts or []
+                    ):
+                        continue
+                    key = (selector, port.number, host)
+                    owner_gw, owner_vs = owners.setdefault(key, (ref, vs.ref))
+                    if owner_gw != ref and owner_vs != vs.ref:
+                        conflicts.append(
+                            Conflict(f"host {host} on gateway port {port.number}", owner_vs, vs.ref)
+                        )
+    return sorted(set(conflicts))

@@ -13,7 +13,7 @@ from api.networking.policy_checks import UNIX_PREFIX, unix_address
 from api.networking.policy_tls import check_server_tls
 from api.resources import NETWORKING, KindInfo
 
-__all__ = ["KIND", "GatewaySpec", "Server"]
+__all__ = ["KIND", "GatewaySpec", "Server", "server_admits"]
 
 # Set on gateways converted from the Kubernetes Gateway API.
 GATEWAY_SEMANTICS = "internal.istio.io/gateway-semantics"
@@ -31,6 +31,25 @@ class Server(Spec):
 class GatewaySpec(Spec):
     servers: list[Server] | None = None
     selector: dict[str, str] | None = None
+
+
+def server_admits(
+    server_host: str, vs_host: str, vs_namespace: str, gateway_namespace: str
+) -> bool:
+    """A server's `[namespace/]host` admits a VirtualService's host: `*/` or no prefix
+    any namespace, `./` the Gateway's own namespace, `ns/` that one."""
+    ns, slash, host = server_host.partition("/")
+    if not slash:
+        ns, host = "*", server_host
+    if ns == ".":
+        ns = gateway_namespace
+    if ns != "*" and ns != vs_namespace:
+        return False
+    if host == "*" or vs_host == "*":
+        return True
+    if host.startswith("*"):
+        return vs_host.endswith(host[1:])
+    return host == vs_host
 
 
 def _check_host(host: str, converted: bool) -> str | None:

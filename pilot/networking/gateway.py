@@ -33,7 +33,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
-from api.networking.gateway import GatewaySpec, Server
+from api.networking.gateway import GatewaySpec, Server, server_admits
 from api.networking.virtual_service import VirtualServiceSpec
 from api.resources import Resource
 from pilot.config.index import ConfigIndex
@@ -90,7 +90,7 @@ class GatewayServer:
 
     def admits(self, host: str, vs_namespace: str) -> bool:
         ns = self.gateway.partition("/")[0]
-        return any(_server_host_matches(h, host, vs_namespace, ns) for h in self.server.hosts or [])
+        return any(server_admits(h, host, vs_namespace, ns) for h in self.server.hosts or [])
 
     def sni_names(self) -> tuple[str, ...]:
         """The SNI names this server's chain matches (none: any, for a `*` host)."""
@@ -282,25 +282,6 @@ def gateway_listener(
             )
         )
     return lis
-
-
-def _server_host_matches(
-    server_host: str, vs_host: str, vs_namespace: str, gateway_namespace: str
-) -> bool:
-    """A server's `[namespace/]host` admits a VirtualService's host: `*/` or no prefix
-    any namespace, `./` the Gateway's own namespace, `ns/` that one."""
-    ns, slash, host = server_host.partition("/")
-    if not slash:
-        ns, host = "*", server_host
-    if ns == ".":
-        ns = gateway_namespace
-    if ns != "*" and ns != vs_namespace:
-        return False
-    if host == "*" or vs_host == "*":
-        return True
-    if host.startswith("*"):
-        return vs_host.endswith(host[1:])
-    return host == vs_host
 
 
 def gateway_route_config(
