@@ -4,6 +4,8 @@
 - a host that is neither a known service nor declared by a ServiceEntry
 - two VirtualServices for one host bound to the same gateway (or the mesh)
 - a ServiceEntry host that a catalog service or an older ServiceEntry declares
+- an AuthorizationPolicy rule Pilot cannot translate, which fails closed
+  (api/security/authz_fail_closed.py)
 
 Where two resources claim the same thing Pilot uses the oldest (the catalog
 first for hosts); config not stored yet counts as the newest.
@@ -16,6 +18,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from api.issues import Issue, Severity
+from api.security.authorization_policy import AuthorizationPolicySpec
+from api.security.authz_fail_closed import fail_closed
 
 __all__ = ["analyze", "fqdn"]
 
@@ -178,4 +182,7 @@ def analyze(resources: list[Any], services: set[str]) -> dict[str, list[Issue]]:
         _check_hosts(r, services, declared, owners, out)
         _check_destinations(r, services, declared, subsets, out)
     _shared_hosts(owners, out)
-    return dict(out)
+    for r in resources:
+        if r.kind == "AuthorizationPolicy":
+            out[r.ref].extend(fail_closed(r.spec_as(AuthorizationPolicySpec), r.annotations))
+    return {ref: issues for ref, issues in out.items() if issues}

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from citadel.ca import CertificateAuthority
-from tests.e2e.harness import Mesh, eventually
+from pilot.networking import names
+from tests.e2e.harness import Mesh, Workload, eventually
 from tests.e2e.tls_server import make_pki
 
 pytestmark = pytest.mark.e2e
@@ -175,8 +176,27 @@ def get(client_port: int, host: str, path: str = "/", headers: dict[str, str] | 
         return int(err.code)
 
 
+def enforced_policies(mesh: Mesh, w: Workload, filter_name: str) -> set[str]:
+    """The AuthorizationPolicy names whose rules the proxy holds in one ECDS filter, once
+    Pilot's sync status shows it ACKed the filter configs it was last sent (else empty)."""
+    synced = any(
+        p["proxy"] == w.instance
+        and (ecds := p["types"].get("ecds", {})).get("version_acked")
+        and ecds["version_acked"] == ecds["version_sent"]
+        for p in mesh.pilot_json("/debug/syncz")["proxies"]
+    )
+    if not synced:
+        return set()
+    for config in json.loads(w.filter_configs()).get("configs", []):
+        found = config.get("ecds_filter", {})
+        if found.get("name") == filter_name:
+            keys = found.get("typed_config", {}).get("rules", {}).get("policies", {})
+            return {k.split("-policy[", 1)[1].split("]", 1)[0] for k in keys}
+    return set()
+
+
 def test_authorization_policy_allow_deny(mesh: Mesh) -> None:
-    mesh.add("orders", "orders-1", version="v7", service_account="orders-sa")
+    orders = mesh.add("orders", "orders-1", version="v7", service_account="orders-sa")
     frontend = mesh.client("frontend", service_account="frontend")
     other = mesh.client("other", service_account="other")
     eventually(lambda: get(frontend.outbound_port, "orders") == 200)
@@ -203,7 +223,19 @@ spec:
   - to:
     - operation: {paths: ["/admin*"]}
 """)
-    eventually(lambda: get(other.outbound_port, "orders") == 403, what="other identity denied")
+    # DENY and ALLOW are two ECDS resources, applied by Envoy one after the other: a
+    # request that sees the ALLOW in force proves nothing about the DENY. Wait until
+    # the orders proxy holds both (and has ACKed them), then check on the wire.
+    for filter_name, policy in [
+        (names.RBAC_DENY_FILTER, "orders-deny-admin"),
+        (names.RBAC_ALLOW_FILTER, "orders-allow"),
+    ]:
+        eventually(
+            lambda f=filter_name, p=policy: p in enforced_policies(mesh, orders, f),
+            timeout=30,
+            what=f"orders enforces {policy} in {filter_name}",
+        )
+    assert get(other.outbound_port, "orders") == 403
     assert get(frontend.outbound_port, "orders") == 200
     assert get(frontend.outbound_port, "orders", "/admin/users") == 403  # DENY wins over ALLOW
     assert get(other.outbound_port, "orders", "/admin/users") == 403

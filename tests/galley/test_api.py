@@ -182,6 +182,34 @@ def test_validate_is_a_dry_run(client: TestClient, ns: str) -> None:
     assert client.get(PA.format(ns=ns)).json()["items"] == []
 
 
+def test_apply_warns_on_authorization_rules_that_fail_closed(client: TestClient, ns: str) -> None:
+    rules = [
+        {
+            "from": [{"source": {"ipBlocks": ["10.0.0.0/255.0.0.0"]}}],
+            "to": [{"operation": {"ports": ["9080"]}}],
+        },
+        {"to": [{"operation": {"hosts": ["a-SURROGATE"], "ports": ["9080"]}}]},
+    ]
+    doc = {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": {"name": "fails-closed", "namespace": ns},
+        "spec": {"action": "DENY", "rules": rules},
+    }
+    # JSON, so that a \ud800 escape (a lone surrogate) reaches validation as a user can send it.
+    body = json.dumps(doc).replace("SURROGATE", "\\ud800")
+    r = client.post("/v1/apply", content=body, headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    found = {(w["document"], w["path"]): w["message"] for w in r.json()["warnings"]}
+    ref = f"AuthorizationPolicy/{ns}/fails-closed"
+    assert set(found) == {
+        (ref, "spec.rules[0].from[0].source.ipBlocks[0]"),
+        (ref, "spec.rules[1].to[0].operation.hosts[0]"),
+    }
+    assert all(m.endswith("(every request is denied).") for m in found.values())
+    assert "write 10.0.0.0/8" in found[(ref, "spec.rules[0].from[0].source.ipBlocks[0]")]
+
+
 def test_a_second_galley_sees_everything(consul_agent: str, ns: str) -> None:
     with _client(consul_agent) as first:
         assert first.post(PA.format(ns=ns), json=pa("kept"), headers=AUTH).status_code == 201

@@ -9,9 +9,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from typing import Any
 
 import pytest
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,11 +27,15 @@ from pilot.config.fake import FakeConfigSource
 from pilot.debounce import Batch
 from pilot.metrics import Metrics
 from pilot.model import MeshSnapshot, Proxy, ServiceKey
+from pilot.networking import names
 from pilot.registry import OnChange
 from pilot.registry.fake import FakeRegistry
 from pilot.settings import PilotSettings
+from pilot.xds.cds import ClusterGenerator
 from pilot.xds.context import PushContext
+from pilot.xds.ecds import ExtensionConfigGenerator
 from pilot.xds.eds import EndpointGenerator
+from pilot.xds.lds import ListenerGenerator
 from pilot.xds.rds import RouteGenerator
 from tests.pilot.fixtures import instance
 
@@ -201,6 +211,19 @@ PORTS = [
     "[{number: 80, name: http, protocol: HTTP}, {number: 8080, name: web, protocol: HTTP}]",
     "[{number: 5432, name: tcp, protocol: TCP}]",
 ]
+# Few names, hosts and ports, so that Gateways and the VirtualServices bound to them
+# often claim the same host on the same port.
+GATEWAYS = ["gw-a", "gw-b"]
+GATEWAY_HOSTS = ["shop.example.com", "*.example.com", "*"]
+GATEWAY_PORTS = [80, 8080]
+SIDECAR_HOSTS = [
+    "./*",
+    "*/*",
+    "istio-system/*",
+    "*/api.example.com",
+    "team-a/*",
+    "default/reviews.default.svc.cluster.local",
+]
 
 
 def _vs(name: str, ns: str, host: str) -> str:
@@ -227,33 +250,150 @@ spec:
 """
 
 
-config_item = st.tuples(
-    st.sampled_from(["se", "vs", "dr"]),
-    st.sampled_from(NAMESPACES),
-    st.sampled_from(HOSTS),
-    st.sampled_from(PORTS),
+def _gateway(name: str, ns: str, host: str, port: int) -> str:
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers: [{{port: {{number: {port}, name: http-{port}, protocol: HTTP}}, hosts: ["{host}"]}}]
+---
+"""
+
+
+def _bound_vs(name: str, ns: str, gateways: list[str], host: str) -> str:
+    """A VirtualService on gateways (and maybe the mesh) routing to the catalog's reviews."""
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  hosts: ["{host}"]
+  gateways: [{", ".join(gateways)}]
+  http: [{{route: [{{destination: {{host: reviews.default.svc.cluster.local}}}}]}}]
+---
+"""
+
+
+def _sidecar(name: str, ns: str, hosts: list[str]) -> str:
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  egress: [{{hosts: [{", ".join(f'"{h}"' for h in hosts)}]}}]
+---
+"""
+
+
+_NS = st.sampled_from(NAMESPACES)
+config_item = st.one_of(
+    st.tuples(st.just("se"), _NS, st.sampled_from(HOSTS), st.sampled_from(PORTS)),
+    st.tuples(st.just("vs"), _NS, st.sampled_from(HOSTS)),
+    st.tuples(st.just("dr"), _NS, st.sampled_from(HOSTS)),
+    st.tuples(
+        st.just("gw"),
+        _NS,
+        st.sampled_from(GATEWAYS),
+        st.sampled_from(GATEWAY_HOSTS),
+        st.sampled_from(GATEWAY_PORTS),
+    ),
+    st.tuples(
+        st.just("gwvs"),
+        _NS,
+        st.lists(
+            st.sampled_from(["mesh", *(f"{ns}/{gw}" for ns in NAMESPACES for gw in GATEWAYS)]),
+            min_size=1,
+            max_size=2,
+            unique=True,
+        ),
+        st.sampled_from(["shop.example.com", "api.example.com", "*.example.com"]),
+    ),
+    st.tuples(
+        st.just("sc"), _NS, st.lists(st.sampled_from(SIDECAR_HOSTS), min_size=1, unique=True)
+    ),
 )
+
+
+def _config_text(items: list[tuple[Any, ...]]) -> tuple[str, int]:
+    """The documents the items describe (a Gateway name taken twice in one namespace is
+    kept once) and how many there are."""
+    text, count, gateways = "", 0, set()
+    for i, (kind, ns, *rest) in enumerate(items):
+        if kind == "se":
+            host, ports = rest
+            full = host if "." in host else f"{host}.{ns}.svc.cluster.local"
+            text += service_entry(f"se{i}", ns, full, ports)
+        elif kind == "vs":
+            text += _vs(f"vs{i}", ns, rest[0])
+        elif kind == "dr":
+            text += _dr(f"dr{i}", ns, rest[0])
+        elif kind == "gw":
+            name, host, port = rest
+            if (ns, name) in gateways:
+                continue
+            gateways.add((ns, name))
+            text += _gateway(name, ns, host, port)
+        elif kind == "gwvs":
+            text += _bound_vs(f"gwvs{i}", ns, *rest)
+        else:
+            text += _sidecar(f"sc{i}", ns, rest[0])
+        count += 1
+    return text, count
+
+
+def _gateway_proxy() -> Proxy:
+    return Proxy(
+        id="gw",
+        service="ingressgateway",
+        namespace="istio-system",
+        labels={"istio": "ingressgateway"},
+        instance_ip="10.0.0.100",
+        kind="gateway",
+    )
+
+
+def _everything(ctx: PushContext, proxy: Proxy) -> tuple[set[str], dict[str, bytes]]:
+    """What the proxy gets, following names as Envoy does: (its clusters, each EDS
+    cluster's load assignment). Generating LDS, RDS and ECDS must not fail either."""
+    clusters = [
+        cluster_pb2.Cluster.FromString(r.value_bytes)
+        for r in ClusterGenerator().generate(ctx, proxy, frozenset(), None)
+    ]
+    eds = frozenset(c.name for c in clusters if c.type == cluster_pb2.Cluster.EDS)
+    assignments = {
+        r.name: r.value_bytes for r in EndpointGenerator().generate(ctx, proxy, eds, None)
+    }
+    assert set(assignments) == eds, "an EDS cluster without its load assignment"
+    routes = set()
+    for r in ListenerGenerator().generate(ctx, proxy, frozenset(), None):
+        listener = listener_pb2.Listener.FromString(r.value_bytes)
+        for chain in listener.filter_chains:
+            for f in chain.filters:
+                hcm = hcm_pb2.HttpConnectionManager()
+                if f.typed_config.Unpack(hcm) and hcm.HasField("rds"):
+                    routes.add(hcm.rds.route_config_name)
+    tables = RouteGenerator().generate(ctx, proxy, frozenset(routes), None)
+    assert {t.name for t in tables} == routes, "a listener names a route table that is not sent"
+    ExtensionConfigGenerator().generate(ctx, proxy, frozenset(names.INBOUND_AUTH_FILTERS), None)
+    return {c.name for c in clusters}, assignments
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(items=st.lists(config_item, max_size=8), ages=st.randoms())
 def test_any_valid_config_keeps_endpoint_pushes_flowing(
-    items: list[tuple[str, str, str, str]], ages: object
+    items: list[tuple[Any, ...]], ages: object
 ) -> None:
-    text = ""
-    for i, (kind, ns, host, ports) in enumerate(items):
-        if kind == "se":
-            text += service_entry(
-                f"se{i}", ns, host if "." in host else f"{host}.{ns}.svc.cluster.local", ports
-            )
-        elif kind == "vs":
-            text += _vs(f"vs{i}", ns, host)
-        else:
-            text += _dr(f"dr{i}", ns, host)
-    order = list(range(len(items)))
+    text, count = _config_text(items)
+    order = list(range(count))
     ages.shuffle(order)  # type: ignore[attr-defined]
+    scoped = {ns for kind, ns, *_ in items if kind == "sc"}  # namespaces a Sidecar narrows
 
     async def scenario() -> None:
         pilot, registry, config = _pilot()
@@ -267,8 +407,13 @@ def test_any_valid_config_keeps_endpoint_pushes_flowing(
         assert len(snap.services[ServiceKey("reviews", "default")].instances) == 2
         ctx = pilot.ads.context
         assert ctx is not None and ctx.consistent(NAMESPACES) == []
-        for ns in NAMESPACES:
-            (cla,) = EndpointGenerator().generate(ctx, _proxy(ns), frozenset({REVIEWS}), None)
-            assert cla.value_bytes.count(b"10.0.0.2") == 1, f"proxy in {ns} missed the new endpoint"
+        for proxy in [*(_proxy(ns) for ns in NAMESPACES), _gateway_proxy()]:
+            clusters, assignments = _everything(ctx, proxy)
+            if proxy.kind == "gateway" or proxy.namespace not in scoped:
+                assert REVIEWS in clusters, f"{proxy.id} lost the reviews cluster"
+            if REVIEWS in clusters:
+                assert assignments[REVIEWS].count(b"10.0.0.2") == 1, (
+                    f"{proxy.id} missed the new endpoint"
+                )
 
     asyncio.run(scenario())
