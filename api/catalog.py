@@ -14,6 +14,11 @@ Meta keys with a meaning of their own:
 - ``protocol``         ``http`` (default) or ``tcp``
 - ``tls_mode``         ``istio`` when the instance's sidecar has a mesh identity
                        (it then accepts mutual TLS; clients use it automatically)
+- ``region``, ``zone``, ``subzone``
+                       the instance's locality (Istio's region/zone/subzone), labels
+                       too; the region defaults to the Consul datacenter, and each
+                       key may instead be set once for every service on a node, as
+                       node meta
 
 Every other meta key, and every ``key=value`` tag, is a workload label
 (``version=v1`` and the like), which DestinationRule subsets select on.
@@ -36,6 +41,7 @@ __all__ = [
     "CatalogError",
     "Instance",
     "instance_from_health_entry",
+    "locality_label",
     "registration_payload",
 ]
 
@@ -43,6 +49,8 @@ DEFAULT_NAMESPACE = "default"
 DEFAULT_SERVICE_ACCOUNT = "default"
 DEFAULT_SERVICE_PORT = 80
 RESERVED_META = frozenset({"namespace", "service_account", "service_port", "protocol", "tls_mode"})
+# Meta keys that say where an instance runs; labels too (a subset may select a zone).
+LOCALITY_META = ("region", "zone", "subzone")
 
 # Consul's own rule for meta keys; label keys must fit it to travel as meta.
 _META_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -67,6 +75,8 @@ class Instance:
     protocol: str = "http"
     labels: Mapping[str, str] = field(default_factory=dict)
     tls_mode: str = "disabled"  # "istio": the sidecar terminates mesh mTLS
+    # Istio's locality label, "region/zone/subzone" (trailing parts may be absent; "" for none).
+    locality: str = ""
 
     def sort_key(self) -> tuple[str, int, str]:
         return (self.address, self.port, self.id)
@@ -97,6 +107,25 @@ def _int_or(value: str | None, default: int) -> int:
         return int(value) if value else default
     except ValueError:
         return default
+
+
+def _locality_part(value: Any) -> str:
+    """A region, zone or subzone: "" when unset, or when it could not be one ('/' splits them)."""
+    return value if isinstance(value, str) and "/" not in value else ""
+
+
+def locality_label(region: str, zone: str = "", subzone: str = "") -> str:
+    """Istio's locality label: `region/zone/subzone`, trailing empty parts left out."""
+    return "/".join((region, zone, subzone)).rstrip("/")
+
+
+def _locality(meta: Mapping[str, str], node: Mapping[str, Any]) -> str:
+    """The instance's meta, else its node's meta; the region defaults to the datacenter."""
+    node_meta = node.get("Meta") or {}
+    region, zone, subzone = (
+        _locality_part(meta.get(key)) or _locality_part(node_meta.get(key)) for key in LOCALITY_META
+    )
+    return locality_label(region or _locality_part(node.get("Datacenter")), zone, subzone)
 
 
 def instance_from_health_entry(entry: Mapping[str, Any]) -> Instance | None:
@@ -132,6 +161,7 @@ def instance_from_health_entry(entry: Mapping[str, Any]) -> Instance | None:
         protocol=protocol if protocol in ("http", "tcp") else "http",
         labels=_labels_from(tags, meta),
         tls_mode="istio" if meta.get("tls_mode") == "istio" else "disabled",
+        locality=_locality(meta, node),
     )
 
 
@@ -148,8 +178,12 @@ def registration_payload(
     check_http: str | None = None,
     check_interval: str = "1s",
     mtls: bool = False,
+    region: str = "",
+    zone: str = "",
+    subzone: str = "",
 ) -> dict[str, Any]:
-    """The body of ``PUT /v1/agent/service/register`` for one mesh workload."""
+    """The body of ``PUT /v1/agent/service/register`` for one mesh workload. Without a
+    region, the instance's region is its Consul datacenter."""
     if not is_k8s_label(service):
         raise CatalogError(f"service {service!r}: must be a DNS label (a-z, 0-9, '-')")
     if not is_k8s_label(namespace):
@@ -160,6 +194,14 @@ def registration_payload(
         if not 1 <= value <= 65535:
             raise CatalogError(f"{name} {value}: must be within 1..65535")
     labels = dict(labels or {})
+    locality = {"region": region, "zone": zone, "subzone": subzone}
+    for key, part in locality.items():
+        if "/" in part:
+            raise CatalogError(f"{key} {part!r}: must not contain '/'")
+        if part and labels.get(key, part) != part:
+            raise CatalogError(f"{key} {part!r}: the label {key}={labels[key]!r} says otherwise")
+    if subzone and not (zone or labels.get("zone")):
+        raise CatalogError("subzone: needs a zone")
     for key in labels:
         if not _META_KEY.fullmatch(key) or key in RESERVED_META:
             raise CatalogError(
@@ -174,6 +216,7 @@ def registration_payload(
     }
     if mtls:
         meta["tls_mode"] = "istio"
+    meta.update({key: value for key, value in locality.items() if value})
     body: dict[str, Any] = {
         "ID": instance_id,
         "Name": service,

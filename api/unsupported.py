@@ -26,11 +26,6 @@ def _every_policy(path: str, what: str) -> tuple[tuple[str, str], ...]:
     return tuple((f"{level}.{path}", what) for level in levels)
 
 
-_NOT_REGISTERED = (
-    "workload entries do not become endpoints yet: register the workload in the Consul "
-    "catalog (`meshctl register`)"
-)
-
 # kind -> (path in the spec, camelCase, `[]` for every list item; what happens instead;
 # optionally the one value of that field that is not applied)
 NOT_APPLIED: dict[str, tuple[tuple[str, str] | tuple[str, str, str], ...]] = {
@@ -45,7 +40,10 @@ NOT_APPLIED: dict[str, tuple[tuple[str, str] | tuple[str, str, str], ...]] = {
         ("http[].delegate", "delegation is not supported: the route answers 503"),
         ("http[].redirect.prefixRewrite", "the path is not rewritten by the redirect"),
         ("http[].redirect.derivePort", "the redirect keeps the request's port"),
-        ("http[].retries.retryRemoteLocalities", "endpoints have no locality here"),
+        (
+            "http[].retries.retryRemoteLocalities",
+            "a retry does not prefer another locality's priority (Envoy's own choice)",
+        ),
         ("http[].corsPolicy.unmatchedPreflights", "unmatched preflights go to the app"),
         ("http[].match[].name", "match names only label routes"),
         ("http[].match[].statPrefix", "no per-match stats"),
@@ -56,10 +54,10 @@ NOT_APPLIED: dict[str, tuple[tuple[str, str] | tuple[str, str, str], ...]] = {
         *_every_policy("tunnel", "no tunnelling: connections go to the endpoint directly"),
         *_every_policy("proxyProtocol", "no PROXY protocol header is sent"),
         *_every_policy("retryBudget", "retries are limited by maxRetries only"),
-        *_every_policy("loadBalancer.localityLbSetting", "endpoints have no locality here"),
         *_every_policy(
             "loadBalancer.zoneAwareLbSetting",
-            "endpoints have no locality here: no zone-aware routing",
+            "no zone-aware routing: the mesh's locality load balancing applies instead "
+            "(failover by locality when outlier detection is set)",
         ),
         *_every_policy("loadBalancer.warmupDurationSecs", "no slow start"),
         *_every_policy("loadBalancer.warmup", "no slow start"),
@@ -102,9 +100,7 @@ NOT_APPLIED: dict[str, tuple[tuple[str, str] | tuple[str, str, str], ...]] = {
     "ServiceEntry": (
         ("exportTo", "the hosts are visible in every namespace"),
         ("addresses", "no virtual IP: reach the host by name through the sidecar"),
-        ("workloadSelector", "selected workloads do not become endpoints"),
         ("endpoints[].network", "one network"),
-        ("endpoints[].locality", "endpoints have no locality here"),
         ("endpoints[].weight", "endpoints are weighted equally"),
     ),
     "Sidecar": (
@@ -133,15 +129,26 @@ NOT_APPLIED: dict[str, tuple[tuple[str, str] | tuple[str, str, str], ...]] = {
         ("targetRefs", _NO_TARGETS),
     ),
     "AuthorizationPolicy": (("targetRef", _NO_TARGETS), ("targetRefs", _NO_TARGETS)),
-    "WorkloadEntry": (("address", _NOT_REGISTERED),),
+    "WorkloadEntry": (
+        ("network", "one network: the address is dialed directly"),
+        ("weight", "endpoints are weighted equally"),
+    ),
+    # A group is the template `meshctl register --workload-group` reads (see README).
     "WorkloadGroup": (
-        ("template", _NOT_REGISTERED),
-        ("metadata", _NOT_REGISTERED),
+        ("metadata.annotations", "catalog instances carry no annotations"),
+        (
+            "template.ports",
+            "a registered workload's port is its sidecar's inbound port (`meshctl register "
+            "--port`); the app's port is the sidecar's `--app-port`",
+        ),
+        ("template.network", "one network"),
+        ("template.locality", "the registered instance's locality comes from its registration"),
+        ("template.weight", "endpoints are weighted equally"),
         (
             "probe",
-            "the probe is not run: workloads are not registered from this group, so a "
-            "workload's health comes from its Consul health checks (only passing "
-            "instances receive traffic)",
+            "the probe is not run: a registered workload's health comes from its Consul "
+            "health checks (`meshctl register --check-http`); only passing instances "
+            "receive traffic",
         ),
     ),
 }

@@ -163,6 +163,9 @@ class SidecarBootstrap:
     # Envoy's stats in Prometheus format on this port (as Istio's 15090), at /stats/prometheus.
     stats_port: int | None = None
     delta: bool = False  # incremental xDS instead of State of the World
+    # The node's (region, zone, sub_zone): Pilot orders and weighs endpoints relative to it
+    # when locality load balancing is in force.
+    locality: tuple[str, str, str] = ("", "", "")
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -247,8 +250,12 @@ class SidecarBootstrap:
                 max_interval=duration_pb2.Duration(seconds=2),
             )
         )
+        region, zone, sub_zone = self.locality
+        node = base_pb2.Node(id=self.node_id, cluster=self.service, metadata=metadata)
+        if region or zone or sub_zone:
+            node.locality.CopyFrom(base_pb2.Locality(region=region, zone=zone, sub_zone=sub_zone))
         return bootstrap_pb2.Bootstrap(
-            node=base_pb2.Node(id=self.node_id, cluster=self.service, metadata=metadata),
+            node=node,
             admin=bootstrap_pb2.Admin(address=_address("127.0.0.1", self.admin_port)),
             static_resources=static,
             dynamic_resources=bootstrap_pb2.Bootstrap.DynamicResources(

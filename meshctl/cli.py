@@ -16,8 +16,8 @@ import consul
 import requests
 
 from api.addrs import split_addr
-from api.catalog import CatalogError, registration_payload
-from meshctl.registration import register
+from api.catalog import DEFAULT_NAMESPACE, CatalogError, registration_payload
+from meshctl.registration import from_group, read_group, register
 
 __all__ = ["main"]
 
@@ -53,20 +53,49 @@ def _label(value: str) -> tuple[str, str]:
     return key, val
 
 
+def _registration_fields(args: argparse.Namespace) -> tuple[str, str, dict[str, str]]:
+    """(namespace, service account, labels) to register: the flags', or with
+    --workload-group, the group's template merged with them (see `from_group`)."""
+    namespace, labels = args.namespace, dict(args.label)
+    if not args.workload_group:
+        return namespace, args.service_account, labels
+    group_ns, _, name = args.workload_group.rpartition("/")
+    if group_ns and namespace not in (DEFAULT_NAMESPACE, group_ns):
+        raise CatalogError(f"namespace {namespace!r}: the WorkloadGroup is in {group_ns!r}")
+    namespace = group_ns or namespace
+    try:
+        group = read_group(args.consul_addr[0], args.consul_addr[1], namespace, name)
+    except (consul.ConsulException, requests.RequestException) as err:
+        raise CliError(f"consul at {args.consul_addr[0]}:{args.consul_addr[1]}: {err}") from err
+    fields = from_group(group, args.service_account, labels)
+    return namespace, fields.service_account, fields.labels
+
+
+def _locality_args(p: argparse.ArgumentParser, region_default: str) -> None:
+    """Where the workload runs: priorities and weights of locality load balancing."""
+    p.add_argument("--region", default="", help=f"locality region ({region_default})")
+    p.add_argument("--zone", default="", help="locality zone")
+    p.add_argument("--subzone", default="", help="locality subzone (needs --zone)")
+
+
 def cmd_register(args: argparse.Namespace) -> int:
     try:
+        namespace, service_account, labels = _registration_fields(args)
         body = registration_payload(
             service=args.service,
             instance_id=args.id,
             address=args.address,
             port=args.port,
-            namespace=args.namespace,
-            service_account=args.service_account,
+            namespace=namespace,
+            service_account=service_account,
             service_port=args.service_port,
-            labels=dict(args.label),
+            labels=labels,
             check_http=args.check_http,
             check_interval=args.check_interval,
             mtls=args.mtls,
+            region=args.region,
+            zone=args.zone,
+            subzone=args.subzone,
         )
     except CatalogError as err:
         raise CliError(str(err)) from err
@@ -74,9 +103,7 @@ def cmd_register(args: argparse.Namespace) -> int:
         register(args.consul_addr[0], args.consul_addr[1], body)
     except (consul.ConsulException, requests.RequestException) as err:
         raise CliError(f"consul at {args.consul_addr[0]}:{args.consul_addr[1]}: {err}") from err
-    print(
-        f"registered {body['ID']} ({body['Name']}.{args.namespace} at {args.address}:{args.port})"
-    )
+    print(f"registered {body['ID']} ({body['Name']}.{namespace} at {args.address}:{args.port})")
     return 0
 
 
@@ -107,6 +134,15 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     ports = [p for p in (args.admin_port, args.outbound_port, args.inbound_port) if p is not None]
     if len(set(ports)) != len(ports):
         raise CliError("--admin-port, --outbound-port and --inbound-port must differ")
+    if (args.zone or args.subzone) and not args.region:
+        raise CliError(
+            "--zone needs --region: the region instances have (their Consul datacenter, "
+            "e.g. dc1, unless registered with --region)"
+        )
+    if args.subzone and not args.zone:
+        raise CliError("--subzone needs --zone")
+    if any("/" in part for part in (args.region, args.zone, args.subzone)):
+        raise CliError("--region, --zone and --subzone must not contain '/'")
     spec = SidecarBootstrap(
         pilots=tuple(args.pilot_addr),
         service=args.service,
@@ -126,6 +162,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         pilot_identity=args.pilot_identity if args.pilot_tls else None,
         stats_port=args.stats_port,
         delta=args.delta,
+        locality=(args.region, args.zone, args.subzone),
     )
     if args.pilot_tls and not args.root_cert:
         raise CliError("--pilot-tls needs --root-cert to verify Pilot with")
@@ -371,6 +408,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the sidecar has a mesh identity: clients use mutual TLS to it",
     )
+    reg.add_argument(
+        "--workload-group",
+        default=None,
+        metavar="[NS/]NAME",
+        help="take the namespace, service account and labels from this WorkloadGroup's "
+        "template (applied through Galley); --label values win over the group's",
+    )
+    _locality_args(reg, "default: the Consul datacenter")
     reg.set_defaults(func=cmd_register)
 
     dereg = sub.add_parser("deregister", help="remove a workload instance from the catalog")
@@ -434,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the SPIFFE identity Pilot's certificate must carry",
     )
     boot.add_argument("-o", "--output", default=None, help="write to a file instead of stdout")
+    _locality_args(boot, "as instances have it: their Consul datacenter unless set")
     boot.set_defaults(func=cmd_bootstrap)
 
     def galley(p: argparse.ArgumentParser) -> None:

@@ -1,12 +1,26 @@
-"""Writing a workload into the Consul catalog, the one way meshctl does it."""
+"""Writing a workload into the Consul catalog, the one way meshctl does it.
+
+A WorkloadGroup is Istio's template for VM workloads: istiod makes a
+WorkloadEntry from it when a VM's proxy connects. Here a workload joins by
+registering in the catalog, so `meshctl register --workload-group` takes the
+group's template instead: its namespace, service account and labels. The
+instance is then a catalog instance like any other.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import consul
 
-__all__ = ["register"]
+from api.catalog import DEFAULT_SERVICE_ACCOUNT, CatalogError
+
+if TYPE_CHECKING:
+    from api.networking.workload_entry import WorkloadGroupSpec
+
+__all__ = ["FromGroup", "from_group", "read_group", "register"]
 
 
 def register(host: str, port: int, body: dict[str, Any]) -> None:
@@ -20,3 +34,46 @@ def register(host: str, port: int, body: dict[str, Any]) -> None:
         meta=body["Meta"],
         check=body.get("Check"),
     )
+
+
+def read_group(host: str, port: int, namespace: str, name: str) -> WorkloadGroupSpec:
+    """The WorkloadGroup Galley stored in Consul KV, validated again as Pilot reads config."""
+    # Here, not at the top: every meshctl command imports this module.
+    from api.networking.workload_entry import WorkloadGroupSpec
+    from api.store import StoredResource, decode, key_for
+
+    key = key_for("WorkloadGroup", namespace, name)
+    _, item = consul.Consul(host=host, port=port).kv.get(key)
+    if item is None:
+        raise CatalogError(f"WorkloadGroup {namespace}/{name} is not in the mesh config")
+    decoded = decode(key, item.get("Value"), int(item.get("ModifyIndex") or 0))
+    if not isinstance(decoded, StoredResource):
+        issues = "; ".join(str(i) for i in decoded.errors)
+        raise CatalogError(f"WorkloadGroup {namespace}/{name} is not valid: {issues}")
+    return decoded.resource.spec_as(WorkloadGroupSpec)
+
+
+@dataclass(frozen=True, slots=True)
+class FromGroup:
+    """What a registration takes from its WorkloadGroup."""
+
+    service_account: str
+    labels: dict[str, str]
+
+
+def from_group(
+    group: WorkloadGroupSpec, service_account: str, labels: Mapping[str, str]
+) -> FromGroup:
+    """Istio's precedence for an entry made from a group: the workload's own labels over
+    the group's metadata labels over the template's; the template's service account, which
+    the workload may leave at the default but not contradict."""
+    template = group.template
+    if template is None:  # refused by validation: a stored group always has one
+        raise CatalogError("the WorkloadGroup has no template")
+    account = template.service_account or service_account
+    if service_account not in (DEFAULT_SERVICE_ACCOUNT, account):
+        raise CatalogError(
+            f"service account {service_account!r}: the WorkloadGroup's template says {account!r}"
+        )
+    meta = group.metadata.labels if group.metadata is not None else None
+    return FromGroup(account, {**(template.labels or {}), **(meta or {}), **labels})

@@ -11,13 +11,17 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from api.catalog import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, Instance
+from api.catalog import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, Instance, locality_label
+from api.checks import is_ip
 from api.mesh_config import ExtensionProvider
+from api.networking.policy import Port
+from api.networking.policy_checks import UNIX_PREFIX
 from api.networking.service_entry import ServiceEntrySpec, WorkloadEntry
 from api.resources import Resource
-from pilot.config.index import ConfigIndex
+from pilot.config.index import ConfigIndex, workload_labels
 from pilot.conflicts import (
     Conflict,
+    gateway_route_conflicts,
     gateway_server_conflicts,
     host_owners,
     virtual_service_conflicts,
@@ -138,11 +142,12 @@ class MeshSnapshot:
         owners, conflicts = host_owners(catalog, entries)
         trust_domain = (mesh or MeshConfig()).trust_domain
         for entry in entries:
-            for svc in service_entry_services([entry], trust_domain):
+            for svc in service_entry_services([entry], trust_domain, index):
                 if owners.get(svc.hostname) == entry.ref:
                     services.setdefault(svc.key, svc)
         conflicts += virtual_service_conflicts(index.of("VirtualService"))
         conflicts += gateway_server_conflicts(index.of("Gateway"))
+        conflicts += gateway_route_conflicts(index.of("Gateway"), index.of("VirtualService"))
         return cls(
             version=version,
             services=MappingProxyType(services),
@@ -168,13 +173,17 @@ _HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"})
 
 
 def service_entry_services(
-    entries: Sequence[Resource], trust_domain: str = "cluster.local"
+    entries: Sequence[Resource],
+    trust_domain: str = "cluster.local",
+    config: ConfigIndex | None = None,
 ) -> list[Service]:
     """Services declared by ServiceEntries: one per (host, port), wildcard hosts left out.
 
     STATIC entries carry their endpoints (EDS); DNS entries let Envoy resolve
-    the endpoint addresses, or the host itself when no endpoint is listed.
-    As Istio's registry does, an endpoint terminates mesh mTLS when its
+    the endpoint addresses, or the host itself when no endpoint is listed and
+    no workloadSelector is set. With a workloadSelector the endpoints are the
+    WorkloadEntries `config` holds that it selects (see `_endpoints`). As
+    Istio's registry does, an endpoint terminates mesh mTLS when its
     `security.istio.io/tlsMode` label says `istio`, or, without that label,
     when it names a service account.
     """
@@ -182,10 +191,12 @@ def service_entry_services(
     for r in entries:
         spec = r.spec_as(ServiceEntrySpec)
         resolution = spec.resolution or "NONE"
+        dns = resolution in ("DNS", "DNS_ROUND_ROBIN")
+        endpoints = _endpoints(r, spec, dns, config or ConfigIndex())
         accounts = {
-            spiffe_uri(trust_domain, r.namespace, ep.service_account)
-            for ep in spec.endpoints or []
-            if ep.service_account
+            spiffe_uri(trust_domain, r.namespace, ep.entry.service_account)
+            for ep in endpoints
+            if ep.entry.service_account
         }
         names = tuple(sorted({*(spec.subject_alt_names or []), *accounts}))
         for host in spec.hosts or []:
@@ -195,33 +206,19 @@ def service_entry_services(
                 if port.number is None:  # refused by validation: never reaches Pilot
                     continue
                 protocol = "http" if (port.protocol or "").upper() in _HTTP_PROTOCOLS else "tcp"
-                instances = []
-                endpoints: list[WorkloadEntry | None] = list(spec.endpoints or [])
-                if not endpoints and resolution in ("DNS", "DNS_ROUND_ROBIN"):
-                    endpoints = [None]
-                for i, ep in enumerate(endpoints):
-                    # A STATIC endpoint may lack an address (validation only warns when it
-                    # names a network); the proto reads an unset address as "".
-                    address = (ep.address or "") if ep is not None else host
-                    ep_port = (
-                        ep.ports.get(port.name)
-                        if ep is not None and ep.ports and port.name is not None
-                        else None
-                    )
-                    target = ep_port or port.target_port or port.number
-                    instances.append(
+                instances = [_instance(ep, r.namespace, host, port, protocol) for ep in endpoints]
+                if not endpoints and dns and spec.workload_selector is None:
+                    instances = [
                         Instance(
-                            id=f"{r.namespace}/{r.name}/{host}/{i}",
+                            id=f"{r.namespace}/{r.name}/{host}",
                             service=host,
                             namespace=r.namespace,
-                            address=address,
-                            port=int(target),
+                            address=host,
+                            port=int(port.target_port or port.number),
                             service_port=port.number,
                             protocol=protocol,
-                            labels=dict(ep.labels or {}) if ep is not None else {},
-                            tls_mode=_tls_mode(ep),
                         )
-                    )
+                    ]
                 key = ServiceKey(host, r.namespace, host=host, port=port.number)
                 out.append(
                     Service(
@@ -229,7 +226,11 @@ def service_entry_services(
                         port.number,
                         protocol,
                         tuple(instances),
-                        resolution="DNS" if resolution in ("DNS", "DNS_ROUND_ROBIN") else "EDS",
+                        # A selector that picks nothing Envoy can dial: Istio sends no cluster
+                        # (503); here an EDS cluster without endpoints does the same, since an
+                        # empty DNS one with mesh TLS matches crashes Envoy's validate mode
+                        # (1.36 and 1.40).
+                        resolution="DNS" if dns and any(i.address for i in instances) else "EDS",
                         external=True,
                         mesh_external=spec.location != "MESH_INTERNAL",
                         subject_alt_names=names,
@@ -238,13 +239,80 @@ def service_entry_services(
     return out
 
 
-def _tls_mode(endpoint: WorkloadEntry | None) -> str:
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    """A ServiceEntry endpoint: listed in the entry, or a WorkloadEntry it selects."""
+
+    id: str
+    entry: WorkloadEntry
+    labels: Mapping[str, str]
+
+
+def _endpoints(
+    r: Resource, spec: ServiceEntrySpec, dns: bool, config: ConfigIndex
+) -> list[_Endpoint]:
+    """The entry's own endpoints; with a workloadSelector, as Istio's registry picks them:
+    the WorkloadEntries of the entry's namespace whose labels (spec, overlaid by metadata)
+    match, by name. An entry whose address is a host name serves DNS entries only; one on
+    a unix socket serves none here (Istio gives those to DNS entries, but a DNS cluster
+    resolves names: it has no socket path to dial). Resolution NONE selects nothing
+    (validation warns that the selector has no effect)."""
+    if spec.workload_selector is None:
+        return [
+            _Endpoint(f"{r.namespace}/{r.name}/{i}", ep, ep.labels or {})
+            for i, ep in enumerate(spec.endpoints or [])
+        ]
+    if (spec.resolution or "NONE") == "NONE":
+        return []
+    out = []
+    for we in config.workload_entries(r.namespace, spec.workload_selector.labels or {}):
+        entry = we.spec_as(WorkloadEntry)
+        address = entry.address or ""
+        if address.startswith(UNIX_PREFIX) or (address and not dns and not is_ip(address)):
+            continue
+        out.append(_Endpoint(f"{we.namespace}/{we.name}", entry, workload_labels(we)))
+    return out
+
+
+def _instance(ep: _Endpoint, namespace: str, host: str, port: Port, protocol: str) -> Instance:
+    """An endpoint for one ServiceEntry port: Istio's port rule is the endpoint's port of
+    that name, else the port's targetPort, else its number."""
+    number = port.number or 0
+    target = (ep.entry.ports or {}).get(port.name or "") or port.target_port or number
+    return Instance(
+        id=f"{ep.id}/{host}",
+        service=host,
+        namespace=namespace,
+        # An entry may lack an address (validation only warns when it names a network:
+        # Istio's multi-network case); the endpoint builder leaves such an instance out.
+        address=ep.entry.address or "",
+        port=int(target),
+        service_port=number,
+        service_account=ep.entry.service_account or DEFAULT_SERVICE_ACCOUNT,
+        protocol=protocol,
+        labels=dict(ep.labels),
+        tls_mode=_tls_mode(ep.labels, ep.entry.service_account),
+        locality=_locality(ep.entry.locality, ep.labels),
+    )
+
+
+# Istio's locality labels, for an endpoint that does not say its locality: the current one
+# first; Kubernetes label values cannot hold '/', so '.' stands for it there.
+_LOCALITY_LABELS = ("topology.istio.io/locality", "istio-locality")
+
+
+def _locality(locality: str | None, labels: Mapping[str, str]) -> str:
+    """An endpoint's `region/zone/subzone`: its locality field, else its locality label."""
+    if not locality:
+        label = next((labels[k] for k in _LOCALITY_LABELS if k in labels), "")
+        locality = label if "/" in label else label.replace(".", "/")
+    return locality.rstrip("/")
+
+
+def _tls_mode(labels: Mapping[str, str], service_account: str | None) -> str:
     """Istio's rule for a ServiceEntry endpoint: its tlsMode label, else `istio` when it
     names a service account (a workload with a mesh identity), else disabled."""
-    if endpoint is None:
-        return "disabled"
-    default = "istio" if endpoint.service_account else "disabled"
-    mode = (endpoint.labels or {}).get(TLS_MODE_LABEL, default)
+    mode = labels.get(TLS_MODE_LABEL, "istio" if service_account else "disabled")
     return "istio" if mode == "istio" else "disabled"
 
 
@@ -258,6 +326,15 @@ def _sds_field(meta: Mapping[str, Any]) -> tuple[str, str, str] | None:
     if all(isinstance(v, str) and v for v in values):
         return values  # type: ignore[return-value]
     return None
+
+
+def _node_locality(parts: Sequence[str]) -> str:
+    """A node's locality as a label; a part that could not be one ('/' separates them;
+    a claim is bounded) is left empty."""
+    region, zone, subzone = (
+        p if "/" not in p and len(p) <= 128 else "" for p in (*parts, "", "", "")[:3]
+    )
+    return locality_label(region, zone, subzone)
 
 
 def _port_field(meta: Mapping[str, Any], key: str) -> int | None:
@@ -289,9 +366,19 @@ class Proxy:
     kind: str = "sidecar"
     # Where this proxy gets its mesh identity (None: no mTLS possible for it).
     sds: tuple[str, str, str] | None = None  # (Citadel address, token file, root cert file)
+    # The node's locality as Istio's label, "region/zone/subzone" ("" when not set): the
+    # priorities of its endpoints depend on it when locality load balancing is in force.
+    locality: str = ""
 
     @classmethod
-    def from_node(cls, node_id: str, cluster: str, metadata: Mapping[str, Any]) -> Proxy:
+    def from_node(
+        cls,
+        node_id: str,
+        cluster: str,
+        metadata: Mapping[str, Any],
+        locality: Sequence[str] = (),
+    ) -> Proxy:
+        """`locality`: the node's (region, zone, sub_zone)."""
         labels_raw = metadata.get("LABELS")
         labels = (
             {str(k): str(v) for k, v in labels_raw.items()}
@@ -310,6 +397,7 @@ class Proxy:
             instance_ip=_str_field(metadata, "INSTANCE_IP", "127.0.0.1"),
             kind=_str_field(metadata, "PROXY_KIND", "sidecar"),
             sds=_sds_field(metadata),
+            locality=_node_locality(locality),
         )
 
     @property
@@ -324,4 +412,5 @@ class Proxy:
             self.app_port,
             self.instance_ip,
             self.sds,
+            self.locality,
         )

@@ -1,9 +1,10 @@
 """WorkloadEntry and WorkloadGroup (networking.istio.io): VMs and other non-catalog
 workloads, validated as Istio does.
 
-Pilot does not register them as endpoints yet (register such workloads in the
-Consul catalog with `meshctl register`); api/unsupported.py says so at apply.
-The entry's shape is ServiceEntry's endpoint model.
+A WorkloadEntry becomes an endpoint of the ServiceEntries of its namespace whose
+workloadSelector matches its labels (pilot/model.py). A WorkloadGroup is the
+template `meshctl register --workload-group` registers a catalog instance from
+(meshctl/registration.py). The entry's shape is ServiceEntry's endpoint model.
 """
 
 from __future__ import annotations

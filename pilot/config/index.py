@@ -13,11 +13,12 @@ from types import MappingProxyType
 
 from api.analyze import fqdn
 from api.networking.destination_rule import DestinationRuleSpec
+from api.networking.service_entry import WorkloadEntry
 from api.networking.sidecar import SidecarSpec
 from api.networking.virtual_service import VirtualServiceSpec
 from api.resources import Resource
 
-__all__ = ["ConfigIndex", "fqdn", "gateway_ref"]
+__all__ = ["ConfigIndex", "fqdn", "gateway_ref", "workload_labels"]
 
 
 def _dr(r: Resource) -> DestinationRuleSpec:
@@ -32,6 +33,11 @@ def _host_matches(pattern: str, host: str) -> bool:
     return host.endswith(pattern[1:]) if pattern.startswith("*") else pattern == host
 
 
+def workload_labels(entry: Resource) -> dict[str, str]:
+    """A WorkloadEntry's labels as Istio reads them: its spec's, overlaid by its metadata's."""
+    return {**(entry.spec_as(WorkloadEntry).labels or {}), **entry.labels}
+
+
 def _by_age(resources: Sequence[Resource]) -> list[Resource]:
     """Oldest first: Istio resolves conflicts by creation time, here Consul's CreateIndex
     (ties, and config that was never stored: by namespace and name)."""
@@ -44,13 +50,24 @@ class ConfigIndex:
     _by_kind: Mapping[str, tuple[Resource, ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    # WorkloadEntries by namespace, by name: what a ServiceEntry's workloadSelector searches.
+    _workload_entries: Mapping[str, tuple[Resource, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     @classmethod
     def build(cls, resources: Sequence[Resource]) -> ConfigIndex:
         by_kind: dict[str, list[Resource]] = {}
         for r in _by_age(resources):
             by_kind.setdefault(r.kind, []).append(r)
-        return cls(tuple(resources), MappingProxyType({k: tuple(v) for k, v in by_kind.items()}))
+        entries: dict[str, list[Resource]] = {}
+        for r in sorted(by_kind.get("WorkloadEntry", []), key=lambda r: r.name):
+            entries.setdefault(r.namespace, []).append(r)
+        return cls(
+            tuple(resources),
+            MappingProxyType({k: tuple(v) for k, v in by_kind.items()}),
+            MappingProxyType({k: tuple(v) for k, v in entries.items()}),
+        )
 
     def of(self, kind: str) -> tuple[Resource, ...]:
         return self._by_kind.get(kind, ())
@@ -90,6 +107,15 @@ class ConfigIndex:
             r
             for r in self.of("VirtualService")
             if gateway in [gateway_ref(g, r.namespace) for g in (_vs(r).gateways or [])]
+        ]
+
+    def workload_entries(self, namespace: str, selector: Mapping[str, str]) -> list[Resource]:
+        """The WorkloadEntries of a namespace that carry every selector label (an empty
+        selector: all of them), by name, as a ServiceEntry's workloadSelector picks them."""
+        return [
+            r
+            for r in self._workload_entries.get(namespace, ())
+            if all(workload_labels(r).get(k) == v for k, v in selector.items())
         ]
 
     def sidecar_for(self, namespace: str, labels: Mapping[str, str]) -> Resource | None:

@@ -17,7 +17,13 @@ from pilot.model import Service, spiffe_uri
 from pilot.networking import mtls, names
 from pilot.networking.endpoint import load_assignment
 from pilot.networking.protos import pack
-from pilot.networking.traffic_policy import Policy, apply_policy, envoy_can_load, san_matchers
+from pilot.networking.traffic_policy import (
+    Policy,
+    apply_policy,
+    envoy_can_load,
+    locality_lb,
+    san_matchers,
+)
 
 __all__ = ["MeshTls", "inbound_cluster", "outbound_cluster", "server_identities"]
 
@@ -107,6 +113,12 @@ def outbound_cluster(
     server_names = service.subject_alt_names if service.external else ()
     if policy is not None and not apply_policy(cluster, policy, service.hostname, server_names):
         return _unusable(name, "its TLS settings name files or secrets this proxy cannot use")
+    if policy is not None and service.resolution != "DNS":
+        # Locality weights come with each proxy's endpoints (EDS); a DNS cluster's endpoints
+        # are in the cluster, shared by every proxy, so they get no locality weighting.
+        lb = locality_lb(policy)
+        if lb is not None and lb.weighted:
+            cluster.common_lb_config.locality_weighted_lb_config.SetInParent()
     istio_mutual = tls is not None and tls.mode == "ISTIO_MUTUAL"
     if mesh is None and istio_mutual:
         # Mesh mTLS asked for, by a proxy with no mesh identity: never plaintext.

@@ -3,7 +3,8 @@
 Load balancing, connection pool (circuit breakers, HTTP protocol options),
 outlier detection and client TLS. Port-level settings win over the rule's
 for their port, and a subset's policy over both, field block by block, as
-Istio merges them.
+Istio merges them. `locality_lb` says which locality load balancing a merged
+policy puts in force (its endpoints are built per proxy locality, see endpoint).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from api.networking.policy import (
     ConnectionPoolSettings,
     HTTPSettings,
     LoadBalancerSettings,
+    LocalityLoadBalancerSetting,
     OutlierDetection,
     PortTrafficPolicy,
     TCPSettings,
@@ -32,7 +34,16 @@ from api.networking.policy import (
 )
 from pilot.networking.protos import duration, pack
 
-__all__ = ["Policy", "apply_policy", "envoy_can_load", "merged_policy", "san_matchers"]
+__all__ = [
+    "MESH_LOCALITY_LB",
+    "LocalityLb",
+    "Policy",
+    "apply_policy",
+    "envoy_can_load",
+    "locality_lb",
+    "merged_policy",
+    "san_matchers",
+]
 
 _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _SIMPLE_LB = {
@@ -81,6 +92,45 @@ def merged_policy(
             tls=_over(layer.tls, policy.tls),
         )
     return policy
+
+
+# Istio's default MeshConfig.localityLbSetting: enabled, with nothing else set. So a rule
+# that sets outlier detection fails over by locality without asking for it.
+MESH_LOCALITY_LB = LocalityLoadBalancerSetting(enabled=True)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalityLb:
+    """The locality load balancing in force for one cluster (Istio's effective setting)."""
+
+    setting: LocalityLoadBalancerSetting
+    # Outlier detection is set: only then can Envoy see a priority go unhealthy, so only
+    # then are priorities (failover) given, as Istio does.
+    failover: bool
+
+    @property
+    def weighted(self) -> bool:
+        """Whether the cluster weighs localities (Envoy's locality_weighted_lb_config), as
+        Istio decides it; every locality then needs a weight, or it gets no traffic."""
+        s = self.setting
+        return bool(s.distribute) or (self.failover and bool(s.failover or s.failover_priority))
+
+
+def locality_lb(
+    policy: Policy, mesh: LocalityLoadBalancerSetting = MESH_LOCALITY_LB
+) -> LocalityLb | None:
+    """Istio's rule: the policy's localityLbSetting, else the mesh's; none when that says
+    `enabled: false`, or when nothing would depend on the proxy's locality (no
+    `distribute`, and no outlier detection for failover). `zoneAwareLbSetting` is not
+    applied here (validation says so): the mesh's setting stands in for it."""
+    lb = policy.load_balancer
+    setting = (lb.locality_lb_setting if lb is not None else None) or mesh
+    if setting.enabled is False:
+        return None
+    failover = policy.outlier_detection is not None
+    if not setting.distribute and not failover:
+        return None
+    return LocalityLb(setting, failover)
 
 
 def _port_level(policy: TrafficPolicy | None, port: int) -> PortTrafficPolicy | None:

@@ -68,6 +68,7 @@ class Node:
     id: str
     cluster: str
     metadata: dict[str, Any]
+    locality: tuple[str, str, str] = ("", "", "")  # region, zone, sub_zone
 
 
 class StreamProtocol(Protocol[R, W]):
@@ -239,7 +240,7 @@ class Streams:
     def _connect(
         self, node: Node, context: grpc.aio.ServicerContext[Any, bytes], delta: bool
     ) -> Connection[Any]:
-        proxy = Proxy.from_node(node.id, node.cluster, node.metadata)
+        proxy = Proxy.from_node(node.id, node.cluster, node.metadata, node.locality)
         conn: Connection[Any] = Connection(
             id=f"{node.id}-{'d' if delta else ''}{next(self._ids)}",
             peer=context.peer() or "",
@@ -284,4 +285,5 @@ def node_of(message: Any) -> Node | None:
     if not node.id:
         return None
     metadata = json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
-    return Node(node.id, node.cluster, metadata)
+    where = node.locality
+    return Node(node.id, node.cluster, metadata, (where.region, where.zone, where.sub_zone))

@@ -120,6 +120,6 @@ def test_workload_group_probe_is_not_run_and_says_so() -> None:
     result = check("WorkloadGroup", spec)
     assert result.ok, errors(result)
     assert other_warnings(result) == []
-    assert not_applied(warnings(result)) == ["spec.template", "spec.metadata", "spec.probe"]
+    assert not_applied(warnings(result)) == ["spec.probe"]
     [probe] = [w for w in warnings(result) if w.startswith("spec.probe:")]
     assert "the probe is not run" in probe and "Consul health checks" in probe

@@ -323,7 +323,8 @@ class Mesh:
             timeout=30,
         )
 
-    def register(self, w: Workload, check: bool = True) -> None:
+    def register(self, w: Workload, check: bool = True, zone: str | None = None) -> None:
+        """Register `w`; with a zone, its locality is `<Consul datacenter>/<zone>`."""
         args = [
             "register",
             f"--consul-addr={self.agent_addr}",
@@ -338,6 +339,8 @@ class Mesh:
         args += [f"--label={k}={v}" for k, v in w.labels.items()]
         if w.identity_sa is not None:
             args.append("--mtls")
+        if zone is not None:
+            args.append(f"--zone={zone}")
         if check:
             args += [f"--check-http=http://127.0.0.1:{w.app_port}/healthz", "--check-interval=1s"]
         out = self.meshctl(*args)
@@ -387,7 +390,8 @@ class Mesh:
         )
         self.sup.wait_http(name, f"http://127.0.0.1:{w.admin_port}/ready", timeout=30)
 
-    def start_sidecar(self, w: Workload, inbound: bool = True) -> None:
+    def start_sidecar(self, w: Workload, inbound: bool = True, locality: str | None = None) -> None:
+        """`locality`: the proxy's `region/zone[/subzone]`, its node locality."""
         pilots = [self.pilot_tls] if w.xds_tls else [self.pilot_grpc, *self.pilot_replicas]
         args = [
             "bootstrap",
@@ -401,6 +405,9 @@ class Mesh:
         ]
         if self.delta:
             args.append("--delta")
+        if locality is not None:
+            flags = ("--region", "--zone", "--subzone")
+            args += [f"{f}={p}" for f, p in zip(flags, locality.split("/"), strict=False)]
         if inbound:
             args += [f"--inbound-port={w.inbound_port}", f"--app-port={w.app_port}"]
         args += [f"--label={k}={v}" for k, v in w.labels.items()]
@@ -493,8 +500,10 @@ class Mesh:
         namespace: str = "default",
         service_account: str | None = None,
         xds_tls: bool = False,
+        locality: str | None = None,
     ) -> Workload:
-        """A sidecar with no app behind it: where tests send requests from."""
+        """A sidecar with no app behind it: where tests send requests from (`locality`:
+        its node's `region/zone[/subzone]`)."""
         w = Workload(
             name,
             name,
@@ -505,7 +514,7 @@ class Mesh:
             xds_tls=xds_tls,
         )
         self.workloads[name] = w
-        self.start_sidecar(w, inbound=False)
+        self.start_sidecar(w, inbound=False, locality=locality)
         return w
 
     # --- traffic ---

@@ -7,7 +7,12 @@ from pilot.model import MeshSnapshot, Proxy
 
 
 def instance(
-    service: str, n: int, namespace: str = "default", version: str = "v1", port: int = 9080
+    service: str,
+    n: int,
+    namespace: str = "default",
+    version: str = "v1",
+    port: int = 9080,
+    locality: str = "",
 ) -> Instance:
     return Instance(
         id=f"{service}-{n}",
@@ -17,6 +22,7 @@ def instance(
         port=15006,
         service_port=port,
         labels={"version": version},
+        locality=locality,
     )
 
 

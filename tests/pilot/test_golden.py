@@ -1,7 +1,8 @@
 """Golden files: one case per translated Istio feature (update: pytest --update-golden).
 
 `tests/pilot/golden/<case>/` holds `input.yaml` (the Istio config), optionally
-`case.yaml` (the proxy it is rendered for and extra catalog instances), and
+`case.yaml` (the proxy it is rendered for and extra catalog instances, either
+with a `locality`), and
 what Pilot sends that proxy: `cds.json`, `eds.json`, `lds.json`, `rds.json`
 and `ecds.json`. Names are followed the way Envoy follows them: EDS for the
 EDS clusters in CDS, RDS for the route tables the listeners name, ECDS for
@@ -80,6 +81,7 @@ def _proxy(spec: dict[str, Any]) -> Proxy:
         inbound_port=15006,
         app_port=spec.get("app_port", 9080),
         sds=SDS if spec.get("mtls", True) else None,
+        locality=spec.get("locality", ""),
     )
 
 
