@@ -29,6 +29,7 @@ __all__ = [
     "TLS_LIKE",
     "dns_label",
     "duration",
+    "duration_beyond_range",
     "duration_seconds",
     "fqdn",
     "header_name",
@@ -163,11 +164,26 @@ def duration_seconds(text: str) -> float | None:
     return -total if text.startswith("-") else total
 
 
+# The largest protobuf Duration (10,000 years): Envoy refuses config holding more.
+MAX_DURATION_SECONDS = 315_576_000_000
+
+
+def duration_beyond_range(text: str) -> str | None:
+    """Refuses a well-formed duration no protobuf Duration can hold."""
+    seconds = duration_seconds(text)
+    if seconds is not None and abs(seconds) > MAX_DURATION_SECONDS:
+        return f"duration {text!r} exceeds the largest duration, {MAX_DURATION_SECONDS}s"
+    return None
+
+
 def duration(text: str, *, allow_zero: bool = False) -> str | None:
-    """Istio's rule: at least 1ms and a whole number of milliseconds."""
+    """Istio's rule: at least 1ms and a whole number of milliseconds (and, for Envoy, no
+    more than a protobuf Duration holds)."""
     seconds = duration_seconds(text)
     if seconds is None:
         return f"invalid duration {text!r}"
+    if (beyond := duration_beyond_range(text)) is not None:
+        return beyond
     if allow_zero and seconds == 0:
         return None
     millis = seconds * 1000
@@ -230,13 +246,18 @@ def partial_wildcard(value: str) -> str | None:
 
 
 def ip_or_cidr(value: str) -> str | None:
+    """An address or ADDRESS/PREFIX-LENGTH, as Go's netip parses them (Istio's rule): no
+    netmask after the slash and no IPv6 zone, which Python's ipaddress would take."""
+    address, slash, length = value.partition("/")
     try:
-        if value.count("/") == 1:
+        if "%" in address or (slash and not (length.isascii() and length.isdigit())):
+            raise ValueError(value)
+        if slash:
             ipaddress.ip_network(value, strict=False)
         else:
             ipaddress.ip_address(value)
     except ValueError:
-        return f"{value!r} is not an IP address or CIDR block"
+        return f"{value!r} is not an IP address or CIDR block (ADDRESS/PREFIX-LENGTH)"
     return None
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -22,9 +23,11 @@ from api.issues import join_path
 __all__ = [
     "MAX_DEPTH",
     "MAX_NODES",
+    "BadValue",
     "BeyondBounds",
     "DocumentError",
     "NotFinite",
+    "NotText",
     "check_bounds",
     "parse_json",
     "parse_yaml",
@@ -179,25 +182,54 @@ def _where_duplicate(text: str) -> str | None:
     return None
 
 
-class NotFinite(DocumentError):
-    """NaN or an infinity (JSON's non-standard constants, YAML's .nan/.inf)."""
+class BadValue(DocumentError):
+    """A value no config may hold, found at `path` (REASON says why)."""
 
-    REASON = "NaN and infinities are not numbers a config may hold"
+    REASON = ""
 
     def __init__(self, path: tuple[str | int, ...]) -> None:
         super().__init__(f"{join_path(path)}: {self.REASON}")
         self.path = path
 
 
-def _path_to_non_finite(value: Any) -> tuple[str | int, ...]:
-    """Where the first non-finite number is (depth is already bounded)."""
-    if isinstance(value, float) and not math.isfinite(value):
+class NotFinite(BadValue):
+    """NaN or an infinity (JSON's non-standard constants, YAML's .nan/.inf)."""
+
+    REASON = "NaN and infinities are not numbers a config may hold"
+
+
+class NotText(BadValue):
+    """A string with a lone UTF-16 surrogate (a JSON "\\ud800" escape makes one): no
+    UTF-8, so neither Consul's JSON nor Envoy's protobuf can carry it."""
+
+    REASON = "not valid Unicode text (a lone surrogate code point)"
+
+
+def _not_finite(item: Any) -> bool:
+    return isinstance(item, float) and not math.isfinite(item)
+
+
+def _not_text(item: Any) -> bool:
+    if not isinstance(item, str):
+        return False
+    try:
+        item.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _path_to(value: Any, bad: Callable[[Any], bool]) -> tuple[str | int, ...]:
+    """Where the first value (or mapping key) that is `bad` is (depth is already bounded)."""
+    if bad(value):
         return ()
     items = value.items() if isinstance(value, dict) else enumerate(value)
     for key, item in items:
-        if isinstance(item, (dict, list)) or (isinstance(item, float) and not math.isfinite(item)):
+        if bad(key):
+            return (key,)
+        if isinstance(item, (dict, list)) or bad(item):
             try:
-                return (key, *_path_to_non_finite(item))
+                return (key, *_path_to(item, bad))
             except LookupError:
                 continue
     raise LookupError
@@ -221,7 +253,7 @@ def parse_json(text: str) -> Any:
 
 def check_bounds(value: Any) -> None:
     """Depth and size of an already-built value (a document handed over as objects),
-    and no NaN or infinity in it (NotFinite says where)."""
+    and no NaN, infinity or unencodable string in it (BadValue says where)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     seen = 0
     while stack:
@@ -232,8 +264,12 @@ def check_bounds(value: Any) -> None:
         if seen > MAX_NODES:
             raise _too_big()
         if isinstance(item, dict):
+            if any(_not_text(k) for k in item):
+                raise NotText(_path_to(value, _not_text))
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise NotFinite(_path_to_non_finite(value))
+        elif _not_finite(item):
+            raise NotFinite(_path_to(value, _not_finite))
+        elif _not_text(item):
+            raise NotText(_path_to(value, _not_text))

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from api.checks import is_k8s_label, is_k8s_name
-from api.documents import DocumentError, NotFinite, check_bounds, parse_yaml
+from api.documents import BadValue, DocumentError, check_bounds, parse_yaml
 from api.issues import Issue, Issues, Severity
 from api.model import Spec, report_pydantic
 from api.unsupported import not_applied
@@ -237,7 +237,7 @@ def _metadata(
 def _out_of_bounds(doc: Any, issues: Issues) -> bool:
     try:
         check_bounds(doc)
-    except NotFinite as err:
+    except BadValue as err:
         issues.error(err.REASON, *err.path)
     except DocumentError as err:
         issues.error(str(err))

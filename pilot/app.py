@@ -126,6 +126,19 @@ class Pilot:
     def snapshot(self) -> MeshSnapshot | None:
         return self._snapshot
 
+    async def push_or_keep(self, batch: Batch) -> None:
+        """`push`, and when building the snapshot fails (a bug: validation should have
+        refused what caused it), keep serving the last good one and go on: the next
+        change, or a fixed config, is pushed as usual. Never let one push end Pilot."""
+        try:
+            await self.push(batch)
+        except Exception:
+            self.metrics.push_failures.inc()
+            log.exception(
+                "push failed (%s); proxies keep the last config they were sent",
+                ", ".join(sorted(batch.reasons)),
+            )
+
     async def push(self, batch: Batch) -> None:
         """Build a snapshot from the registry and publish what changed."""
         if not (self.registry.synced.is_set() and self.config.synced.is_set()):
@@ -230,7 +243,7 @@ class Pilot:
                 tg.create_task(self.registry.run())
                 tg.create_task(self.config.run())
                 tg.create_task(self.jwks.run())
-                tg.create_task(self.debouncer.run(self.push))
+                tg.create_task(self.debouncer.run(self.push_or_keep))
         finally:
             await debug.stop()
             await server.stop(grace=1.0)

@@ -44,6 +44,11 @@ class Metrics:
             registry=r,
         )
         self.snapshots = Counter("pilot_snapshots", "Mesh snapshots published", registry=r)
+        self.push_failures = Counter(
+            "pilot_push_failures",
+            "Snapshots that could not be built (a bug; the last good config keeps being served)",
+            registry=r,
+        )
         self.inconsistent = Counter(
             "pilot_snapshot_inconsistent",
             "Consistency check failures (the services involved were withheld; a bug)",

@@ -50,6 +50,9 @@ _TOPOLOGY_LABELS = frozenset(
     {"topology.kubernetes.io/region", "topology.kubernetes.io/zone", "topology.istio.io/subzone"}
 )
 _MAX_MAGLEV_TABLE = 5000011
+# Envoy's limits: a ring of at most 8M entries; keepalive seconds in a 32-bit integer.
+_MAX_RING_SIZE = 8_388_608
+_MAX_KEEPALIVE_SECONDS = 2**32 - 1
 
 
 def duration(issues: Issues, value: str | None, *path: str | int, allow_zero: bool = False) -> None:
@@ -186,6 +189,8 @@ def check_traffic_policy(policy: TrafficPolicy | None, namespace: str, issues: I
     interval = budget.budget_interval if budget is not None else None
     if interval is not None and checks.duration_seconds(interval) is None:
         issues.error(f"invalid duration {interval!r}", "retryBudget", "budgetInterval")
+    elif interval is not None and (m := checks.duration_beyond_range(interval)) is not None:
+        issues.error(m, "retryBudget", "budgetInterval")
 
 
 def _check_tunnel(tunnel: TunnelSettings | None, issues: Issues) -> None:
@@ -238,8 +243,16 @@ def check_connection_pool(pool: ConnectionPoolSettings | None, issues: Issues) -
         duration(at, tcp.max_connection_duration, "maxConnectionDuration")
         duration(at, tcp.idle_timeout, "idleTimeout", allow_zero=True)
         if (keepalive := tcp.tcp_keepalive) is not None:
-            duration(at, keepalive.time, "tcpKeepalive", "time")
-            duration(at, keepalive.interval, "tcpKeepalive", "interval")
+            for field, text in (("time", keepalive.time), ("interval", keepalive.interval)):
+                duration(at, text, "tcpKeepalive", field)
+                seconds = checks.duration_seconds(text) if text is not None else None
+                if seconds is not None and seconds > _MAX_KEEPALIVE_SECONDS:
+                    at.error(
+                        f"{text!r} exceeds the longest keepalive Envoy takes "
+                        f"({_MAX_KEEPALIVE_SECONDS}s)",
+                        "tcpKeepalive",
+                        field,
+                    )
 
 
 def check_outlier_detection(outlier: OutlierDetection | None, issues: Issues) -> None:
@@ -348,6 +361,12 @@ def _check_consistent_hash(ch: ConsistentHashLB, at: Issues) -> None:
             )
     if ch.maglev is not None:
         _check_maglev(ch.maglev, at)
+    for path, size in (
+        (("ringHash", "minimumRingSize"), ch.ring_hash.minimum_ring_size if ch.ring_hash else None),
+        (("minimumRingSize",), ch.minimum_ring_size),
+    ):
+        if size is not None and size > _MAX_RING_SIZE:
+            at.error(f"{size} exceeds the largest ring Envoy builds ({_MAX_RING_SIZE})", *path)
 
 
 def _check_warmup(warmup: WarmupConfiguration, issues: Issues) -> None:

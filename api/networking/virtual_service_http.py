@@ -149,6 +149,8 @@ def _check_match(match: HTTPMatchRequest, issues: Issues, *, gateway_only: bool)
     for field in ("scheme", "method", "authority"):
         check_string_match(getattr(match, field), issues.at(field), allow_empty_prefix=False)
     for name, m in (match.query_params or {}).items():
+        if not name:
+            issues.error("a query parameter name must not be empty", "queryParams")
         check_string_match(m, issues.at("queryParams", name), allow_empty_prefix=False)
     check_match_source(
         match.port, match.source_labels, match.gateways, match.source_namespace, issues
@@ -181,8 +183,8 @@ def _check_abort(abort: FaultAbort | None, issues: Issues) -> None:
     if len(used) > 1:
         issues.error(f"only one of httpStatus, grpcStatus or http2Error, not {' and '.join(used)}")
     if abort.http_status is not None:
-        if not 200 <= abort.http_status <= 600:
-            issues.error(f"HTTP status {abort.http_status} must be in 200..600", "httpStatus")
+        if not 200 <= abort.http_status <= 599:  # Istio's CRD allows 600; Envoy refuses it
+            issues.error(f"HTTP status {abort.http_status} must be in 200..599", "httpStatus")
     elif abort.grpc_status is not None:
         if abort.grpc_status not in GRPC_CODES:
             issues.error(f"unknown gRPC status {abort.grpc_status!r}", "grpcStatus")
@@ -264,8 +266,8 @@ def _check_redirect(route: HTTPRoute, issues: Issues) -> None:
 def _check_direct_response(response: HTTPDirectResponse | None, issues: Issues) -> None:
     if response is None:
         return
-    if not 200 <= response.status <= 600:
-        issues.error(f"HTTP status {response.status} must be in 200..600", "status")
+    if not 200 <= response.status <= 599:  # Istio's CRD allows 600; Envoy refuses it
+        issues.error(f"HTTP status {response.status} must be in 200..599", "status")
     body = response.body
     if body is None:
         return

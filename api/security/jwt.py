@@ -169,7 +169,9 @@ def check_jwks(text: str) -> tuple[list[str], list[str]]:
     if not isinstance(keys, list):
         return ["jwks 'keys' must be a list"], []
     errors: list[str] = []
-    warnings: list[str] = [] if keys else ["jwks has no keys: no token can be verified"]
+    if not keys:  # Envoy refuses a key set without a key
+        return ["jwks has no keys: a key set needs at least one public key"], []
+    warnings: list[str] = []
     for i, key in enumerate(keys):
         if not isinstance(key, dict):
             errors.append(f"jwks key {i} must be a JSON object")

@@ -157,6 +157,8 @@ def _reporting_interval(value: str) -> str | None:
     seconds = checks.duration_seconds(value)
     if seconds is None:
         return f"invalid duration {value!r}"
+    if (beyond := checks.duration_beyond_range(value)) is not None:
+        return beyond
     if seconds * 1000 < 1 - 1e-9:  # float noise: "1000us" is 1ms
         return f"duration {value!r} must be at least 1ms"
     return None

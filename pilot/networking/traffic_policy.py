@@ -252,9 +252,13 @@ def _connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPoolSettings 
 
 
 def _outlier(cluster: cluster_pb2.Cluster, od: OutlierDetection | None) -> None:
+    """Istio's outlier detection: consecutive errors eject, success-rate ejection is off,
+    and Envoy's panic mode is off unless minHealthPercent asks for it (with Envoy's
+    default of 50 %, half the hosts ejected would send traffic to all of them again)."""
     if od is None:
         return
     out = outlier_detection_pb2.OutlierDetection()
+    out.enforcing_success_rate.value = 0
     five = od.consecutive_5xx_errors
     if five is None and od.consecutive_errors is not None and od.consecutive_errors >= 0:
         five = od.consecutive_errors  # deprecated; a negative one (only warned about) is unset
@@ -267,6 +271,7 @@ def _outlier(cluster: cluster_pb2.Cluster, od: OutlierDetection | None) -> None:
         out.enforcing_consecutive_gateway_failure.value = 100
     if od.split_external_local_origin_errors:
         out.split_external_local_origin_errors = True
+        out.enforcing_local_origin_success_rate.value = 0
         local = od.consecutive_local_origin_failures
         if local:
             out.consecutive_local_origin_failure.value = local
@@ -275,14 +280,12 @@ def _outlier(cluster: cluster_pb2.Cluster, od: OutlierDetection | None) -> None:
         out.interval.CopyFrom(d)
     if (d := duration(od.base_ejection_time)) is not None:
         out.base_ejection_time.CopyFrom(d)
-    if od.max_ejection_percent is not None:
+    if od.max_ejection_percent:  # 0 leaves Envoy's default (10 %), as Istio does
         out.max_ejection_percent.value = od.max_ejection_percent
     cluster.outlier_detection.CopyFrom(out)
-    min_health = od.min_health_percent
-    if min_health is not None:
-        cluster.common_lb_config.healthy_panic_threshold.CopyFrom(
-            percent_pb2.Percent(value=min_health)
-        )
+    cluster.common_lb_config.healthy_panic_threshold.CopyFrom(
+        percent_pb2.Percent(value=od.min_health_percent or 0)
+    )
 
 
 # Where Debian (and the images this repo builds) keep the system's trusted CAs.

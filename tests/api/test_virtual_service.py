@@ -443,7 +443,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     (
         "abort http status",
         http(fault={"abort": {"httpStatus": 601}}),
-        "spec.http[0].fault.abort.httpStatus: HTTP status 601 must be in 200..600",
+        "spec.http[0].fault.abort.httpStatus: HTTP status 601 must be in 200..599",
     ),
     (
         "abort grpc status",

@@ -182,7 +182,12 @@ def test_validate_is_a_dry_run(client: TestClient, ns: str) -> None:
     assert client.get(PA.format(ns=ns)).json()["items"] == []
 
 
-def test_apply_warns_on_authorization_rules_that_fail_closed(client: TestClient, ns: str) -> None:
+def test_apply_refuses_authorization_values_pilot_cannot_translate(
+    client: TestClient, ns: str
+) -> None:
+    """A netmask block and a lone surrogate (a JSON \\ud800 escape, as a user can send
+    it) once reached Pilot, which failed those rules closed; they are refused now, at
+    their paths, and nothing is stored."""
     rules = [
         {
             "from": [{"source": {"ipBlocks": ["10.0.0.0/255.0.0.0"]}}],
@@ -196,18 +201,24 @@ def test_apply_warns_on_authorization_rules_that_fail_closed(client: TestClient,
         "metadata": {"name": "fails-closed", "namespace": ns},
         "spec": {"action": "DENY", "rules": rules},
     }
-    # JSON, so that a \ud800 escape (a lone surrogate) reaches validation as a user can send it.
-    body = json.dumps(doc).replace("SURROGATE", "\\ud800")
-    r = client.post("/v1/apply", content=body, headers={**AUTH, "Content-Type": "application/json"})
-    assert r.status_code == 200, r.text
-    found = {(w["document"], w["path"]): w["message"] for w in r.json()["warnings"]}
-    ref = f"AuthorizationPolicy/{ns}/fails-closed"
-    assert set(found) == {
-        (ref, "spec.rules[0].from[0].source.ipBlocks[0]"),
-        (ref, "spec.rules[1].to[0].operation.hosts[0]"),
-    }
-    assert all(m.endswith("(every request is denied).") for m in found.values())
-    assert "write 10.0.0.0/8" in found[(ref, "spec.rules[0].from[0].source.ipBlocks[0]")]
+    for rule, path in zip(
+        rules,
+        ["spec.rules[0].from[0].source.ipBlocks[0]", "spec.rules[0].to[0].operation.hosts[0]"],
+        strict=True,
+    ):
+        body = json.dumps({**doc, "spec": {"action": "DENY", "rules": [rule]}})
+        body = body.replace("SURROGATE", "\\ud800")
+        r = client.post(
+            "/v1/apply", content=body, headers={**AUTH, "Content-Type": "application/json"}
+        )
+        error = r.json()["error"]
+        if "SURROGATE" in json.dumps(rule):  # not text at all: refused as the body is read
+            assert r.status_code == 400 and error["message"].startswith(f"body: {path}: ")
+        else:
+            assert r.status_code == 422, r.text
+            assert [d["path"] for d in error["details"]] == [path]
+    stored = client.get(f"/apis/security.istio.io/v1/namespaces/{ns}/authorizationpolicies")
+    assert stored.json()["items"] == []
 
 
 def test_a_second_galley_sees_everything(consul_agent: str, ns: str) -> None:
