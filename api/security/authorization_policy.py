@@ -71,8 +71,9 @@ def validate(spec: AuthorizationPolicySpec, meta: Mapping[str, Any], issues: Iss
     check_dry_run("AuthorizationPolicy", action, meta, issues)
     if action == "CUSTOM":
         issues.warn(
-            "no external authorizer is configured in this mesh: the requests this "
-            "policy's rules match are denied",
+            "the requests this policy's rules match go to the external authorizer that "
+            "Pilot's mesh config (--mesh-config extensionProviders) names as the provider; "
+            "with no such provider there, they are denied",
             "action",
         )
         if spec.rules is None:
