@@ -131,6 +131,40 @@ class ConsulEndpoints:
                     await asyncio.sleep(pause(attempt))
         raise ConsulUnavailable(f"consul: {last or type(last).__name__}") from last
 
+    async def watch_prefix(
+        self,
+        prefix: str,
+        on_items: Callable[[list[dict[str, Any]]], None],
+        on_error: Callable[[BaseException, float], None],
+        *,
+        wait: str = "55s",
+        retry_max: float = 5.0,
+        errors: tuple[type[BaseException], ...] = (*ERRORS, ValueError),
+    ) -> None:
+        """Forever: a blocking query on the KV prefix, `on_items(every item under it)` once
+        at first and each time its index moves. On a failure `on_error(err, delay)`, then
+        the next address and a retry with backoff: the caller keeps what it was last given."""
+        index, delay = 0, 0.25
+        while True:
+            client = self.client()
+            try:
+                new_index, items = await client.kv.get(
+                    prefix, recurse=True, index=index or None, wait=wait
+                )
+            except errors as err:
+                if isinstance(err, ERRORS):
+                    self.failed(client, err)
+                on_error(err, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, retry_max)
+                continue
+            delay = 0.25
+            idx = int(new_index or 0)
+            if index and idx == index:
+                continue
+            index = idx if idx >= index else 0  # Consul's index went back (a reset): re-read
+            on_items(items or [])
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import consul
 import consul.aio
 
-from api.consul_endpoints import ERRORS, ConsulEndpoints, ConsulUnavailable
+from api.consul_endpoints import ConsulEndpoints, ConsulUnavailable
 from citadel.credentials import (
     CredentialError,
     CredentialMap,
@@ -188,33 +188,24 @@ class CredentialStore:
     async def run(self) -> None:
         """Until cancelled. Nothing Consul answers stops it: Citadel's other work (every
         workload's certificates) must not end with a failed credential watch."""
-        index, delay = 0, 0.25
-        while True:
-            client = self._consul.client()
-            try:
-                new_index, items = await client.kv.get(
-                    PREFIX, recurse=True, index=index or None, wait=self._wait
-                )
-            except Exception as err:  # whatever it is, SDS must go on
-                if isinstance(err, ERRORS):
-                    self._consul.failed(client, err)
-                self._metrics.credential_watch_errors.inc()
-                log.warning(
-                    "consul watch of gateway credentials failed (%s); keeping the last %d, "
-                    "retrying in %.1fs",
-                    err or type(err).__name__,
-                    len(self.view),
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_max)
-                continue
-            delay = 0.25
-            idx = int(new_index or 0)
-            if index and idx == index:
-                continue
-            index = idx if idx >= index else 0  # Consul's index went back (a reset): re-read
-            self._load(items or [])
+        await self._consul.watch_prefix(
+            PREFIX,
+            self._load,
+            self._failed,
+            wait=self._wait,
+            retry_max=self._retry_max,
+            errors=(Exception,),  # whatever it is, SDS must go on
+        )
+
+    def _failed(self, err: BaseException, delay: float) -> None:
+        self._metrics.credential_watch_errors.inc()
+        log.warning(
+            "consul watch of gateway credentials failed (%s); keeping the last %d, "
+            "retrying in %.1fs",
+            err or type(err).__name__,
+            len(self.view),
+            delay,
+        )
 
     def _load(self, items: list[dict[str, Any]]) -> None:
         decoded: dict[str, tuple[int, GatewayCredential | None]] = {}

@@ -17,7 +17,6 @@ from api.resources import Resource
 from api.store import PREFIX, StoredResource, decode
 from pilot.metrics import Metrics
 from pilot.registry import OnChange
-from pilot.registry.consul import CONSUL_ERRORS
 
 __all__ = ["ConsulConfigSource"]
 
@@ -47,34 +46,20 @@ class ConsulConfigSource:
         return self._resources
 
     async def run(self) -> None:
-        index, delay = 0, 0.25
         try:
-            while True:
-                client = self._consul.client()
-                try:
-                    new_index, items = await client.kv.get(
-                        PREFIX, recurse=True, index=index or None, wait=self._wait
-                    )
-                except CONSUL_ERRORS as err:
-                    self._consul.failed(client, err)
-                    self._metrics.registry_errors.inc()
-                    log.warning(
-                        "consul config watch failed (%s); keeping the last config, "
-                        "retrying in %.1fs",
-                        err or type(err).__name__,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self._retry_max)
-                    continue
-                delay = 0.25
-                idx = int(new_index or 0)
-                if index and idx == index:
-                    continue
-                index = idx if idx >= index else 0
-                self._load(items or [])
+            await self._consul.watch_prefix(
+                PREFIX, self._load, self._failed, wait=self._wait, retry_max=self._retry_max
+            )
         finally:
             await self._consul.close()
+
+    def _failed(self, err: BaseException, delay: float) -> None:
+        self._metrics.registry_errors.inc()
+        log.warning(
+            "consul config watch failed (%s); keeping the last config, retrying in %.1fs",
+            err or type(err).__name__,
+            delay,
+        )
 
     def _load(self, items: list[dict[str, object]]) -> None:
         versions = {str(i["Key"]): int(str(i["ModifyIndex"])) for i in items}
