@@ -60,9 +60,39 @@ def validate(spec: DestinationRuleSpec, meta: Mapping[str, Any], issues: Issues)
         check_traffic_policy(subset.traffic_policy, namespace, at.at("trafficPolicy"))
         _check_translated(subset.traffic_policy, at.at("trafficPolicy"))
     check_selector(spec.workload_selector, issues)
+    if spec.workload_selector is not None:
+        _refuse_scoped_tls(spec, issues)
     check_export_to(
         spec.export_to, namespace, issues, with_selector=spec.workload_selector is not None
     )
+
+
+def _refuse_scoped_tls(spec: DestinationRuleSpec, issues: Issues) -> None:
+    """A rule with a workloadSelector is not applied here (api/unsupported.py): for its
+    TLS settings that would mean sending in plaintext, or unverified, what the rule asks
+    to protect. Refused at every level, so that no accepted rule weakens a connection."""
+    levels: list[tuple[TrafficPolicy | PortTrafficPolicy | None, Issues]] = [
+        (spec.traffic_policy, issues.at("trafficPolicy"))
+    ]
+    levels += [
+        (s.traffic_policy, issues.at("subsets", i, "trafficPolicy"))
+        for i, s in enumerate(spec.subsets or [])
+    ]
+    for policy, at in list(levels):
+        if isinstance(policy, TrafficPolicy):
+            levels += [
+                (pls, at.at("portLevelSettings", i))
+                for i, pls in enumerate(policy.port_level_settings or [])
+            ]
+    for level, at in levels:
+        tls = level.tls if level is not None else None
+        if tls is not None and (tls.mode or "DISABLE") != "DISABLE":
+            at.error(
+                "TLS settings in a DestinationRule with a workloadSelector are not supported "
+                "by this mesh (such a rule is not applied, and its TLS would be lost): drop "
+                "the workloadSelector to apply the rule to every workload",
+                "tls",
+            )
 
 
 # Envoy's limit on a cookie attribute's name and value, in bytes.

@@ -126,13 +126,44 @@ def test_full_spec_is_accepted_and_dumps_camel_case() -> None:
             },
         ],
         "exportTo": ["."],
-        "workloadSelector": {"matchLabels": {"app": "ratings"}},
     }
     result = check("DestinationRule", spec)
     assert result.ok, errors(result)
     assert other_warnings(result) == []
     assert result.resource is not None
     assert result.resource.spec.dump() == spec
+
+
+def test_a_workload_scoped_rule_is_accepted_only_without_tls() -> None:
+    """Such a rule is not applied (warned): its TLS would be lost, so TLS is refused."""
+    scoped = {"host": HOST, "workloadSelector": {"matchLabels": {"app": "ratings"}}}
+    plain = check("DestinationRule", {**scoped, "trafficPolicy": {"tls": {"mode": "DISABLE"}}})
+    assert plain.ok, errors(plain)
+    for policy, path in (
+        ({"trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}, "spec.trafficPolicy.tls"),
+        (
+            {
+                "trafficPolicy": {
+                    "portLevelSettings": [{"port": {"number": 443}, "tls": {"mode": "SIMPLE"}}]
+                }
+            },
+            "spec.trafficPolicy.portLevelSettings[0].tls",
+        ),
+        (
+            {
+                "subsets": [
+                    {
+                        "name": "v1",
+                        "labels": {"v": "1"},
+                        "trafficPolicy": {"tls": {"mode": "SIMPLE"}},
+                    }
+                ]
+            },
+            "spec.subsets[0].trafficPolicy.tls",
+        ),
+    ):
+        result = check("DestinationRule", {**scoped, **policy})
+        assert [e.split(": ")[0] for e in errors(result)] == [path]
 
 
 def test_maglev_and_warmup_are_accepted() -> None:
