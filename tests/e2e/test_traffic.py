@@ -102,13 +102,15 @@ spec:
         lambda: set(mesh.instances_seen(client, "reviews", 60)) == {"reviews-v1", "reviews-v2"},
         what="both subsets serving",
     )
-    replies = [mesh.request(client.outbound_port, "reviews") for _ in range(1000)]
+    # 2,000 requests: the ±3-point band is 4.5 standard deviations of a true 90/10 split
+    # (with 1,000 it was 3.2, and a loaded machine's run once fell outside by chance).
+    replies = [mesh.request(client.outbound_port, "reviews") for _ in range(2000)]
     assert all(r.status == 200 for r in replies), Counter(
         (r.status, str(r.body)[:80]) for r in replies if r.status != 200
     )
     seen = Counter(r.instance for r in replies)
     assert set(seen) == {"reviews-v1", "reviews-v2"}, seen
-    assert 87 <= seen["reviews-v1"] / 10 <= 93, seen
+    assert 87 <= seen["reviews-v1"] / 20 <= 93, seen
 
 
 def test_header_based_routing(mesh: Mesh, client: Workload) -> None:
@@ -166,9 +168,11 @@ spec:
     eventually(
         lambda: "envoy.filters.http.fault" in routes_dump(client) and "418" in routes_dump(client)
     )
-    codes = Counter(mesh.request(client.outbound_port, "details").status for _ in range(1000))
+    # 2,000 requests: 45..55 % is 4.5 standard deviations of a true 50 % (with 1,000 it
+    # was 3.2, and a loaded machine's run once saw 44.8 %).
+    codes = Counter(mesh.request(client.outbound_port, "details").status for _ in range(2000))
     assert set(codes) == {200, 418}, codes
-    assert 45 <= codes[418] / 10 <= 55, codes
+    assert 45 <= codes[418] / 20 <= 55, codes
 
 
 def test_delay_fault_is_observed(mesh: Mesh, client: Workload) -> None:
