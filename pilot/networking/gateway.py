@@ -33,6 +33,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
+from api.gateway_api.translate import PARENT_ANNOTATION
 from api.networking.gateway import GatewaySpec, Server, server_admits
 from api.networking.virtual_service import VirtualServiceSpec
 from api.resources import Resource
@@ -102,13 +103,18 @@ class GatewayServer:
 RouteTable = tuple[int, list[GatewayServer]]
 
 
-def servers_for(config: ConfigIndex, labels: Mapping[str, str]) -> dict[int, list[GatewayServer]]:
-    """Served servers of every Gateway selecting this proxy, by port, oldest Gateway first."""
+def servers_for(
+    config: ConfigIndex, labels: Mapping[str, str], namespace: str
+) -> dict[int, list[GatewayServer]]:
+    """Served servers of every Gateway selecting this proxy, by port, oldest Gateway first.
+    A Gateway made from a Gateway API Gateway selects proxies of its own namespace only."""
     out: dict[int, list[GatewayServer]] = {}
     for gw in config.of("Gateway"):
         spec = gw.spec_as(GatewaySpec)
         selector = dict(spec.selector or {})
         if not selector or any(labels.get(k) != v for k, v in selector.items()):
+            continue
+        if PARENT_ANNOTATION in gw.annotations and gw.namespace != namespace:
             continue
         for server in spec.servers or []:
             port = server.port

@@ -72,7 +72,7 @@ def _gateway_listeners(ctx: PushContext, proxy: Proxy) -> tuple[Resource, ...]:
     labels = frozenset(proxy.labels.items())
 
     def build() -> tuple[Resource, ...]:
-        ports = gateway.servers_for(ctx.snapshot.config, dict(labels))
+        ports = gateway.servers_for(ctx.snapshot.config, dict(labels), proxy.namespace)
         out = []
         for port in sorted(ports):
             lis = gateway.gateway_listener(

@@ -63,8 +63,10 @@ def _outbound_route(ctx: PushContext, name: str, proxy: Proxy) -> Resource | Non
 def _gateway_route(ctx: PushContext, name: str, proxy: Proxy) -> Resource | None:
     labels = frozenset(proxy.labels.items())
     tables = ctx.memo(
-        ("gateway-route-tables", labels),
-        lambda: gateway.route_tables(gateway.servers_for(ctx.snapshot.config, dict(labels))),
+        ("gateway-route-tables", labels, proxy.namespace),
+        lambda: gateway.route_tables(
+            gateway.servers_for(ctx.snapshot.config, dict(labels), proxy.namespace)
+        ),
     )
     table = tables.get(name)
     if table is None:
@@ -74,4 +76,4 @@ def _gateway_route(ctx: PushContext, name: str, proxy: Proxy) -> Resource | None
         config = gateway.gateway_route_config(name, table, ctx.snapshot.config, ctx.cluster_for)
         return make_resource(typeurls.ROUTE, name, config)
 
-    return ctx.memo(("gateway-route", name, labels), build)
+    return ctx.memo(("gateway-route", name, labels, proxy.namespace), build)
