@@ -25,6 +25,9 @@ __all__ = ["Checked", "KindInfo", "Resource", "check_document", "check_text", "k
 
 NETWORKING = "networking.istio.io"
 SECURITY = "security.istio.io"
+TELEMETRY = "telemetry.istio.io"
+GATEWAY_API = "gateway.networking.k8s.io"
+_ISTIO_GROUPS = frozenset({NETWORKING, SECURITY, TELEMETRY})
 _METADATA_FIELDS = frozenset(
     {
         "name",
@@ -60,6 +63,18 @@ class KindInfo:
     # Semantic checks: spec, metadata (name, namespace, labels, annotations), issues rooted at spec.
     validate: Callable[[Any, Mapping[str, Any], Issues], None]
     spec_required: bool = False
+    cluster_scoped: bool = False  # no namespace (GatewayClass)
+
+    @property
+    def id(self) -> str:
+        """How the mesh names the kind: an Istio kind by its name, any other by name and
+        group (the Gateway API's ``Gateway.gateway.networking.k8s.io`` is not Istio's
+        ``Gateway``)."""
+        return kind_id(self.kind, self.group)
+
+
+def kind_id(kind: str, group: str) -> str:
+    return kind if group in _ISTIO_GROUPS else f"{kind}.{group}"
 
 
 S = TypeVar("S", bound=Spec)
@@ -84,15 +99,24 @@ class Resource:
         return f"{self.group}/{self.version}"
 
     @property
+    def kind_id(self) -> str:
+        return kind_id(self.kind, self.group)
+
+    @property
     def key(self) -> tuple[str, str, str]:
-        return (self.kind, self.namespace, self.name)
+        return (self.kind_id, self.namespace, self.name)
 
     @property
     def ref(self) -> str:
-        return f"{self.kind}/{self.namespace}/{self.name}"
+        """KIND/NAMESPACE/NAME (KIND/NAME for a cluster-scoped kind)."""
+        if not self.namespace:
+            return f"{self.kind_id}/{self.name}"
+        return f"{self.kind_id}/{self.namespace}/{self.name}"
 
     def to_dict(self, with_version: bool = False) -> dict[str, Any]:
-        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        meta: dict[str, Any] = {"name": self.name}
+        if self.namespace:
+            meta["namespace"] = self.namespace
         if self.labels:
             meta["labels"] = dict(self.labels)
         if self.annotations:
@@ -166,13 +190,32 @@ def kinds() -> dict[str, KindInfo]:
             telemetry,
             workload_entry,
         )
-        _KINDS = {m.KIND.kind: m.KIND for m in modules}
-        _KINDS[workload_entry.GROUP_KIND.kind] = workload_entry.GROUP_KIND
+        _KINDS = {m.KIND.id: m.KIND for m in modules}
+        _KINDS[workload_entry.GROUP_KIND.id] = workload_entry.GROUP_KIND
     return _KINDS
 
 
-def kind_by_plural(plural: str) -> KindInfo | None:
-    return next((k for k in kinds().values() if k.plural == plural.lower()), None)
+def _kind_for(kind: str, group: str) -> KindInfo | None:
+    """The kind a document names: by kind and group; for a group we do not serve, the
+    kind of that name (so the error is about the apiVersion), Istio's first."""
+    found = kinds().get(kind_id(kind, group))
+    if found is not None:
+        return found
+    named = [k for k in kinds().values() if k.kind == kind]
+    return min(named, key=lambda k: k.group not in _ISTIO_GROUPS) if named else None
+
+
+def kind_by_plural(plural: str, group: str | None = None) -> KindInfo | None:
+    """The kind a REST path names (`gateways` alone: Istio's)."""
+    plural = plural.lower()
+    return next(
+        (
+            k
+            for k in sorted(kinds().values(), key=lambda k: k.group not in _ISTIO_GROUPS)
+            if k.plural == plural and group in (None, k.group)
+        ),
+        None,
+    )
 
 
 # Istio kinds refused on purpose (a choice, not a typo), with why.
@@ -261,7 +304,8 @@ def check_document(doc: Any, where: str, default_namespace: str = "default") -> 
         issues.error(f"a resource must be a mapping, not {type(doc).__name__}")
         return Checked(where, None, issues.items)
     api_version, kind_name = doc.get("apiVersion"), doc.get("kind")
-    info = kinds().get(kind_name) if isinstance(kind_name, str) else None
+    group, _, version = api_version.partition("/") if isinstance(api_version, str) else ("", "", "")
+    info = _kind_for(kind_name, group) if isinstance(kind_name, str) else None
     if info is None:
         if isinstance(kind_name, str) and kind_name in NOT_SUPPORTED_KINDS:
             issues.error(
@@ -270,12 +314,13 @@ def check_document(doc: Any, where: str, default_namespace: str = "default") -> 
                 "kind",
             )
             return Checked(where, None, issues.items)
-        known = ", ".join(sorted(kinds()))
+        known = ", ".join(sorted({k.kind for k in kinds().values()}))
         issues.error(f"unknown kind {kind_name!r} (one of {known})", "kind")
         return Checked(where, None, issues.items)
-    group, _, version = api_version.partition("/") if isinstance(api_version, str) else ("", "", "")
     if group != info.group or version not in info.versions:
-        served = ", ".join(f"{info.group}/{v}" for v in info.versions)
+        served = ", ".join(
+            f"{k.group}/{v}" for k in kinds().values() if k.kind == info.kind for v in k.versions
+        )
         issues.error(f"{info.kind} is served as {served}, not {api_version!r}", "apiVersion")
     for key in doc:
         if key not in ("apiVersion", "kind", "metadata", "spec", "status"):
@@ -283,8 +328,11 @@ def check_document(doc: Any, where: str, default_namespace: str = "default") -> 
     name, namespace, labels, annotations, rv = _metadata(
         doc.get("metadata"), issues, default_namespace
     )
+    if info.cluster_scoped:
+        namespace = ""  # as Kubernetes does, a namespace given for such a kind is dropped
     if name:
-        where = f"{where} ({info.kind}/{namespace}/{name})" if ":" in where else where
+        ref = f"{info.id}/{namespace}/{name}" if namespace else f"{info.id}/{name}"
+        where = f"{where} ({ref})" if ":" in where else where
     spec_raw = doc.get("spec")
     if spec_raw is None:
         if info.spec_required:
@@ -305,7 +353,7 @@ def check_document(doc: Any, where: str, default_namespace: str = "default") -> 
         )
     meta = {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations}
     info.validate(spec, meta, issues.at("spec"))
-    for at, message in not_applied(info.kind, spec.dump()):
+    for at, message in not_applied(info.id, spec.dump()):
         issues.warn(message, "spec", *at)
     resource = Resource(
         info.kind,

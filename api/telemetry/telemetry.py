@@ -14,12 +14,12 @@ from typing import Any, Literal
 from api import checks
 from api.issues import Issues
 from api.model import Spec
-from api.resources import KindInfo
+from api.resources import TELEMETRY, KindInfo
 from api.security.common import PolicyTargetReference, WorkloadSelector, check_scope
 
 __all__ = ["KIND", "TELEMETRY", "TelemetrySpec"]
 
-TELEMETRY = "telemetry.istio.io"
+
 Mode = Literal["CLIENT_AND_SERVER", "CLIENT", "SERVER"]
 
 

@@ -59,7 +59,7 @@ class ConfigIndex:
     def build(cls, resources: Sequence[Resource]) -> ConfigIndex:
         by_kind: dict[str, list[Resource]] = {}
         for r in _by_age(resources):
-            by_kind.setdefault(r.kind, []).append(r)
+            by_kind.setdefault(r.kind_id, []).append(r)
         entries: dict[str, list[Resource]] = {}
         for r in sorted(by_kind.get("WorkloadEntry", []), key=lambda r: r.name):
             entries.setdefault(r.namespace, []).append(r)
@@ -70,6 +70,7 @@ class ConfigIndex:
         )
 
     def of(self, kind: str) -> tuple[Resource, ...]:
+        """Resources of a kind, by `Resource.kind_id`, oldest first."""
         return self._by_kind.get(kind, ())
 
     def destination_rule(self, host: str, proxy_namespace: str) -> Resource | None:
