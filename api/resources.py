@@ -289,6 +289,30 @@ def _out_of_bounds(doc: Any, issues: Issues) -> bool:
     return True
 
 
+def _document_kind(doc: Mapping[str, Any], issues: Issues) -> tuple[KindInfo, str] | None:
+    """The kind and version a document names (None: a kind we do not serve, reported)."""
+    api_version, kind_name = doc.get("apiVersion"), doc.get("kind")
+    group, _, version = api_version.partition("/") if isinstance(api_version, str) else ("", "", "")
+    info = _kind_for(kind_name, group) if isinstance(kind_name, str) else None
+    if info is None:
+        if isinstance(kind_name, str) and kind_name in NOT_SUPPORTED_KINDS:
+            issues.error(
+                f"{kind_name} is an Istio kind this mesh does not support: "
+                f"{NOT_SUPPORTED_KINDS[kind_name]}",
+                "kind",
+            )
+            return None
+        known = ", ".join(sorted({k.kind for k in kinds().values()}))
+        issues.error(f"unknown kind {kind_name!r} (one of {known})", "kind")
+        return None
+    if group != info.group or version not in info.versions:
+        served = ", ".join(
+            f"{k.group}/{v}" for k in kinds().values() if k.kind == info.kind for v in k.versions
+        )
+        issues.error(f"{info.kind} is served as {served}, not {api_version!r}", "apiVersion")
+    return info, version
+
+
 def check_document(doc: Any, where: str, default_namespace: str = "default") -> Checked:
     """Validate one parsed YAML/JSON document."""
     issues = Issues()
@@ -303,25 +327,10 @@ def check_document(doc: Any, where: str, default_namespace: str = "default") -> 
     if not isinstance(doc, dict):
         issues.error(f"a resource must be a mapping, not {type(doc).__name__}")
         return Checked(where, None, issues.items)
-    api_version, kind_name = doc.get("apiVersion"), doc.get("kind")
-    group, _, version = api_version.partition("/") if isinstance(api_version, str) else ("", "", "")
-    info = _kind_for(kind_name, group) if isinstance(kind_name, str) else None
-    if info is None:
-        if isinstance(kind_name, str) and kind_name in NOT_SUPPORTED_KINDS:
-            issues.error(
-                f"{kind_name} is an Istio kind this mesh does not support: "
-                f"{NOT_SUPPORTED_KINDS[kind_name]}",
-                "kind",
-            )
-            return Checked(where, None, issues.items)
-        known = ", ".join(sorted({k.kind for k in kinds().values()}))
-        issues.error(f"unknown kind {kind_name!r} (one of {known})", "kind")
+    found = _document_kind(doc, issues)
+    if found is None:
         return Checked(where, None, issues.items)
-    if group != info.group or version not in info.versions:
-        served = ", ".join(
-            f"{k.group}/{v}" for k in kinds().values() if k.kind == info.kind for v in k.versions
-        )
-        issues.error(f"{info.kind} is served as {served}, not {api_version!r}", "apiVersion")
+    info, version = found
     for key in doc:
         if key not in ("apiVersion", "kind", "metadata", "spec", "status"):
             issues.error("unknown field", key)

@@ -1,10 +1,13 @@
 """Where config lives: Consul KV, one key per resource, compare-and-set writes.
 
-Layout: ``mesh/config/<Kind>/<namespace>/<name>`` holds the resource's
-canonical JSON; the key's ModifyIndex is its resourceVersion. Every write is
-a compare-and-set, so two writers never silently overwrite each other, and a
-multi-resource write is one Consul transaction: all of it lands or none.
-Galley writes here; Pilot only reads (and watches the prefix).
+Layout: ``mesh/config/<kind>/<namespace>/<name>`` (``<kind>/<name>`` for a
+cluster-scoped kind) holds the resource's canonical JSON, where ``<kind>`` is
+`Resource.kind_id` (``VirtualService``,
+``HTTPRoute.gateway.networking.k8s.io``); the key's ModifyIndex is its
+resourceVersion. Every write is a compare-and-set, so two writers never silently
+overwrite each other, and a multi-resource write is one Consul transaction: all
+of it lands or none. Galley writes here; Pilot only reads (and watches the
+prefix).
 """
 
 from __future__ import annotations
@@ -64,7 +67,12 @@ class StoreUnavailable(StoreError):
 
 
 def key_for(kind: str, namespace: str, name: str) -> str:
-    return f"{PREFIX}{kind}/{namespace}/{name}"
+    """`kind`: a kind id (`KindInfo.id`); `namespace`: "" for a cluster-scoped kind."""
+    return f"{PREFIX}{kind}/{namespace}/{name}" if namespace else f"{PREFIX}{kind}/{name}"
+
+
+def _named(kind: str, namespace: str, name: str) -> str:
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +173,7 @@ class ConfigStore:
         key = key_for(kind, namespace, name)
         _, item = await self._read(lambda c: c.kv.get(key))
         if item is None:
-            raise NotFound(f"{kind} {namespace}/{name} not found")
+            raise NotFound(f"{_named(kind, namespace, name)} not found")
         decoded = decode(key, item.get("Value"), int(item["ModifyIndex"]), int(item["CreateIndex"]))
         if not isinstance(decoded, StoredResource):
             raise StoreUnavailable(f"{key} holds an invalid value: {decoded.issues}")
@@ -185,11 +193,11 @@ class ConfigStore:
         ops: list[dict[str, Any]] = []
         for w in writes:
             r = w.resource
-            key = key_for(r.kind, r.namespace, r.name)
+            key = key_for(r.kind_id, r.namespace, r.name)
             expect = w.expect
             if expect == -1:
                 try:
-                    expect = (await self.get(r.kind, r.namespace, r.name)).version
+                    expect = (await self.get(r.kind_id, r.namespace, r.name)).version
                 except NotFound:
                     expect = 0
             value = base64.b64encode(r.canonical_json().encode()).decode()
@@ -211,7 +219,7 @@ class ConfigStore:
         if expect is None:
             expect = current
         elif expect != current:
-            raise Conflict(f"{kind} {namespace}/{name} is at version {current}, not {expect}")
+            raise Conflict(f"{_named(kind, namespace, name)} is at version {current}, not {expect}")
         ops = [
             {"KV": {"Verb": "delete-cas", "Key": key_for(kind, namespace, name), "Index": expect}}
         ]

@@ -38,7 +38,6 @@ NOT_APPLIED: dict[str, tuple[tuple[str, str] | tuple[str, str, str], ...]] = {
             "sidecars route HTTP only",
         ),
         ("http[].delegate", "delegation is not supported: the route answers 503"),
-        ("http[].redirect.prefixRewrite", "the path is not rewritten by the redirect"),
         ("http[].redirect.derivePort", "the redirect keeps the request's port"),
         (
             "http[].retries.retryRemoteLocalities",

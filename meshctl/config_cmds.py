@@ -25,6 +25,10 @@ SHORT_NAMES = {
     "pa": "PeerAuthentication",
     "ap": "AuthorizationPolicy",
     "ra": "RequestAuthentication",
+    # The Gateway API's, as kubectl knows them.
+    "gtw": "Gateway.gateway.networking.k8s.io",
+    "gc": "GatewayClass.gateway.networking.k8s.io",
+    "refgrant": "ReferenceGrant.gateway.networking.k8s.io",
 }
 
 
@@ -33,13 +37,19 @@ class ConfigError(Exception):
 
 
 def resolve_kind(name: str) -> KindInfo:
+    """A kind as kubectl takes it: `Kind`, plural or singular, a short name, or any of
+    these followed by `.GROUP` (a bare `gateway` is Istio's; the Gateway API's is `gtw`
+    or `gateways.gateway.networking.k8s.io`)."""
     lowered = name.lower()
-    for info in kinds().values():
-        if lowered in (info.kind.lower(), info.plural, info.plural.rstrip("s")):
-            return info
     if lowered in SHORT_NAMES:
         return kinds()[SHORT_NAMES[lowered]]
-    known = ", ".join(sorted(k.kind for k in kinds().values()))
+    word, _, group = lowered.partition(".")
+    # Istio's kinds first, so that a bare `gateway` is Istio's, as in an Istio cluster.
+    for info in sorted(kinds().values(), key=lambda k: k.id != k.kind):
+        names = (info.kind.lower(), info.plural, info.plural.rstrip("s"))
+        if word in names and group in ("", info.group):
+            return info
+    known = ", ".join(sorted(k.id for k in kinds().values()))
     raise ConfigError(f"unknown kind {name!r} (one of {known})")
 
 
@@ -152,6 +162,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def _path(info: KindInfo, namespace: str | None, name: str | None = None) -> str:
     version = info.versions[-1]
+    if info.cluster_scoped:
+        base = f"/apis/{info.group}/{version}/{info.plural}"
+        return f"{base}/{name}" if name else base
     if namespace is None:
         return f"/apis/{info.group}/{version}/{info.plural}"
     base = f"/apis/{info.group}/{version}/namespaces/{namespace}/{info.plural}"
@@ -161,7 +174,7 @@ def _path(info: KindInfo, namespace: str | None, name: str | None = None) -> str
 def cmd_get(args: argparse.Namespace) -> int:
     info = resolve_kind(args.kind)
     namespace = None if args.all_namespaces else args.namespace
-    if args.name and namespace is None:
+    if args.name and namespace is None and not info.cluster_scoped:
         raise ConfigError("a name needs a namespace (-n), not --all-namespaces")
     code, body = _call(args, "GET", _path(info, namespace, args.name))
     if code != 200:
@@ -177,7 +190,8 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(f"{'NAMESPACE':<16} {'NAME':<32} RESOURCE-VERSION")
         for item in items:
             meta = item["metadata"]
-            print(f"{meta['namespace']:<16} {meta['name']:<32} {meta.get('resourceVersion', '')}")
+            namespace = meta.get("namespace", "")
+            print(f"{namespace:<16} {meta['name']:<32} {meta.get('resourceVersion', '')}")
     return 0
 
 
@@ -187,5 +201,6 @@ def cmd_delete(args: argparse.Namespace) -> int:
     if code != 200:
         _report_error(body)
         return 1
-    print(f"{info.kind}/{args.namespace}/{args.name} deleted")
+    where = args.name if info.cluster_scoped else f"{args.namespace}/{args.name}"
+    print(f"{info.id}/{where} deleted")
     return 0

@@ -131,7 +131,7 @@ async def apply(request: Request, s: StoreDep, namespace: str = NamespaceQuery) 
         res = c.resource
         assert res is not None  # _check_all refused anything else
         try:
-            current = await s.get(res.kind, res.namespace, res.name)
+            current = await s.get(res.kind_id, res.namespace, res.name)
         except NotFound:
             current = None
         if res.resource_version is not None:

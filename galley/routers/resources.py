@@ -1,4 +1,5 @@
-"""Kubernetes-style CRUD: /apis/<group>/<version>/namespaces/<ns>/<plural>[/<name>].
+"""Kubernetes-style CRUD: /apis/<group>/<version>/namespaces/<ns>/<plural>[/<name>], and
+/apis/<group>/<version>/<plural>[/<name>] for a cluster-scoped kind (GatewayClass).
 
 ``metadata.resourceVersion`` is the Consul ModifyIndex. A PUT must carry the
 version it read: a stale one gets 409, none gets 428 (Precondition Required),
@@ -71,10 +72,20 @@ def _where(namespace: str, name: str | None = None) -> None:
         raise ApiError(400, "BadRequest", f"name {name!r} is not a lower-case DNS-1123 name")
 
 
-def _kind(group: str, version: str, plural: str) -> KindInfo:
-    info = kind_by_plural(plural)
-    if info is None or info.group != group or version not in info.versions:
+def _kind(group: str, version: str, plural: str, namespaced: bool = True) -> KindInfo:
+    info = kind_by_plural(plural, group)
+    if info is None or version not in info.versions:
         raise ApiError(404, "NotFound", f"no resource type {group}/{version} {plural}")
+    if info.cluster_scoped and namespaced:
+        raise ApiError(
+            404, "NotFound", f"{plural} are cluster-scoped: /apis/{group}/{version}/{plural}"
+        )
+    if not info.cluster_scoped and not namespaced:
+        raise ApiError(
+            404,
+            "NotFound",
+            f"{plural} live in namespaces: /apis/{group}/{version}/namespaces/NS/{plural}",
+        )
     return info
 
 
@@ -95,10 +106,11 @@ async def _checked_one(
     if isinstance(doc, dict):
         meta = doc.setdefault("metadata", {}) if isinstance(doc.get("metadata", {}), dict) else None
         if meta is not None:
-            meta.setdefault("namespace", namespace)
+            if namespace:
+                meta.setdefault("namespace", namespace)
             if name is not None:
                 meta.setdefault("name", name)
-    checked = await off_loop(request, check_document, doc, where, namespace)
+    checked = await off_loop(request, check_document, doc, where, namespace or "default")
     if checked.resource is None or checked.errors:
         raise ApiError(
             422,
@@ -108,7 +120,7 @@ async def _checked_one(
             details(where, checked.warnings),
         )
     res = checked.resource
-    if res.kind != info.kind:
+    if res.kind_id != info.id:
         raise ApiError(400, "BadRequest", f"body is a {res.kind}, the path is for {info.plural}")
     if res.namespace != namespace:
         raise ApiError(
@@ -129,7 +141,11 @@ async def _checked_one(
     responses=answers(ResourceList, 200, 401, 404),
 )
 async def list_all(group: Group, version: Version, plural: Plural, s: StoreDep) -> dict[str, Any]:
-    return await _list(s, group, version, plural, None)
+    """Every resource of the type, in every namespace (or the cluster-scoped ones)."""
+    info = kind_by_plural(plural, group)
+    return await _list(
+        s, _kind(group, version, plural, not (info and info.cluster_scoped)), version, None
+    )
 
 
 @router.get(
@@ -141,16 +157,15 @@ async def list_namespace(
     group: Group, version: Version, namespace: Namespace, plural: Plural, s: StoreDep
 ) -> dict[str, Any]:
     _where(namespace)
-    return await _list(s, group, version, plural, namespace)
+    return await _list(s, _kind(group, version, plural), version, namespace)
 
 
 async def _list(
-    s: ConfigStore, group: str, version: str, plural: str, namespace: str | None
+    s: ConfigStore, info: KindInfo, version: str, namespace: str | None
 ) -> dict[str, Any]:
-    info = _kind(group, version, plural)
-    items = await s.list_resources(info.kind, namespace)
+    items = await s.list_resources(info.id, namespace)
     return {
-        "apiVersion": f"{group}/{version}",
+        "apiVersion": f"{info.group}/{version}",
         "kind": f"{info.kind}List",
         "items": [_out(i, version) for i in items],
     }
@@ -169,10 +184,27 @@ async def get_one(
     name: Name,
     s: StoreDep,
 ) -> dict[str, Any]:
-    info = _kind(group, version, plural)
     _where(namespace, name)
+    return await _get(s, _kind(group, version, plural), version, namespace, name)
+
+
+@router.get(
+    "/{group}/{version}/{plural}/{name}",
+    dependencies=[Depends(require_reader)],
+    responses=answers(Document, 200, 400, 401, 404),
+)
+async def get_cluster_scoped(
+    group: Group, version: Version, plural: Plural, name: Name, s: StoreDep
+) -> dict[str, Any]:
+    _where("default", name)
+    return await _get(s, _kind(group, version, plural, False), version, "", name)
+
+
+async def _get(
+    s: ConfigStore, info: KindInfo, version: str, namespace: str, name: str
+) -> dict[str, Any]:
     try:
-        return _out(await s.get(info.kind, namespace, name), version)
+        return _out(await s.get(info.id, namespace, name), version)
     except NotFound as err:
         raise ApiError(404, "NotFound", str(err)) from err
 
@@ -192,8 +224,26 @@ async def create(
     plural: Plural,
     s: StoreDep,
 ) -> dict[str, Any]:
-    info = _kind(group, version, plural)
     _where(namespace)
+    return await _create(request, s, _kind(group, version, plural), version, namespace)
+
+
+@router.post(
+    "/{group}/{version}/{plural}",
+    status_code=201,
+    dependencies=[Depends(require_writer)],
+    responses=answers(Document, 201, 400, 401, 403, 404, 409, 413, 415, 422),
+    openapi_extra=writer(resource_body()),
+)
+async def create_cluster_scoped(
+    request: Request, group: Group, version: Version, plural: Plural, s: StoreDep
+) -> dict[str, Any]:
+    return await _create(request, s, _kind(group, version, plural, False), version, "")
+
+
+async def _create(
+    request: Request, s: ConfigStore, info: KindInfo, version: str, namespace: str
+) -> dict[str, Any]:
     res = await _checked_one(request, info, namespace, None)
     try:
         (stored,) = await s.write([Write(res, None)])
@@ -219,8 +269,40 @@ async def replace(
     s: StoreDep,
     force: bool = False,
 ) -> dict[str, Any]:
-    info = _kind(group, version, plural)
     _where(namespace, name)
+    info = _kind(group, version, plural)
+    return await _replace(request, s, info, version, namespace, name, force)
+
+
+@router.put(
+    "/{group}/{version}/{plural}/{name}",
+    dependencies=[Depends(require_writer)],
+    responses=answers(Document, 200, 400, 401, 403, 404, 409, 413, 415, 422, 428),
+    openapi_extra=writer(resource_body()),
+)
+async def replace_cluster_scoped(
+    request: Request,
+    group: Group,
+    version: Version,
+    plural: Plural,
+    name: Name,
+    s: StoreDep,
+    force: bool = False,
+) -> dict[str, Any]:
+    _where("default", name)
+    info = _kind(group, version, plural, False)
+    return await _replace(request, s, info, version, "", name, force)
+
+
+async def _replace(
+    request: Request,
+    s: ConfigStore,
+    info: KindInfo,
+    version: str,
+    namespace: str,
+    name: str,
+    force: bool,
+) -> dict[str, Any]:
     res = await _checked_one(request, info, namespace, name)
     if res.resource_version is not None:
         if not res.resource_version.isdigit():
@@ -235,7 +317,7 @@ async def replace(
         )
     else:
         try:
-            expect = (await s.get(info.kind, namespace, name)).version
+            expect = (await s.get(info.id, namespace, name)).version
         except NotFound as err:
             raise ApiError(404, "NotFound", str(err)) from err
     try:
@@ -267,15 +349,45 @@ async def delete(
     s: StoreDep,
     resource_version: int | None = None,
 ) -> Response:
-    info = _kind(group, version, plural)
     _where(namespace, name)
+    info = _kind(group, version, plural)
+    return await _delete(request, s, info, namespace, name, resource_version)
+
+
+@router.delete(
+    "/{group}/{version}/{plural}/{name}",
+    dependencies=[Depends(require_writer)],
+    responses=answers(Status, 200, 400, 401, 403, 404, 409),
+    openapi_extra=writer(),
+)
+async def delete_cluster_scoped(
+    request: Request,
+    group: Group,
+    version: Version,
+    plural: Plural,
+    name: Name,
+    s: StoreDep,
+    resource_version: int | None = None,
+) -> Response:
+    _where("default", name)
+    info = _kind(group, version, plural, False)
+    return await _delete(request, s, info, "", name, resource_version)
+
+
+async def _delete(
+    request: Request,
+    s: ConfigStore,
+    info: KindInfo,
+    namespace: str,
+    name: str,
+    resource_version: int | None,
+) -> Response:
     try:
-        await s.delete(info.kind, namespace, name, resource_version)
+        await s.delete(info.id, namespace, name, resource_version)
     except NotFound as err:
         raise ApiError(404, "NotFound", str(err)) from err
     except Conflict as err:
-        raise ApiError(
-            409, "Conflict", f"{info.kind} {namespace}/{name} changed meanwhile"
-        ) from err
+        where = f"{namespace}/{name}" if namespace else name
+        raise ApiError(409, "Conflict", f"{info.kind} {where} changed meanwhile") from err
     request.app.state.metrics.writes.labels("delete").inc()
     return Response(status_code=200, content=b'{"status":"Success"}', media_type="application/json")

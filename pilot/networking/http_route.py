@@ -294,6 +294,8 @@ def _redirect(r: HTTPRedirect) -> rc.RedirectAction:
     redirect = rc.RedirectAction()
     if r.uri:
         redirect.path_redirect = r.uri
+    elif r.prefix_rewrite is not None:  # validation: only beside prefix matches
+        redirect.prefix_rewrite = r.prefix_rewrite
     if r.authority:
         redirect.host_redirect = r.authority
     if r.port:
