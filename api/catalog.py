@@ -109,6 +109,11 @@ def _int_or(value: str | None, default: int) -> int:
         return default
 
 
+def service_port(meta: Mapping[str, str]) -> int:
+    """The logical port clients address, from an instance's meta."""
+    return _int_or(meta.get("service_port"), DEFAULT_SERVICE_PORT)
+
+
 def _locality_part(value: Any) -> str:
     """A region, zone or subzone: "" when unset, or when it could not be one ('/' splits them)."""
     return value if isinstance(value, str) and "/" not in value else ""
@@ -156,7 +161,7 @@ def instance_from_health_entry(entry: Mapping[str, Any]) -> Instance | None:
         namespace=meta.get("namespace") or DEFAULT_NAMESPACE,
         address=address,
         port=int(port),
-        service_port=_int_or(meta.get("service_port"), DEFAULT_SERVICE_PORT),
+        service_port=service_port(meta),
         service_account=meta.get("service_account") or DEFAULT_SERVICE_ACCOUNT,
         protocol=protocol if protocol in ("http", "tcp") else "http",
         labels=_labels_from(tags, meta),

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.catalog import service_port
 from api.store import ConfigStore, StoreUnavailable
 from galley.errors import ApiError
 from galley.openapi import document
@@ -60,23 +61,25 @@ def create_app(settings: GalleySettings) -> FastAPI:
     app.state.check_slots = asyncio.Semaphore(settings.max_parallel_checks)
     app.state.metrics = GalleyMetrics()
 
-    async def catalog_hosts() -> set[str]:
-        """Hostnames of the services in the Consul catalog (for analysis warnings)."""
+    async def catalog_services() -> dict[str, frozenset[int]]:
+        """The Consul catalog's services, host -> service ports (for analysis warnings and
+        Gateway API status; empty when the catalog cannot be read)."""
         client = app.state.store.endpoints.client()
-        hosts: set[str] = set()
+        ports: dict[str, set[int]] = {}
         try:
             _, services = await client.catalog.services()
             for name in services:
                 _, nodes = await client.catalog.service(name)
                 for node in nodes:
-                    ns = (node.get("ServiceMeta") or {}).get("namespace") or "default"
-                    hosts.add(f"{name}.{ns}.svc.cluster.local")
+                    meta = node.get("ServiceMeta") or {}
+                    host = f"{name}.{meta.get('namespace') or 'default'}.svc.cluster.local"
+                    ports.setdefault(host, set()).add(service_port(meta))
         except Exception as err:  # advice only: no catalog, no service warnings
             log.debug("catalog unavailable for analysis: %s", err)
-            return set()
-        return hosts
+            return {}
+        return {h: frozenset(p) for h, p in ports.items()}
 
-    app.state.catalog_hosts = catalog_hosts
+    app.state.catalog_services = catalog_services
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, err: ApiError) -> JSONResponse:

@@ -13,11 +13,12 @@ from typing import Any
 
 from api.catalog import DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, Instance, locality_label
 from api.checks import is_ip
+from api.gateway_api.translate import Translation, translate
 from api.mesh_config import ExtensionProvider
 from api.networking.policy import Port
 from api.networking.policy_checks import UNIX_PREFIX
 from api.networking.service_entry import ServiceEntrySpec, WorkloadEntry
-from api.resources import Resource
+from api.resources import GATEWAY_API, Resource
 from pilot.config.index import ConfigIndex, workload_labels
 from pilot.conflicts import (
     Conflict,
@@ -105,6 +106,10 @@ class MeshSnapshot:
     jwks: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     conflicts: tuple[Conflict, ...] = ()  # config left out because older config claims the same
     withheld: tuple[str, ...] = ()  # what the consistency check kept from proxies, and why
+    # The status of each Gateway API object (by ref), as its translation left it.
+    gateway_api_status: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     @classmethod
     def build(
@@ -145,6 +150,9 @@ class MeshSnapshot:
             for svc in service_entry_services([entry], trust_domain, index):
                 if owners.get(svc.hostname) == entry.ref:
                     services.setdefault(svc.key, svc)
+        gateway_api = translate_gateway_api(config, services)
+        if gateway_api.resources:
+            index = ConfigIndex.build([*config, *gateway_api.resources])
         conflicts += virtual_service_conflicts(index.of("VirtualService"))
         conflicts += gateway_server_conflicts(index.of("Gateway"))
         conflicts += gateway_route_conflicts(index.of("Gateway"), index.of("VirtualService"))
@@ -155,6 +163,7 @@ class MeshSnapshot:
             mesh=mesh or MeshConfig(),
             jwks=MappingProxyType(dict(jwks or {})),
             conflicts=tuple(conflicts),
+            gateway_api_status=MappingProxyType(dict(gateway_api.status)),
         )
 
     def without(self, services: Iterable[ServiceKey], why: Iterable[str]) -> MeshSnapshot:
@@ -165,6 +174,19 @@ class MeshSnapshot:
             services=MappingProxyType({k: s for k, s in self.services.items() if k not in gone}),
             withheld=(*self.withheld, *why),
         )
+
+
+def translate_gateway_api(
+    config: Sequence[Resource], services: Mapping[ServiceKey, Service]
+) -> Translation:
+    """Istio resources for the Gateway API config, backends resolved against `services`
+    (the catalog's and the ServiceEntries')."""
+    if not any(r.group == GATEWAY_API for r in config):
+        return Translation()
+    ports: dict[str, set[int]] = {}
+    for svc in services.values():
+        ports.setdefault(svc.hostname, set()).add(svc.port)
+    return translate(config, {h: frozenset(p) for h, p in ports.items()})
 
 
 # The endpoint label Istio reads for "this endpoint terminates mesh mTLS".

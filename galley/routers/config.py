@@ -84,7 +84,7 @@ async def _analysis(request: Request, s: ConfigStore, new: list[Resource]) -> li
         existing = [st.resource for st in await s.list_resources()]
     except Exception:  # analysis is advice; never fail a request for it
         existing = []
-    services = await request.app.state.catalog_hosts()
+    services = set(await request.app.state.catalog_services())
     by_key = {r.key: r for r in existing}
     # A replaced resource keeps its age (Consul keeps the key's CreateIndex).
     by_key.update(

@@ -11,11 +11,14 @@ the version read just before, so it never lands on a half-written value).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
+from api.gateway_api.translate import backend_hosts, translate
 from api.resources import (
+    GATEWAY_API,
     KindInfo,
     Resource,
     check_document,
@@ -89,11 +92,31 @@ def _kind(group: str, version: str, plural: str, namespaced: bool = True) -> Kin
     return info
 
 
-def _out(stored: StoredResource, version: str | None = None) -> dict[str, Any]:
+def _out(
+    stored: StoredResource,
+    version: str | None = None,
+    status: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The resource as served; a Gateway API object with its status (`_statuses`)."""
     body = stored.resource.to_dict(with_version=True)
     if version:
         body["apiVersion"] = f"{stored.resource.group}/{version}"
+    if status is not None and stored.resource.ref in status:
+        body["status"] = status[stored.resource.ref]
     return body
+
+
+async def _statuses(
+    request: Request, s: ConfigStore, info: KindInfo
+) -> Mapping[str, Mapping[str, Any]] | None:
+    """The status of every Gateway API object, from translating all of the stored config
+    against the catalog as Pilot does (None for other kinds: they carry no status)."""
+    if info.group != GATEWAY_API:
+        return None
+    config = [st.resource for st in await s.list_resources()]
+    hosts = backend_hosts(config, await request.app.state.catalog_services())
+    translation = await off_loop(request, translate, config, hosts)
+    return translation.status
 
 
 async def _checked_one(
@@ -140,12 +163,13 @@ async def _checked_one(
     dependencies=[Depends(require_reader)],
     responses=answers(ResourceList, 200, 401, 404),
 )
-async def list_all(group: Group, version: Version, plural: Plural, s: StoreDep) -> dict[str, Any]:
+async def list_all(
+    request: Request, group: Group, version: Version, plural: Plural, s: StoreDep
+) -> dict[str, Any]:
     """Every resource of the type, in every namespace (or the cluster-scoped ones)."""
-    info = kind_by_plural(plural, group)
-    return await _list(
-        s, _kind(group, version, plural, not (info and info.cluster_scoped)), version, None
-    )
+    found = kind_by_plural(plural, group)
+    info = _kind(group, version, plural, not (found and found.cluster_scoped))
+    return await _list(request, s, info, version, None)
 
 
 @router.get(
@@ -154,20 +178,26 @@ async def list_all(group: Group, version: Version, plural: Plural, s: StoreDep) 
     responses=answers(ResourceList, 200, 400, 401, 404),
 )
 async def list_namespace(
-    group: Group, version: Version, namespace: Namespace, plural: Plural, s: StoreDep
+    request: Request,
+    group: Group,
+    version: Version,
+    namespace: Namespace,
+    plural: Plural,
+    s: StoreDep,
 ) -> dict[str, Any]:
     _where(namespace)
-    return await _list(s, _kind(group, version, plural), version, namespace)
+    return await _list(request, s, _kind(group, version, plural), version, namespace)
 
 
 async def _list(
-    s: ConfigStore, info: KindInfo, version: str, namespace: str | None
+    request: Request, s: ConfigStore, info: KindInfo, version: str, namespace: str | None
 ) -> dict[str, Any]:
     items = await s.list_resources(info.id, namespace)
+    status = await _statuses(request, s, info)
     return {
         "apiVersion": f"{info.group}/{version}",
         "kind": f"{info.kind}List",
-        "items": [_out(i, version) for i in items],
+        "items": [_out(i, version, status) for i in items],
     }
 
 
@@ -177,6 +207,7 @@ async def _list(
     responses=answers(Document, 200, 400, 401, 404),
 )
 async def get_one(
+    request: Request,
     group: Group,
     version: Version,
     namespace: Namespace,
@@ -185,7 +216,7 @@ async def get_one(
     s: StoreDep,
 ) -> dict[str, Any]:
     _where(namespace, name)
-    return await _get(s, _kind(group, version, plural), version, namespace, name)
+    return await _get(request, s, _kind(group, version, plural), version, namespace, name)
 
 
 @router.get(
@@ -194,19 +225,20 @@ async def get_one(
     responses=answers(Document, 200, 400, 401, 404),
 )
 async def get_cluster_scoped(
-    group: Group, version: Version, plural: Plural, name: Name, s: StoreDep
+    request: Request, group: Group, version: Version, plural: Plural, name: Name, s: StoreDep
 ) -> dict[str, Any]:
     _where("default", name)
-    return await _get(s, _kind(group, version, plural, False), version, "", name)
+    return await _get(request, s, _kind(group, version, plural, False), version, "", name)
 
 
 async def _get(
-    s: ConfigStore, info: KindInfo, version: str, namespace: str, name: str
+    request: Request, s: ConfigStore, info: KindInfo, version: str, namespace: str, name: str
 ) -> dict[str, Any]:
     try:
-        return _out(await s.get(info.id, namespace, name), version)
+        stored = await s.get(info.id, namespace, name)
     except NotFound as err:
         raise ApiError(404, "NotFound", str(err)) from err
+    return _out(stored, version, await _statuses(request, s, info))
 
 
 @router.post(
