@@ -343,7 +343,9 @@ metadata: {name: reviews}
 spec:
   parentRefs: [{name: bookinfo-gateway}]
   rules:
-  - matches: [{path: {type: PathPrefix, value: /reviews}, headers: [{name: X-Canary, value: "yes"}]}]
+  - matches:
+    - path: {type: PathPrefix, value: /reviews}
+      headers: [{name: X-Canary, value: "yes"}]
     backendRefs: [{name: reviews-v2, port: 9080}]
   - matches: [{path: {type: PathPrefix, value: /reviews}}]
     backendRefs: [{name: reviews-v1, port: 9080}]
@@ -381,7 +383,9 @@ spec:
   - matches: [{path: {type: PathPrefix, value: /api}}]
     filters:
     - type: URLRewrite
-      urlRewrite: {hostname: backend.internal, path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}}
+      urlRewrite:
+        hostname: backend.internal
+        path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}
     - type: RequestHeaderModifier
       requestHeaderModifier:
         set: [{name: X-Env, value: prod}]
