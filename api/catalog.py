@@ -170,6 +170,16 @@ def instance_from_health_entry(entry: Mapping[str, Any]) -> Instance | None:
     )
 
 
+def _check_locality(locality: Mapping[str, str], labels: Mapping[str, str]) -> None:
+    for key, part in locality.items():
+        if "/" in part:
+            raise CatalogError(f"{key} {part!r}: must not contain '/'")
+        if part and labels.get(key, part) != part:
+            raise CatalogError(f"{key} {part!r}: the label {key}={labels[key]!r} says otherwise")
+    if locality["subzone"] and not (locality["zone"] or labels.get("zone")):
+        raise CatalogError("subzone: needs a zone")
+
+
 def registration_payload(
     *,
     service: str,
@@ -186,6 +196,7 @@ def registration_payload(
     region: str = "",
     zone: str = "",
     subzone: str = "",
+    protocol: str = "http",
 ) -> dict[str, Any]:
     """The body of ``PUT /v1/agent/service/register`` for one mesh workload. Without a
     region, the instance's region is its Consul datacenter."""
@@ -195,18 +206,14 @@ def registration_payload(
         raise CatalogError(f"namespace {namespace!r}: must be a DNS label (a-z, 0-9, '-')")
     if not instance_id:
         raise CatalogError("id: must not be empty")
+    if protocol not in ("http", "tcp"):
+        raise CatalogError(f"protocol {protocol!r}: must be http or tcp")
     for name, value in (("port", port), ("service port", service_port)):
         if not 1 <= value <= 65535:
             raise CatalogError(f"{name} {value}: must be within 1..65535")
     labels = dict(labels or {})
     locality = {"region": region, "zone": zone, "subzone": subzone}
-    for key, part in locality.items():
-        if "/" in part:
-            raise CatalogError(f"{key} {part!r}: must not contain '/'")
-        if part and labels.get(key, part) != part:
-            raise CatalogError(f"{key} {part!r}: the label {key}={labels[key]!r} says otherwise")
-    if subzone and not (zone or labels.get("zone")):
-        raise CatalogError("subzone: needs a zone")
+    _check_locality(locality, labels)
     for key in labels:
         if not _META_KEY.fullmatch(key) or key in RESERVED_META:
             raise CatalogError(
@@ -221,6 +228,8 @@ def registration_payload(
     }
     if mtls:
         meta["tls_mode"] = "istio"
+    if protocol != "http":
+        meta["protocol"] = protocol
     meta.update({key: value for key, value in locality.items() if value})
     body: dict[str, Any] = {
         "ID": instance_id,

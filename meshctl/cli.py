@@ -96,6 +96,7 @@ def cmd_register(args: argparse.Namespace) -> int:
             region=args.region,
             zone=args.zone,
             subzone=args.subzone,
+            protocol=args.protocol,
         )
     except CatalogError as err:
         raise CliError(str(err)) from err
@@ -118,6 +119,7 @@ def cmd_deregister(args: argparse.Namespace) -> int:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from api.gateway_api.translate import GATEWAY_LABEL
     from meshctl.bootstrap import SidecarBootstrap, render_yaml
 
     if (args.inbound_port is None) != (args.app_port is None):
@@ -129,6 +131,8 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
                 "a gateway has no --outbound-port/--inbound-port: its Gateways say its ports"
             )
         labels.setdefault("istio", args.gateway)
+        # How a Gateway API Gateway of that name (in this namespace) selects it.
+        labels.setdefault(GATEWAY_LABEL, args.gateway)
     elif args.outbound_port is None:
         raise CliError("--outbound-port is required for a sidecar")
     ports = [p for p in (args.admin_port, args.outbound_port, args.inbound_port) if p is not None]
@@ -401,6 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--address", required=True, help="where the sidecar's inbound port listens")
     reg.add_argument("--port", type=_port, required=True, help="the sidecar's inbound port")
     reg.add_argument("--service-port", type=_port, default=80, help="logical port clients use")
+    reg.add_argument(
+        "--protocol",
+        choices=("http", "tcp"),
+        default="http",
+        help="what the service speaks: tcp services are relayed as bytes, not routed as HTTP",
+    )
     reg.add_argument("--check-http", default=None, metavar="URL", help="HTTP health check URL")
     reg.add_argument("--check-interval", default="1s")
     reg.add_argument(
@@ -448,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--gateway",
         default=None,
         metavar="NAME",
-        help="an ingress gateway proxy labelled istio=NAME (Gateways select it by that label)",
+        help="a gateway proxy labelled istio=NAME (Istio Gateways select it by that label) "
+        "that also serves the Gateway API Gateway NAME of its namespace",
     )
     boot.add_argument("--inbound-port", type=_port, default=None)
     boot.add_argument("--app-port", type=_port, default=None)

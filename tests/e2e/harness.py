@@ -458,10 +458,15 @@ class Mesh:
         return w
 
     def gateway(
-        self, name: str, namespace: str = "istio-system", identity_sa: str | None = None
+        self,
+        name: str,
+        namespace: str = "istio-system",
+        identity_sa: str | None = None,
+        address: str = "127.0.0.1",
     ) -> Workload:
-        """An ingress gateway proxy labelled istio=<name>; Gateways choose its ports. With
-        `identity_sa` it gets a mesh identity and its namespace's credentials from Citadel."""
+        """An ingress gateway proxy labelled istio=<name>; Gateways choose its ports, and it
+        listens on `address`. With `identity_sa` it gets a mesh identity and its
+        namespace's credentials from Citadel."""
         w = Workload(
             f"{name}",
             f"{name}-1",
@@ -480,6 +485,7 @@ class Mesh:
             f"--id={w.instance}",
             f"--admin-port={w.admin_port}",
             f"--gateway={name}",
+            f"--address={address}",
             f"--output={config}",
         ]
         if identity_sa is not None:
