@@ -187,12 +187,33 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(yaml.safe_dump_all(docs, sort_keys=False), end="")
     else:
         items = body.get("items", [body]) if not args.name else [body]
-        print(f"{'NAMESPACE':<16} {'NAME':<32} RESOURCE-VERSION")
+        with_status = any("status" in item for item in items)
+        header = f"{'NAMESPACE':<16} {'NAME':<32} {'RESOURCE-VERSION':<17}"
+        print(header + (" STATUS" if with_status else "").rstrip())
         for item in items:
             meta = item["metadata"]
             namespace = meta.get("namespace", "")
-            print(f"{namespace:<16} {meta['name']:<32} {meta.get('resourceVersion', '')}")
+            line = f"{namespace:<16} {meta['name']:<32} {meta.get('resourceVersion', ''):<17}"
+            print((line + (" " + _status_summary(item) if with_status else "")).rstrip())
     return 0
+
+
+def _status_summary(item: dict[str, Any]) -> str:
+    """A Gateway API object's conditions in a word: what is not true, else what is."""
+    status = item.get("status") or {}
+    groups = [p.get("conditions") or [] for p in status.get("parents") or []]
+    if "conditions" in status:
+        groups.append(status["conditions"])
+    wrong = [
+        f"{c['type']}={c['reason']}"
+        for conditions in groups
+        for c in conditions
+        if (c.get("status") != "True") != (c.get("type") == "PartiallyInvalid")
+        and not (c.get("type") == "Conflicted" and c.get("status") == "False")
+    ]
+    if wrong:
+        return ",".join(dict.fromkeys(wrong))
+    return ",".join(dict.fromkeys(c["type"] for conditions in groups for c in conditions))
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
