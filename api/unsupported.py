@@ -31,11 +31,9 @@ def _every_policy(path: str, what: str) -> tuple[tuple[str, str], ...]:
 NOT_APPLIED: dict[str, tuple[tuple[str, str] | tuple[str, str, str], ...]] = {
     "VirtualService": (
         ("exportTo", "the VirtualService applies in every namespace"),
-        ("tcp", "TCP routes are not served: only HTTP is routed"),
         (
-            "tls",
-            "TLS/SNI routes are served on gateways' PASSTHROUGH servers only: "
-            "sidecars route HTTP only",
+            "tcp[].match[].sourceSubnet",
+            "the rule matches any source address (Istio does not apply it either)",
         ),
         ("http[].delegate", "delegation is not supported: the route answers 503"),
         ("http[].redirect.derivePort", "the redirect keeps the request's port"),
@@ -104,9 +102,7 @@ NOT_APPLIED: dict[str, tuple[tuple[str, str] | tuple[str, str, str], ...]] = {
     ),
     "Sidecar": (
         ("ingress", "the inbound listener comes from the proxy's bootstrap ports"),
-        ("egress[].port", "egress hosts apply to the one outbound listener"),
-        ("egress[].bind", "the outbound listener's address comes from the bootstrap"),
-        ("egress[].captureMode", "no traffic capture"),
+        ("egress[].captureMode", "no traffic capture: an egress port always gets its listener"),
         ("inboundConnectionPool", "no limits on the inbound cluster"),
         ("outboundTrafficPolicy", "unknown hosts are always refused (REGISTRY_ONLY)"),
     ),

@@ -15,6 +15,10 @@ analysis warns about the same conflicts when the config is applied.
   TLS-terminating server names it, among Gateways with the same selector.
 - A host on a plain HTTP gateway port shared by several Gateways (same
   selector) belongs to the VirtualService bound to the oldest of them.
+- A plaintext gateway port (same selector) is of the kind of its oldest server:
+  HTTP servers share it, a TCP server takes it alone.
+- A gateway TCP server (plain, or TLS terminated) is routed by the oldest
+  VirtualService bound to its Gateway whose `tcp` route matches the port.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from api.networking.gateway import GatewaySpec, server_admits
+from api.networking.gateway import GatewaySpec, Server, server_admits
 from api.networking.service_entry import ServiceEntrySpec
 from api.networking.virtual_service import VirtualServiceSpec
 from api.resources import Resource
 from pilot.config.index import fqdn, gateway_ref
+from pilot.networking.tcp_route import gateway_tcp_claims
 
 __all__ = [
     "Conflict",
@@ -98,12 +103,19 @@ def gateway_server_conflicts(gateways: Iterable[Resource]) -> list[Conflict]:
     port) claim; `gateways` oldest first. Servers of one Gateway never conflict here:
     validation keeps its port names unique, and the first server of a host wins."""
     owners: dict[tuple[frozenset[tuple[str, str]], int, str], str] = {}
+    plaintext: dict[tuple[frozenset[tuple[str, str]], int], tuple[str, str]] = {}
     conflicts: list[Conflict] = []
     for gw in gateways:
         spec = gw.spec
         assert isinstance(spec, GatewaySpec)
         selector = frozenset((spec.selector or {}).items())
         for server in spec.servers or []:
+            kind = _plaintext_kind(server)
+            if kind is not None and server.port is not None and server.port.number:
+                number = server.port.number
+                owner_kind, owner = plaintext.setdefault((selector, number), (kind, gw.ref))
+                if owner != gw.ref and (kind == "tcp" or owner_kind == "tcp"):
+                    conflicts.append(Conflict(f"plaintext gateway port {number}", owner, gw.ref))
             tls, port = server.tls, server.port
             terminating = tls is not None and tls.mode not in (None, "PASSTHROUGH")
             if not terminating or port is None or port.number is None:
@@ -119,6 +131,27 @@ def gateway_server_conflicts(gateways: Iterable[Resource]) -> list[Conflict]:
 
 
 _HTTP = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
+_TCP = frozenset({"TCP", "MONGO", "REDIS", "MYSQL"})
+_TERMINATING = frozenset({"SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"})
+
+
+def _plaintext_kind(server: Server) -> str | None:
+    """'http' or 'tcp' for a server served in plaintext (as gateway.GatewayServer.kind)."""
+    protocol = (server.port.protocol or "").upper() if server.port else ""
+    mode = (server.tls.mode if server.tls is not None else None) or "PASSTHROUGH"
+    if protocol in _HTTP and mode == "PASSTHROUGH":
+        return "http"
+    if protocol in _TCP and server.tls is None:
+        return "tcp"
+    return None
+
+
+def _tcp_server(server: Server) -> bool:
+    """A server relayed as TCP: plain TCP, or a TLS server terminating TLS."""
+    protocol = (server.port.protocol or "").upper() if server.port else ""
+    if protocol in _TCP and server.tls is None:
+        return True
+    return protocol == "TLS" and server.tls is not None and server.tls.mode in _TERMINATING
 
 
 def gateway_route_conflicts(
@@ -127,7 +160,8 @@ def gateway_route_conflicts(
     """Hosts that VirtualServices bound to different Gateways claim on one plain HTTP port
     of the same gateway proxies (same selector): those servers share one route table, so
     the VirtualService of the oldest Gateway routes the host. Both oldest first; the
-    same Gateway's rivals are `virtual_service_conflicts`' to report."""
+    same Gateway's rivals are `virtual_service_conflicts`' to report. Also the
+    VirtualServices whose `tcp` routes claim a TCP server an older one routes."""
     bound: dict[str, list[Resource]] = {}
     for vs in services:
         spec = vs.spec
@@ -141,6 +175,7 @@ def gateway_route_conflicts(
         assert isinstance(spec, GatewaySpec)
         selector = frozenset((spec.selector or {}).items())
         ref = f"{gw.namespace}/{gw.name}"
+        conflicts += _tcp_route_conflicts(ref, gw.namespace, spec, bound.get(ref, []))
         for server in spec.servers or []:
             port = server.port
             plain = server.tls is None or server.tls.mode in (None, "PASSTHROUGH")
@@ -164,3 +199,26 @@ def gateway_route_conflicts(
                             Conflict(f"host {host} on gateway port {port.number}", owner_vs, vs.ref)
                         )
     return sorted(set(conflicts))
+
+
+def _tcp_route_conflicts(
+    ref: str, namespace: str, spec: GatewaySpec, bound: list[Resource]
+) -> list[Conflict]:
+    """VirtualServices whose `tcp` routes claim a TCP server of this Gateway that an older
+    VirtualService routes (`tcp_route.gateway_tcp_claims`)."""
+    out = []
+    for server in spec.servers or []:
+        port = server.port
+        if port is None or not port.number or not _tcp_server(server):
+            continue
+
+        def admits(host: str, vs_namespace: str, server: Server = server) -> bool:
+            return any(server_admits(h, host, vs_namespace, namespace) for h in server.hosts or [])
+
+        terminated = server.tls is not None
+        claims = gateway_tcp_claims(ref, port.number, admits, bound, terminated=terminated)
+        for vs, _ in claims[1:]:
+            out.append(
+                Conflict(f"tcp port {port.number} on gateway {ref}", claims[0][0].ref, vs.ref)
+            )
+    return out

@@ -173,6 +173,9 @@ def _base_values(vocab: Vocabulary) -> dict[str, S[Any]]:
         "Subset.name": _one("v1", "v2", "canary"),
         # ports
         "Gateway:Port.number": st.sampled_from(vocab.gateway_ports),
+        # Sidecar egress ports get listeners of their own: ports the test knows are free
+        # (Envoys share them with SO_REUSEPORT; another process's port would be refused).
+        "Sidecar:Port.number": st.sampled_from(vocab.gateway_ports),
         "ServiceEntry:Port.number": _one(80, 443, 8080, 5432),
         "number": _one(9080, 80, 8080, 1, 65535),
         "port": _one(9080, 80),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -151,6 +152,8 @@ def _check_ingress(spec: SidecarSpec, issues: Issues) -> None:
 
 
 def _check_egress_port(listener: IstioEgressListener, at: Issues) -> None:
+    """An egress entry with a port gets a listener of its own on bind:port (Pilot's
+    model for sidecars without traffic capture); the warnings say what is not served."""
     assert listener.port is not None
     bind = listener.bind or ""
     _check_port_name_and_protocol(listener.port, at)
@@ -159,6 +162,12 @@ def _check_egress_port(listener: IstioEgressListener, at: Issues) -> None:
             at.error("port 0 needs a unix:// bind address", "bind")
         elif (m := unix_address(bind.removeprefix(UNIX_PREFIX))) is not None:
             at.error(m, "bind")
+        else:
+            at.warn(
+                "accepted but not applied by this mesh: unix socket egress listeners are "
+                "not served (no listener)",
+                "bind",
+            )
         if listener.capture_mode not in (None, "DEFAULT", "NONE"):
             at.error("unix socket listeners need captureMode DEFAULT or NONE", "captureMode")
         return
@@ -166,6 +175,31 @@ def _check_egress_port(listener: IstioEgressListener, at: Issues) -> None:
         at.error(m, "port", "number")
     if bind and not checks.is_ip(bind):
         at.error(f"bind {bind!r} must be an IP address", "bind")
+    elif bind and not _local_bind(bind):
+        at.warn(
+            f"bind {bind} is served only by proxies whose instance address it is; "
+            "a loopback address (127.0.0.1 when unset) or 0.0.0.0 binds on every proxy",
+            "bind",
+        )
+    protocol = (listener.port.protocol or "").upper()
+    if protocol == "UDP":
+        at.warn(
+            "accepted but not applied by this mesh: UDP egress ports get no listener",
+            "port",
+            "protocol",
+        )
+    elif not protocol:
+        at.warn(
+            "no protocol: the listener relays TCP (there is no protocol sniffing); "
+            "set HTTP to route by Host",
+            "port",
+            "protocol",
+        )
+
+
+def _local_bind(bind: str) -> bool:
+    address = ipaddress.ip_address(bind)
+    return address.is_loopback or address.is_unspecified
 
 
 def _check_egress_hosts(listener: IstioEgressListener, namespace: str, at: Issues) -> None:

@@ -25,6 +25,7 @@ from envoy.config.core.v3 import address_pb2, extension_pb2
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as rbac_filter_pb2
+from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
 from envoy.extensions.path.match.uri_template.v3 import uri_template_match_pb2
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2, value_pb2
 
@@ -44,9 +45,11 @@ from pilot.networking.attachment import attached
 from pilot.networking.protos import pack
 
 __all__ = [
+    "HttpOnly",
     "Untranslatable",
     "applicable_policies",
     "dry_run",
+    "network_rbac_configs",
     "rbac_configs",
     "requires_token",
     "rule_policies",
@@ -150,12 +153,19 @@ class Untranslatable(Exception):
     """A rule part this translator cannot express; the rule then fails closed."""
 
 
+class HttpOnly(Untranslatable):
+    """An ALLOW rule that needs an HTTP attribute, translated for a TCP connection: the
+    rule is left out (it matches nothing there), as Istio does."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Target:
-    """What a rule is translated for: the policy's namespace and the workload's app port."""
+    """What a rule is translated for: the policy's namespace and the workload's app port;
+    for a TCP connection (`l4`), the action its rules take there ("ALLOW" or "DENY")."""
 
     namespace: str
     app_port: int | None
+    l4: str | None = None
 
 
 def _star_regex(value: str, part: str = "[^/]*") -> str:
@@ -281,6 +291,12 @@ class _Clause:
         entries: tuple[str, ...] = (),
     ) -> None:
         if not values:
+            return
+        if target.l4 is not None and attribute.match.http_only:
+            # Nothing a TCP connection carries: an ALLOW rule needing it allows nothing,
+            # a DENY rule denies by its other parts (more, never less).
+            if target.l4 == "ALLOW":
+                raise HttpOnly(f"{attribute.match.value} is HTTP only")
             return
         kind = rbac_pb2.Principal if attribute.match.on_principal else rbac_pb2.Permission
         try:
@@ -480,3 +496,99 @@ def requires_token(policies: Iterable[Resource]) -> bool:
         )
         for r in rules
     )
+
+
+# --- the same policies for TCP connections (the network RBAC filters) ---
+
+# The stat prefix of the network RBAC filters (Istio's): stats under `tcp.rbac.`.
+NETWORK_STAT_PREFIX = "tcp."
+
+
+def _l4_rule(
+    ap: Resource, index: int, rule: Rule | None, target: _Target
+) -> rbac_pb2.Policy | None:
+    """One rule for a TCP connection, as Istio builds it: HTTP-only attributes drop an
+    ALLOW rule (None: it matches nothing) and are ignored in a DENY rule. What still
+    cannot be translated fails closed as on HTTP."""
+    try:
+        if rule is None:
+            raise Untranslatable("a null rule")
+        return _policy(rule, target)
+    except HttpOnly as err:
+        log.debug("%s rules[%d]: %s; the ALLOW rule matches no TCP connection", ap.ref, index, err)
+        return None
+    except Untranslatable as err:
+        deny = target.l4 == "DENY"
+        log.warning(
+            "%s rules[%d]: cannot be translated for TCP (%s); the rule %s",
+            ap.ref,
+            index,
+            err,
+            "matches every connection" if deny else "matches nothing",
+        )
+        return _ALWAYS if deny else None
+
+
+def _network_config(
+    action: int,
+    policies: Mapping[str, rbac_pb2.Policy],
+    shadow: Mapping[str, rbac_pb2.Policy],
+    in_force: tuple[bool, bool],
+) -> network_rbac_pb2.RBAC:
+    """A network RBAC config. `in_force` says whether an (enforced, dry-run) policy of this
+    action applies at all: an ALLOW policy whose every rule was left out still allows only
+    what its (no) policies match, that is nothing."""
+    config = network_rbac_pb2.RBAC(stat_prefix=NETWORK_STAT_PREFIX)
+    if policies or in_force[0]:
+        config.rules.action = action
+        for key, policy in policies.items():
+            config.rules.policies[key].CopyFrom(policy)
+    if shadow or in_force[1]:
+        config.shadow_rules.action = action
+        for key, policy in shadow.items():
+            config.shadow_rules.policies[key].CopyFrom(policy)
+        config.shadow_rules_stat_prefix = "istio_dry_run_"
+    return config
+
+
+def network_rbac_configs(
+    policies: Iterable[Resource], app_port: int | None = None
+) -> dict[str, network_rbac_pb2.RBAC]:
+    """The config of the two network RBAC filters (deny, then allow), by filter name, for
+    TCP connections to a workload whose app listens on `app_port` (None on a gateway: a
+    policy's ports are the listener ports).
+
+    As Istio translates for TCP: an ALLOW rule with an HTTP-only attribute (methods,
+    paths, hosts, headers, request principals, JWT claims) is left out, so an ALLOW
+    policy whose rules all need HTTP allows no connection; a DENY rule ignores those
+    attributes and denies by the rest. CUSTOM policies are not delegated on TCP: what
+    their rules select is denied the same way (fail closed). AUDIT is not logged on TCP.
+    """
+    enforced: dict[str, dict[str, rbac_pb2.Policy]] = {"DENY": {}, "ALLOW": {}}
+    shadow: dict[str, dict[str, rbac_pb2.Policy]] = {"DENY": {}, "ALLOW": {}}
+    allow_in_force = [False, False]  # enforced, dry run
+    for ap in policies:
+        spec = _spec(ap)
+        action = _ACTIONS[spec.action or "ALLOW"]
+        if action == "AUDIT":
+            continue
+        into = (shadow if dry_run(ap) else enforced)[action]
+        if action == "ALLOW":
+            allow_in_force[1 if dry_run(ap) else 0] = True
+        target = _Target(ap.namespace, app_port, l4=action)
+        for i, rule in enumerate(spec.rules or []):
+            policy = _l4_rule(ap, i, rule, target)
+            if policy is not None:
+                into[f"ns[{ap.namespace}]-policy[{ap.name}]-rule[{i}]"] = policy
+    deny_in_force = (bool(enforced["DENY"]), bool(shadow["DENY"]))
+    return {
+        names.NETWORK_RBAC_DENY_FILTER: _network_config(
+            rbac_pb2.RBAC.DENY, enforced["DENY"], shadow["DENY"], deny_in_force
+        ),
+        names.NETWORK_RBAC_ALLOW_FILTER: _network_config(
+            rbac_pb2.RBAC.ALLOW,
+            enforced["ALLOW"],
+            shadow["ALLOW"],
+            (allow_in_force[0], allow_in_force[1]),
+        ),
+    }

@@ -10,7 +10,15 @@ listener, and each server a filter chain on it:
 - a TLS-terminating server (SIMPLE, MUTUAL, OPTIONAL_MUTUAL, ISTIO_MUTUAL) is its
   own chain, matched by SNI, with its own route table (`names.gateway_https_route`);
 - a PASSTHROUGH server gets one chain per SNI name its bound VirtualServices'
-  `tls` routes claim, relaying the still-encrypted connection (`tls_route`).
+  `tls` routes claim, relaying the still-encrypted connection (`tls_route`);
+- a TCP server (TCP, MONGO, REDIS, MYSQL) is one chain relaying the connection
+  where the `tcp` route of the oldest bound VirtualService for that port sends it
+  (`tcp_route`); a TLS server that terminates TLS (SIMPLE, MUTUAL, ...) is a chain
+  matched by SNI that decrypts and relays the same way. Both authorize the
+  connection first (network RBAC, `tcp_listener`).
+
+The plaintext servers of a port are one kind: the first one's (HTTP servers share
+the port's route table; a TCP server takes the port alone); the others are left out.
 
 The VirtualServices that name the Gateway (``ns/name``, or ``name`` in their own
 namespace) and whose hosts fit the server's hosts become its virtual hosts. One
@@ -38,7 +46,7 @@ from api.networking.gateway import GatewaySpec, Server, server_admits
 from api.networking.virtual_service import VirtualServiceSpec
 from api.resources import Resource
 from pilot.config.index import ConfigIndex
-from pilot.networking import gateway_tls, names, telemetry, tls_route
+from pilot.networking import gateway_tls, names, tcp_listener, tcp_route, telemetry, tls_route
 from pilot.networking.http_route import ClusterFor, http_routes
 from pilot.networking.listener import auth_filters, mesh_filters
 from pilot.networking.protos import pack
@@ -55,6 +63,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
+# Relayed as opaque TCP (Istio has no filters of its own for these on gateways either).
+TCP_PROTOCOLS = frozenset({"TCP", "MONGO", "REDIS", "MYSQL"})
 _TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
 _HCM = "envoy.filters.network.http_connection_manager"
 
@@ -67,7 +77,8 @@ class GatewayServer:
     @property
     def kind(self) -> str | None:
         """ "http" (plain, maybe redirecting), "https" (terminated here), "passthrough",
-        or None: a server this mesh does not serve (TCP, AUTO_PASSTHROUGH, TLS->TCP)."""
+        "tcp" (plain TCP), "tls" (TLS terminated here, then TCP), or None: a server this
+        mesh does not serve (AUTO_PASSTHROUGH, UDP)."""
         protocol = (self.server.port.protocol or "").upper() if self.server.port else ""
         tls = self.server.tls
         mode = (tls.mode if tls is not None else None) or "PASSTHROUGH"
@@ -77,11 +88,26 @@ class GatewayServer:
             return "https"
         if protocol in ("HTTPS", "TLS") and tls is not None and mode == "PASSTHROUGH":
             return "passthrough"
+        if protocol in TCP_PROTOCOLS and tls is None:
+            return "tcp"
+        if protocol == "TLS" and mode in gateway_tls.TERMINATING_MODES:
+            return "tls"
         return None
+
+    @property
+    def plaintext(self) -> bool:
+        return self.kind in ("http", "tcp")
 
     @property
     def https_redirect(self) -> bool:
         return bool(self.server.tls is not None and self.server.tls.https_redirect)
+
+    def chain_name(self, port: int) -> str:
+        """The name of a TCP or TLS-terminating server's filter chain."""
+        if self.kind == "tls":
+            port_name = self.server.port.name if self.server.port else None
+            return names.gateway_tls_chain(port, port_name or "", self.gateway)
+        return names.gateway_tcp_chain(port)
 
     def route_name(self, port: int) -> str:
         if self.kind == "https":
@@ -225,6 +251,68 @@ def _passthrough_chains(
     return chains
 
 
+def _tcp_chain(
+    entry: GatewayServer,
+    port: int,
+    config: ConfigIndex,
+    cluster_for: Callable[[str], ClusterFor],
+) -> listener_components_pb2.FilterChain | None:
+    """The chain of a TCP server (or, decrypted, of a TLS-terminating one): relayed where
+    the oldest bound VirtualService's `tcp` route for this port sends it; none without one."""
+    route = tcp_route.gateway_tcp_route(
+        entry.gateway,
+        port,
+        entry.admits,
+        config.virtual_services_for_gateway(entry.gateway),
+        cluster_for,
+        terminated=entry.kind == "tls",
+    )
+    if route is None:
+        log.warning(
+            "gateway %s port %d: no VirtualService routes this %s server; no chain",
+            entry.gateway,
+            port,
+            (entry.server.port.protocol or "") if entry.server.port else "",
+        )
+        return None
+    stat = f"{names.gateway_stat_prefix(port)}_{entry.kind}"
+    chain = tcp_listener.tcp_proxy_chain(stat, route.clusters, authorize=True)
+    chain.name = entry.chain_name(port)
+    return chain
+
+
+def _tls_tcp_chain(
+    entry: GatewayServer,
+    port: int,
+    sni: tuple[str, ...],
+    config: ConfigIndex,
+    cluster_for: Callable[[str], ClusterFor],
+    sds: tuple[str, str, str] | None,
+    trust_domain: str,
+) -> listener_components_pb2.FilterChain | None:
+    """A TLS server that terminates TLS, then relays TCP: matched by SNI like an HTTPS
+    server; never a chain without its TLS."""
+    assert entry.server.tls is not None  # a "tls" server has TLS settings
+    context = gateway_tls.downstream_context(entry.server.tls, sds, trust_domain, http=False)
+    if isinstance(context, gateway_tls.Refusal):
+        log.warning(
+            "gateway %s port %d (%s): TLS server not served: %s",
+            entry.gateway,
+            port,
+            ",".join(entry.server.hosts or []),
+            context.reason,
+        )
+        return None
+    relay = _tcp_chain(entry, port, config, cluster_for)
+    if relay is None:
+        return None
+    chain = _tls_socket(context)
+    chain.MergeFrom(relay)
+    chain.filter_chain_match.transport_protocol = "tls"
+    chain.filter_chain_match.server_names.extend(sni)
+    return chain
+
+
 def _unclaimed_sni(entry: GatewayServer, port: int, claimed: set[str]) -> tuple[str, ...] | None:
     """The server's SNI names no older server on the port took (None: all were taken).
     The empty tuple (any name) is one claim too: the first `*` server takes it."""
@@ -240,6 +328,25 @@ def _unclaimed_sni(entry: GatewayServer, port: int, claimed: set[str]) -> tuple[
     return free if sni else ()
 
 
+def _plaintext(servers: list[GatewayServer], port: int) -> list[GatewayServer]:
+    """The plaintext servers a port serves: the first one's kind wins the port (Istio's
+    merge rule): every HTTP server if it is HTTP, else that one TCP server alone."""
+    plain = [e for e in servers if e.plaintext]
+    if not plain:
+        return []
+    kept = [e for e in plain if e.kind == "http"] if plain[0].kind == "http" else plain[:1]
+    for e in plain:
+        if e not in kept:
+            log.warning(
+                "gateway %s port %d: a plaintext %s server is left out: the port serves %s",
+                e.gateway,
+                port,
+                (e.server.port.protocol or "") if e.server.port else "",
+                "HTTP" if kept[0].kind == "http" else f"the TCP server of {kept[0].gateway}",
+            )
+    return kept
+
+
 def gateway_listener(
     address: str,
     port: int,
@@ -251,20 +358,35 @@ def gateway_listener(
     trust_domain: str,
     obs: telemetry.Observability | None = None,
 ) -> listener_pb2.Listener | None:
-    """The port's listener: a chain for its plain HTTP servers, one per TLS server, one
-    per passthrough SNI route. None when no server on the port can be served."""
-    plain = [e for e in servers if e.kind == "http"]
+    """The port's listener: a chain for its plain HTTP servers (or its TCP server), one
+    per TLS server, one per passthrough SNI route. None when no server on the port can
+    be served."""
+    plain = _plaintext(servers, port)
     chains: list[listener_components_pb2.FilterChain] = []
     claimed: set[str] = set()
     for entry in servers:
-        if entry.kind == "https":
+        if entry.kind in ("https", "tls"):
             sni = _unclaimed_sni(entry, port, claimed)
-            chain = None if sni is None else _https_chain(entry, port, sni, sds, trust_domain, obs)
+            if sni is None:
+                continue
+            if entry.kind == "https":
+                chain = _https_chain(entry, port, sni, sds, trust_domain, obs)
+            else:
+                chain = _tls_tcp_chain(entry, port, sni, config, cluster_for, sds, trust_domain)
             if chain is not None:
                 chains.append(chain)
         elif entry.kind == "passthrough":
             chains.extend(_passthrough_chains(entry, port, config, cluster_for, claimed))
-    if not plain and not chains:
+    plain_chain = None
+    if plain and plain[0].kind == "http":
+        plain_chain = listener_components_pb2.FilterChain(
+            filters=[_hcm(names.gateway_route(port), names.gateway_stat_prefix(port), obs)]
+        )
+        if chains:  # beside TLS chains, plaintext is told apart by the inspector
+            plain_chain.name = names.gateway_route(port)
+    elif plain:
+        plain_chain = _tcp_chain(plain[0], port, config, cluster_for)
+    if plain_chain is None and not chains:
         return None
     lis = listener_pb2.Listener(
         name=names.gateway_listener(address, port),
@@ -272,21 +394,22 @@ def gateway_listener(
             socket_address=address_pb2.SocketAddress(address=address, port_value=port)
         ),
     )
-    if plain:
-        http = listener_components_pb2.FilterChain(
-            filters=[_hcm(names.gateway_route(port), names.gateway_stat_prefix(port), obs)]
-        )
-        if chains:  # beside TLS chains, plaintext is told apart by the inspector
-            http.name = names.gateway_route(port)
-            http.filter_chain_match.transport_protocol = "raw_buffer"
-        lis.filter_chains.append(http)
+    if plain_chain is not None:
+        if chains:
+            plain_chain.filter_chain_match.transport_protocol = "raw_buffer"
+        lis.filter_chains.append(plain_chain)
     if chains:
         lis.filter_chains.extend(chains)
-        lis.listener_filters.append(
-            listener_components_pb2.ListenerFilter(
-                name=_TLS_INSPECTOR, typed_config=pack(tls_inspector_pb2.TlsInspector())
+        if plain and plain[0].kind == "tcp":
+            # A TCP client may wait for its server to speak first: the inspector must not
+            # hold it (nor close it) for want of a ClientHello.
+            tcp_listener.inspector(lis)
+        else:
+            lis.listener_filters.append(
+                listener_components_pb2.ListenerFilter(
+                    name=_TLS_INSPECTOR, typed_config=pack(tls_inspector_pb2.TlsInspector())
+                )
             )
-        )
     return lis
 
 

@@ -11,6 +11,9 @@ __all__ = [
     "EXT_AUTHZ_RBAC_FILTER",
     "INBOUND_AUTH_FILTERS",
     "JWT_AUTHN_FILTER",
+    "NETWORK_AUTH_FILTERS",
+    "NETWORK_RBAC_ALLOW_FILTER",
+    "NETWORK_RBAC_DENY_FILTER",
     "RBAC_ALLOW_FILTER",
     "RBAC_AUDIT_FILTER",
     "RBAC_DENY_FILTER",
@@ -19,10 +22,13 @@ __all__ = [
     "ZIPKIN_CLUSTER",
     "credential_ca_secret",
     "credential_secret",
+    "egress_route",
     "gateway_https_route",
     "gateway_listener",
     "gateway_route",
     "gateway_stat_prefix",
+    "gateway_tcp_chain",
+    "gateway_tls_chain",
     "gateway_vhost",
     "inbound_cluster",
     "inbound_listener",
@@ -127,6 +133,23 @@ def inbound_listener(address: str, port: int) -> str:
     return f"inbound_{address}_{port}"
 
 
+def egress_route(bind: str, port: int) -> str:
+    """The route table of a Sidecar egress listener with an HTTP port (bind:port): it
+    routes only that egress entry's hosts."""
+    return f"outbound|{port}|{bind}|http"
+
+
+def gateway_tcp_chain(port: int) -> str:
+    """The filter chain of a gateway's plain TCP server on a port (one per port)."""
+    return f"tcp.{port}"
+
+
+def gateway_tls_chain(port: int, port_name: str, gateway: str) -> str:
+    """The filter chain of a TLS server that terminates TLS and relays TCP."""
+    namespace, _, name = gateway.partition("/")
+    return f"tls.{port}.{port_name}.{name}.{namespace}"
+
+
 def outbound_route(namespace: str) -> str:
     """One outbound route table per namespace: short names resolve within it."""
     return f"outbound|http|{namespace}"
@@ -151,3 +174,10 @@ INBOUND_AUTH_FILTERS = (
     RBAC_DENY_FILTER,
     RBAC_ALLOW_FILTER,
 )
+
+# The network filters that enforce AuthorizationPolicy on TCP listeners (a sidecar's
+# inbound TCP listener, a gateway's TCP servers), in the order they run; like the
+# HTTP ones, each names the ECDS resource that carries its config.
+NETWORK_RBAC_DENY_FILTER = "envoy.filters.network.rbac.deny"
+NETWORK_RBAC_ALLOW_FILTER = "envoy.filters.network.rbac"
+NETWORK_AUTH_FILTERS = (NETWORK_RBAC_DENY_FILTER, NETWORK_RBAC_ALLOW_FILTER)

@@ -19,7 +19,7 @@ from api.resources import Resource
 from pilot.config.index import gateway_ref
 from pilot.networking.http_route import ClusterFor
 
-__all__ = ["SniRoute", "passthrough_routes", "tcp_proxy"]
+__all__ = ["TCP_PROXY_FILTER", "SniRoute", "passthrough_routes", "route_clusters", "tcp_proxy"]
 
 TCP_PROXY_FILTER = "envoy.filters.network.tcp_proxy"
 
@@ -46,12 +46,14 @@ def _applies(rule: TLSRoute, gateway: str, vs_namespace: str, port: int) -> list
     return hosts
 
 
-def _clusters(
+def route_clusters(
     routes: list[RouteDestination], cluster_for: ClusterFor
 ) -> tuple[tuple[str, int], ...]:
+    """A route's destinations as (cluster, weight); a lone destination takes everything
+    whatever its weight (as Istio), and zero weights are left out."""
     out: list[tuple[str, int]] = []
     for dest in routes:
-        weight = 100 if dest.weight is None and len(routes) == 1 else (dest.weight or 0)
+        weight = 100 if len(routes) == 1 else (dest.weight or 0)
         if weight <= 0:
             continue  # Envoy refuses a zero weight; a 0% destination gets nothing anyway
         d = dest.destination
@@ -79,7 +81,7 @@ def passthrough_routes(
                 for h in _applies(rule, gateway, vs.namespace, port)
                 if admits(h, vs.namespace) and h not in claimed
             ]
-            clusters = _clusters(rule.route or [], cluster_for(vs.namespace))
+            clusters = route_clusters(rule.route or [], cluster_for(vs.namespace))
             if not names or not clusters:
                 continue
             claimed.update(names)

@@ -6,7 +6,10 @@ every connection, pooled keep-alive ones included, with no listener drain.
 Every sidecar with an inbound listener, and every gateway, gets all six
 filter configs (an external authorizer for CUSTOM policies, request
 authentication, then authorization: audit, deny, allow); "no policy" is a
-config that enforces nothing.
+config that enforces nothing. TCP listeners (a sidecar's inbound TCP listener, a
+gateway's TCP servers) name two network RBAC filters (deny, allow) whose configs
+come the same way (`authz.network_rbac_configs`); a proxy gets the configs its
+listeners ask for.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ def _auth_filter_configs(ctx: PushContext, proxy: Proxy) -> tuple[Resource, ...]
                 authns, authz.requires_token(policies), ctx.snapshot.jwks
             ),
             **authz.rbac_configs(policies, app_port, delegation.refs),
+            **authz.network_rbac_configs(policies, app_port),
         }
         return tuple(
             make_resource(
@@ -65,7 +69,7 @@ def _auth_filter_configs(ctx: PushContext, proxy: Proxy) -> tuple[Resource, ...]
                 name,
                 extension_pb2.TypedExtensionConfig(name=name, typed_config=pack(configs[name])),
             )
-            for name in names.INBOUND_AUTH_FILTERS
+            for name in (*names.INBOUND_AUTH_FILTERS, *names.NETWORK_AUTH_FILTERS)
         )
 
     return ctx.memo(("auth-filters", proxy.namespace, labels, app_port), build)

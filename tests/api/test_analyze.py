@@ -113,13 +113,18 @@ def test_fields_accepted_but_not_applied_are_named_at_their_path() -> None:
     vs = {
         "hosts": ["reviews"],
         "exportTo": ["."],
-        "tcp": [{"route": [{"destination": {"host": "reviews"}}]}],
+        "tcp": [
+            {
+                "match": [{"sourceSubnet": "10.0.0.0/8"}],
+                "route": [{"destination": {"host": "reviews"}}],
+            }
+        ],
         "http": [{"route": [{"destination": {"host": "reviews"}}]}],
     }
     found = check("VirtualService", vs)
     assert [w for w in found.warnings if "not applied" in w.message] != []
     paths = {w.path for w in found.warnings if "not applied" in w.message}
-    assert paths == {"spec.exportTo", "spec.tcp"}
+    assert paths == {"spec.exportTo", "spec.tcp[0].match[0].sourceSubnet"}
 
 
 def test_a_key_written_twice_is_refused_with_its_line() -> None:

@@ -13,6 +13,7 @@ def instance(
     version: str = "v1",
     port: int = 9080,
     locality: str = "",
+    protocol: str = "http",
 ) -> Instance:
     return Instance(
         id=f"{service}-{n}",
@@ -23,6 +24,7 @@ def instance(
         service_port=port,
         labels={"version": version},
         locality=locality,
+        protocol=protocol,
     )
 
 

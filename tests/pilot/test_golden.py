@@ -6,7 +6,7 @@ with a `locality`), and
 what Pilot sends that proxy: `cds.json`, `eds.json`, `lds.json`, `rds.json`
 and `ecds.json`. Names are followed the way Envoy follows them: EDS for the
 EDS clusters in CDS, RDS for the route tables the listeners name, ECDS for
-the filters they discover.
+the filters they discover (HTTP and network filters).
 
 `test_every_golden_is_accepted_by_envoy` loads every case's output into the
 real Envoy (1.40 and 1.36) in validate mode: route tables and filter configs
@@ -127,6 +127,7 @@ def render(case: str) -> dict[str, list[dict[str, Any]]]:
     discovered = {
         f["name"] for h in hcms if h for f in h.get("httpFilters", []) if "configDiscovery" in f
     }
+    discovered |= {f["name"] for lis in out["lds"] for f in _filters(lis) if "configDiscovery" in f}
     out["ecds"] = generate(ExtensionConfigGenerator(), frozenset(discovered))
     return out
 
@@ -186,6 +187,9 @@ def validation_bootstrap(case: str) -> dict[str, Any]:
     listeners = []
     for lis in out["lds"]:
         for network_filter in _filters(lis):
+            if "configDiscovery" in network_filter:  # a network filter's config over ECDS
+                del network_filter["configDiscovery"]
+                network_filter["typedConfig"] = filters[network_filter["name"]]
             hcm = _hcm(network_filter)
             if hcm is None:
                 continue
