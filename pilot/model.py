@@ -181,12 +181,28 @@ def translate_gateway_api(
 ) -> Translation:
     """Istio resources for the Gateway API config, backends resolved against `services`
     (the catalog's and the ServiceEntries')."""
-    if not any(r.group == GATEWAY_API for r in config):
+    gateway_api = [r for r in config if r.group == GATEWAY_API]
+    if not gateway_api:
         return Translation()
     ports: dict[str, set[int]] = {}
     for svc in services.values():
         ports.setdefault(svc.hostname, set()).add(svc.port)
-    return translate(config, {h: frozenset(p) for h, p in ports.items()})
+    hosts = {h: frozenset(p) for h, p in ports.items()}
+    # Pushes for endpoint changes rebuild the snapshot with the same config and services:
+    # the translation (which validates what it generates) is done once for them.
+    key = (
+        tuple((r.key, r.resource_version, r.created, id(r.spec)) for r in gateway_api),
+        frozenset(hosts.items()),
+    )
+    cached = _TRANSLATED.get("last")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    translation = translate(gateway_api, hosts)
+    _TRANSLATED["last"] = (key, translation)
+    return translation
+
+
+_TRANSLATED: dict[str, tuple[object, Translation]] = {}
 
 
 # The endpoint label Istio reads for "this endpoint terminates mesh mTLS".
@@ -427,6 +443,7 @@ class Proxy:
         """What per-proxy config depends on; proxies of one shape share bytes."""
         return (
             self.kind,
+            self.service,  # an inbound listener relays TCP or routes HTTP as its service does
             self.namespace,
             frozenset(self.labels.items()),
             self.outbound_port,

@@ -463,13 +463,14 @@ class Mesh:
         namespace: str = "istio-system",
         identity_sa: str | None = None,
         address: str = "127.0.0.1",
+        instance: str | None = None,
     ) -> Workload:
         """An ingress gateway proxy labelled istio=<name>; Gateways choose its ports, and it
         listens on `address`. With `identity_sa` it gets a mesh identity and its
         namespace's credentials from Citadel."""
         w = Workload(
             f"{name}",
-            f"{name}-1",
+            instance or f"{name}-1",
             namespace,
             {"istio": name},
             service_account=identity_sa or "default",

@@ -201,7 +201,7 @@ def env(envoy_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[En
                 ]
             ):
                 addresses[f"{ns}/{gw}"] = address = _loopback(i)
-                mesh.gateway(gw, namespace=ns, address=address)
+                mesh.gateway(gw, namespace=ns, address=address, instance=f"{gw}-{ns}")
             client = mesh.client("tester")
             yield Env(mesh, client, addresses, pki["ca"])
         finally:
