@@ -31,6 +31,7 @@ from types import FrameType
 import consul
 
 from api.catalog import registration_payload
+from api.gateway_api.translate import GATEWAY_LABEL
 from meshctl.bootstrap import SidecarBootstrap, envoy_argv, render_yaml
 from meshctl.procs import ConsulPorts, StartError, Supervisor, bin_path, free_port
 from meshctl.registration import register
@@ -397,7 +398,8 @@ class Mesh:
             namespace="istio-system",
             node_id="ingressgateway-1",
             admin_port=self.gateway_admin,
-            labels={"istio": "ingressgateway"},
+            # Istio Gateways select it by `istio`, a Gateway API Gateway by its name.
+            labels={"istio": "ingressgateway", GATEWAY_LABEL: "ingressgateway"},
             kind="gateway",
             service_account="ingressgateway",
             stats_port=free_port(),

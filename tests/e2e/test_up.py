@@ -148,6 +148,26 @@ def _https_walkthrough(state: Path, text: str, galley: list[str]) -> None:
     assert err.value.headers["location"] == "https://shop.example.com/productpage"
 
 
+def _gateway_api_walkthrough(state: Path, galley: list[str]) -> None:
+    """The README's Gateway API step: the shipped sample (a Gateway served by the demo's
+    gateway proxy, an HTTPRoute to productpage), the shop through it, the route's status."""
+    port = free_port()
+    config = state / "gateway-api.yaml"  # the sample on a port free on this machine
+    config.write_text((SAMPLES / "gateway-api.yaml").read_text().replace("8082", str(port)))
+    meshctl = bin_path("meshctl")
+    out = subprocess.run(
+        [meshctl, "apply", "-f", str(config), *galley], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    url = f"http://127.0.0.1:{port}/productpage"
+    eventually(lambda: "Reviews: reviews-v" in page(url), what="the shop through the Gateway API")
+    out = subprocess.run(
+        [meshctl, "get", "httproute", "shop", *galley], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Accepted,ResolvedRefs" in out.stdout, out.stdout
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: object, **kwargs: object) -> None:
         return None
@@ -218,6 +238,7 @@ def test_meshctl_up_runs_the_shop_and_down_stops_it(tmp_path: Path) -> None:
         )
         assert {reviews(url) for _ in range(10)} == {"reviews-v1"}
         _https_walkthrough(state, text, apply.group(2).split() + apply.group(3).split())
+        _gateway_api_walkthrough(state, apply.group(2).split() + apply.group(3).split())
         if BOOKINFO.exists():
             _istio_bookinfo_changes_the_page(url, apply.group(2).split() + apply.group(3).split())
     finally:
