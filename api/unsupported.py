@@ -146,6 +146,17 @@ NOT_APPLIED: dict[str, tuple[tuple[str, str] | tuple[str, str, str], ...]] = {
             "receive traffic",
         ),
     ),
+    # The Gateway API's Gateway (kinds of other groups are named with their group).
+    "Gateway.gateway.networking.k8s.io": (
+        ("addresses", "the gateway listens on its proxies' own addresses"),
+        ("infrastructure", "gateway proxies are started by `meshctl`, not generated"),
+        (
+            "tls.backend",
+            "gateways present no client certificate to backends (a backend that asks for one "
+            "refuses the connection)",
+        ),
+        ("allowedListeners", "ListenerSets are not supported: none attach"),
+    ),
 }
 
 

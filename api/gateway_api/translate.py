@@ -207,13 +207,15 @@ def _tls_server(lis: _Listener, grants: _Grants) -> dict[str, Any] | None:
     mode = tls.get("mode", "Terminate")
     if mode == "Passthrough":
         return {"mode": "PASSTHROUGH"}
-    if tls.get("frontendValidation") or (tls.get("options") or {}):
+    gateway_tls = lis.gateway.spec.dump().get("tls") or {}
+    if tls.get("frontendValidation") or tls.get("options") or gateway_tls.get("frontend"):
         lis.problems.append(
             Condition(
                 "Accepted",
                 False,
                 "UnsupportedValue",
-                "tls.frontendValidation and tls.options are not supported: the listener "
+                "client certificate validation (the Gateway's tls.frontend, a listener's "
+                "tls.frontendValidation) and tls.options are not supported: the listener "
                 "is not served (it would otherwise accept what it should refuse)",
             )
         )
