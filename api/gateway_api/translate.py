@@ -579,7 +579,8 @@ def _answer(status: int, why: str) -> dict[str, Any]:
 
 
 def _retries(retry: Mapping[str, Any], backend_timeout: str | None) -> dict[str, Any]:
-    """HTTPRoute retry (attempts, codes, backoff) and timeouts.backendRequest (each try's)."""
+    """HTTPRoute retry (attempts, codes, backoff) and timeouts.backendRequest (each try's
+    timeout); attempts unset: Istio's default."""
     out: dict[str, Any] = {}
     if retry.get("attempts") is not None:
         out["attempts"] = int(retry["attempts"])
@@ -591,6 +592,7 @@ def _retries(retry: Mapping[str, Any], backend_timeout: str | None) -> dict[str,
         out["backoff"] = _duration(retry["backoff"])
     if backend_timeout:
         out["perTryTimeout"] = _duration(backend_timeout)
+    out.setdefault("attempts", 2)  # Istio's default number of retries
     return out
 
 

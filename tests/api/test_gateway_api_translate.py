@@ -421,7 +421,7 @@ spec:
         }
     ]
     assert exact["timeout"] == "90s"
-    assert exact["retries"] == {"perTryTimeout": "0.5s"}
+    assert exact["retries"] == {"perTryTimeout": "0.5s", "attempts": 2}
 
 
 def test_an_unsupported_filter_answers_500_and_marks_the_route_partially_invalid() -> None:
