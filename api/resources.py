@@ -167,6 +167,15 @@ def kinds() -> dict[str, KindInfo]:
     """Every kind we accept, by kind name (loaded on first use, not at import)."""
     global _KINDS
     if _KINDS is None:
+        from api.gateway_api import gateway as k8s_gateway
+        from api.gateway_api import (
+            gateway_class,
+            grpc_route,
+            http_route,
+            reference_grant,
+            tcp_route,
+            tls_route,
+        )
         from api.networking import (
             destination_rule,
             gateway,
@@ -189,6 +198,13 @@ def kinds() -> dict[str, KindInfo]:
             request_authentication,
             telemetry,
             workload_entry,
+            gateway_class,
+            k8s_gateway,
+            http_route,
+            grpc_route,
+            tcp_route,
+            tls_route,
+            reference_grant,
         )
         _KINDS = {m.KIND.id: m.KIND for m in modules}
         _KINDS[workload_entry.GROUP_KIND.id] = workload_entry.GROUP_KIND
@@ -360,7 +376,13 @@ def check_document(doc: Any, where: str, default_namespace: str = "default") -> 
             "annotations",
             "istio.io/dry-run",
         )
-    meta = {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations}
+    meta = {
+        "name": name,
+        "namespace": namespace,
+        "labels": labels,
+        "annotations": annotations,
+        "version": version,  # some Gateway API rules differ by version
+    }
     info.validate(spec, meta, issues.at("spec"))
     for at, message in not_applied(info.id, spec.dump()):
         issues.warn(message, "spec", *at)

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from api.gateway_api.common import duration_seconds
 from api.resources import GATEWAY_API, Resource, check_document, kind_id
 
 __all__ = [
@@ -495,9 +496,7 @@ def _duration(text: str | None) -> str | None:
     """A Gateway API duration (`1h30m`, `500ms`) as a protobuf JSON duration (`5400s`)."""
     if not text:
         return None
-    total = 0.0
-    for number, unit in re.findall(r"([0-9]+)(ms|h|m|s)", text):
-        total += int(number) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[unit]
+    total = duration_seconds(text)  # validated: never raises for stored config
     return f"{total:.3f}".rstrip("0").rstrip(".") + "s"
 
 
