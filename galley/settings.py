@@ -18,6 +18,11 @@ class GalleySettings(BaseSettings):
         description="Consul HTTP address, HOST:PORT; several, comma-separated, fail over in turn",
     )
     http_addr: HostPort = Field("127.0.0.1:15080", description="REST API listen address")
+    pilot_http_addr: HostPorts = Field(
+        "127.0.0.1:15014",
+        description="Pilot's HTTP address, HOST:PORT; with several replicas, all of them,"
+        " comma-separated (each serves its own share of the proxies)",
+    )
     token: SecretStr | None = Field(
         None, description="Bearer token required for writes (and for reads from non-loopback)"
     )

@@ -246,6 +246,8 @@ class Mesh:
                     f"--consul-addr={self._consul_addr_from(i)}",
                     f"--http-addr=127.0.0.1:{self.galley_https[i]}",
                     f"--token-file={self.galley_token}",
+                    "--pilot-http-addr="
+                    + ",".join(f"127.0.0.1:{port}" for port in self.pilot_https),
                 ],
             )
             self.sup.wait_http(name, f"http://127.0.0.1:{self.galley_https[i]}/healthz")
