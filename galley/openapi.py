@@ -81,7 +81,7 @@ class Document(BaseModel):
         description="GROUP/VERSION, e.g. networking.istio.io/v1",
         json_schema_extra=enum(f"{k.group}/{v}" for k in kinds().values() for v in k.versions),
     )
-    kind: str = Field(json_schema_extra=enum(kinds()))
+    kind: str = Field(json_schema_extra=enum(k.kind for k in kinds().values()))
     metadata: Metadata
     spec: dict[str, Any] = Field(description="The kind's spec, validated as Istio does")
 

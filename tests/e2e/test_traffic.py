@@ -264,6 +264,11 @@ spec:
 """
     )
     eventually(lambda: "request_mirror_policies" in routes_dump(client), what="mirror pushed")
+    # The route may land while the new subset cluster still warms (a 503 until its endpoints come).
+    eventually(
+        lambda: mesh.request(client.outbound_port, "mirrored").instance == "mirrored-v1",
+        what="the v1 subset serving",
+    )
 
     def shadow_count() -> int:
         with urllib.request.urlopen(f"http://127.0.0.1:{shadow.app_port}/_count", timeout=5) as r:
