@@ -308,7 +308,8 @@ def check_local_ref(ref: LocalObjectReference, issues: Issues) -> None:
     )
 
 
-def check_object_ref(ref: ObjectReference, issues: Issues) -> None:
+def check_object_ref(ref: ObjectReference | SecretObjectReference, issues: Issues) -> None:
+    """A reference that may name another namespace (objects and Secrets alike)."""
     _check_names(
         issues,
         group=(ref.group, group_name),
@@ -318,14 +319,7 @@ def check_object_ref(ref: ObjectReference, issues: Issues) -> None:
     )
 
 
-def check_secret_ref(ref: SecretObjectReference, issues: Issues) -> None:
-    _check_names(
-        issues,
-        group=(ref.group, group_name),
-        kind=(ref.kind, kind_name),
-        name=(ref.name, object_name),
-        namespace=(ref.namespace, namespace_name),
-    )
+check_secret_ref = check_object_ref
 
 
 def check_backend_object_ref(ref: BackendObjectReference, issues: Issues) -> None:
