@@ -48,7 +48,9 @@ __all__ = [
 DEFAULT_NAMESPACE = "default"
 DEFAULT_SERVICE_ACCOUNT = "default"
 DEFAULT_SERVICE_PORT = 80
-RESERVED_META = frozenset({"namespace", "service_account", "service_port", "protocol", "tls_mode"})
+RESERVED_META = frozenset(
+    {"namespace", "service_account", "service_port", "protocol", "tls_mode", "prometheus_port"}
+)
 # Meta keys that say where an instance runs; labels too (a subset may select a zone).
 LOCALITY_META = ("region", "zone", "subzone")
 

@@ -94,7 +94,12 @@ class Citadel:
             if self.tls_port == 0:
                 raise OSError(f"cannot listen for SDS over TLS on {self.settings.sds_tls_addr}")
         http = CitadelHttp(
-            self.ca, self.signer, self.metrics, self.settings.admin_credential, self.store
+            self.ca,
+            self.signer,
+            self.metrics,
+            self.settings.admin_credential,
+            self.store,
+            viewer_credential=self.settings.viewer_credential,
         )
         await server.start()
         try:

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from api.checks import is_k8s_label, is_k8s_name
+from citadel.issued import IssuedLog, IssuedRecord
 
 __all__ = ["CaError", "CertificateAuthority", "IssuedCert", "spiffe_id"]
 
@@ -77,6 +78,7 @@ class CertificateAuthority:
         self._key = signing_key
         self._chain = chain  # from the signing cert up to (not including) the root
         self.roots = roots
+        self.issued = IssuedLog()  # what was signed (no keys), for GET /v1/certificates
 
     # --- construction ---
 
@@ -287,4 +289,5 @@ class CertificateAuthority:
             for c in ([self._cert] if self._chain or self._cert not in self.roots else [])
             + self._chain
         )
+        self.issued.add(IssuedRecord(identity, serial, not_before, not_after))
         return IssuedCert(identity, chain, b"", not_before, not_after, serial)

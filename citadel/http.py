@@ -5,6 +5,9 @@
 - ``POST /v1/tokens`` ``{"namespace", "serviceAccount", "ttlSeconds", "gateway"?}`` with
   the admin credential as ``Authorization: Bearer`` -> ``{"token": ...}``
 - ``/v1/secrets/...`` gateway credentials, admin only (`citadel.http_secrets`)
+- ``GET /v1/certificates`` the certificates issued since Citadel started (the newest
+  few thousand): ``{"certificates": [{"identity", "serial", "notBefore", "notAfter"}]}``,
+  oldest first, with the admin or the viewer credential; never key material
 """
 
 from __future__ import annotations
@@ -35,15 +38,19 @@ class CitadelHttp:
         metrics: CitadelMetrics,
         admin_credential: Callable[[], str | None],
         credentials: CredentialStore | None = None,
+        viewer_credential: Callable[[], str | None] = lambda: None,
     ) -> None:
-        """`credentials`: None when Citadel has no Consul (the secrets API answers 503)."""
+        """`credentials`: None when Citadel has no Consul (the secrets API answers 503).
+        `viewer_credential`: may list the issued certificates, nothing else."""
         self._ca, self._signer, self._metrics = ca, signer, metrics
         self._admin = admin_credential
+        self._viewer = viewer_credential
         app = web.Application(client_max_size=64 * 1024)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/v1/roots", self._roots)
         app.router.add_post("/v1/tokens", self._mint)
+        app.router.add_get("/v1/certificates", self._certificates)
         refuse = functools.partial(self._refuse_unless_admin, what="managing gateway credentials")
         SecretsApi(credentials, refuse).add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
@@ -70,18 +77,29 @@ class CitadelHttp:
             headers={"Content-Type": CONTENT_TYPE_LATEST},
         )
 
-    def _refuse_unless_admin(self, request: web.Request, what: str) -> web.Response | None:
-        """None when the request carries the admin credential; else the 401 to answer."""
-        expected = self._admin()
+    def _refuse_unless_admin(
+        self, request: web.Request, what: str, viewer_too: bool = False
+    ) -> web.Response | None:
+        """None when the request carries the admin credential (or, `viewer_too`, the
+        viewer's); else the 401 to answer."""
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if (
-            not expected
-            or scheme.lower() != "bearer"
-            or not hmac.compare_digest(expected.encode(), given.strip().encode())
-        ):
+        accepted = [self._admin(), *([self._viewer()] if viewer_too else [])]
+        matches = [
+            bool(expected) and hmac.compare_digest(expected.encode(), given.strip().encode())
+            for expected in accepted
+            if expected is not None
+        ]
+        if scheme.lower() != "bearer" or not any(matches):
             self._metrics.auth_failures.labels("admin").inc()
-            return web.json_response({"error": f"{what} needs the admin credential"}, status=401)
+            needs = "the admin or viewer credential" if viewer_too else "the admin credential"
+            return web.json_response({"error": f"{what} needs {needs}"}, status=401)
         return None
+
+    async def _certificates(self, request: web.Request) -> web.Response:
+        refused = self._refuse_unless_admin(request, "listing issued certificates", viewer_too=True)
+        if refused is not None:
+            return refused
+        return web.json_response({"certificates": [r.to_json() for r in self._ca.issued.records()]})
 
     async def _mint(self, request: web.Request) -> web.Response:
         refused = self._refuse_unless_admin(request, "minting tokens")

@@ -44,7 +44,21 @@ class CitadelSettings(BaseSettings):
     )
     admin_token: SecretStr | None = Field(None, description="Credential that may mint tokens")
     admin_token_file: str | None = Field(None, description="Read the admin credential from a file")
+    viewer_token: SecretStr | None = Field(
+        None,
+        description="Credential that may only list the issued certificates (Galley's dashboard);"
+        " the admin credential may too",
+    )
+    viewer_token_file: str | None = Field(
+        None, description="Read the viewer credential from a file"
+    )
     log_level: str = Field("INFO", description="Python logging level")
+
+    def viewer_credential(self) -> str | None:
+        if self.viewer_token_file:
+            with open(self.viewer_token_file) as f:
+                return f.read().strip() or None
+        return self.viewer_token.get_secret_value() if self.viewer_token else None
 
     def admin_credential(self) -> str | None:
         if self.admin_token_file:

@@ -1,10 +1,18 @@
-"""Request plumbing shared by the routers: the store, who may write, reading bodies."""
+"""Request plumbing shared by the routers: the store, who may write, reading bodies.
+
+Writers are named: Galley's token file may hold several `NAME:TOKEN` lines (blank
+lines and `#` comments skipped); a bare token line, or the `token` setting, is the
+writer "admin". The name of the token a write came with is what the config history
+records as "by"; a token itself is never stored or logged.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
 import ipaddress
+import logging
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -15,16 +23,24 @@ from api.store import ConfigStore
 from galley.errors import ApiError
 
 __all__ = [
+    "ADMIN",
     "StoreDep",
     "off_loop",
+    "parse_tokens",
     "read_body",
     "read_documents",
     "require_reader",
     "require_writer",
     "store",
+    "writer_name",
+    "writers",
 ]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+ADMIN = "admin"  # the name of a token given without one
+_WRITER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,62}")
 
 _JSON = ("application/json",)
 _YAML = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -43,18 +59,67 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def _token_ok(request: Request) -> bool:
-    expected: str | None = request.app.state.settings.write_token()
+def parse_tokens(text: str) -> list[tuple[str, str]]:
+    """(name, token) for each line of a token file: `NAME:TOKEN`, or a bare token (named
+    "admin"; so is a line whose part before ':' is not a name)."""
+    out: list[tuple[str, str]] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, token = line.partition(":")
+        if sep and _WRITER_NAME.fullmatch(name) and token.strip():
+            out.append((name, token.strip()))
+        else:
+            out.append((ADMIN, line))
+    return out
+
+
+def writers(request: Request) -> list[tuple[str, str]]:
+    """Who may write: (name, token) pairs, read afresh (a token file can be rotated)."""
+    settings = request.app.state.settings
+    if settings.token_file:
+        try:
+            with open(settings.token_file) as f:
+                return parse_tokens(f.read())
+        except (OSError, UnicodeDecodeError) as err:
+            log.error("cannot read the token file %s: %s", settings.token_file, err)
+            raise ApiError(503, "ServiceUnavailable", "Galley cannot read its token file") from None
+    token = settings.token.get_secret_value() if settings.token else ""
+    return [(ADMIN, token)] if token else []
+
+
+def _token_name(request: Request, known: list[tuple[str, str]]) -> str | None:
+    """The name of the token the request carries (None: none, or not a known one)."""
     given = _bearer(request)
-    return bool(expected and given and hmac.compare_digest(expected.encode(), given.encode()))
+    if not given:
+        return None
+    found = None
+    for name, token in known:  # every one compared, in constant time
+        if hmac.compare_digest(token.encode(), given.encode()) and found is None:
+            found = name
+    return found
+
+
+def _token_ok(request: Request) -> bool:
+    return _token_name(request, writers(request)) is not None
 
 
 def require_writer(request: Request) -> None:
-    """Writes need the token, always; with no token configured nothing may write."""
-    if request.app.state.settings.write_token() is None:
+    """Writes need a token, always; with no token configured nothing may write. The
+    token's name is kept on the request (`writer_name`) for the history."""
+    known = writers(request)
+    if not known:
         raise ApiError(403, "Forbidden", "writes are disabled: Galley has no token configured")
-    if not _token_ok(request):
+    name = _token_name(request, known)
+    if name is None:
         raise ApiError(401, "Unauthorized", "writes need 'Authorization: Bearer <token>'")
+    request.state.writer = name
+
+
+def writer_name(request: Request) -> str:
+    """Who is writing: the name of the request's token (after `require_writer`)."""
+    return str(getattr(request.state, "writer", ""))
 
 
 def require_reader(request: Request) -> None:

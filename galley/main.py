@@ -21,9 +21,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.catalog import service_port
 from api.store import ConfigStore, StoreUnavailable
+from galley.dashboard import router as dashboard
 from galley.errors import ApiError
 from galley.openapi import document
-from galley.routers import config, resources
+from galley.routers import config, history, plan, resources
 from galley.settings import GalleySettings
 
 __all__ = ["GalleyMetrics", "create_app"]
@@ -45,7 +46,7 @@ class GalleyMetrics:
 def create_app(settings: GalleySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.store = ConfigStore(settings.consul_addr)
+        app.state.store = ConfigStore(settings.consul_addr, history_size=settings.history_size)
         yield
         await app.state.store.close()
 
@@ -121,6 +122,9 @@ def create_app(settings: GalleySettings) -> FastAPI:
 
     app.include_router(resources.router)
     app.include_router(config.router)
+    app.include_router(history.router)
+    app.include_router(plan.router)
+    app.include_router(dashboard.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

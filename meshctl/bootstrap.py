@@ -23,6 +23,7 @@ from envoy.config.core.v3 import (
 )
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.metrics.v3 import stats_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -32,7 +33,7 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import any_pb2, duration_pb2, json_format, struct_pb2
 
-__all__ = ["DRAIN_ARGS", "SidecarBootstrap", "envoy_argv", "render_yaml"]
+__all__ = ["DRAIN_ARGS", "SidecarBootstrap", "envoy_argv", "render_yaml", "stats_tags"]
 
 XDS_CLUSTER = "xds-grpc"
 
@@ -131,6 +132,39 @@ def _stats_listener(address: str, port: int) -> listener_pb2.Listener:
     )
 
 
+# Istio's standard request labels on Envoy's own stats. A cluster's stats are named
+# `cluster.outbound|PORT|SUBSET|HOST.<stat>` (pilot/networking/names.py); a mesh HOST ends
+# in `.svc.cluster.local`. Envoy's default cluster_name tag stops at HOST's first dot, which
+# alone would leave `envoy_cluster_default_svc_cluster_local_upstream_rq_total`; the
+# destination_service tag removes the whole `HOST.`, so the stats are the usual
+# `envoy_cluster_upstream_rq_total` and the like. A regex's first group is what is removed,
+# its second (else the first) the value. Envoy's default tags add envoy_response_code.
+_HOST = r"[^|.]+(?:\.[^|.]+\.svc\.cluster\.local)?"
+_CLUSTER_TAGS = (
+    ("destination_service", rf"^cluster\.outbound\|[0-9]+\|[^|]*\|(({_HOST})\.)"),
+    ("destination_version", r"^cluster\.outbound\|[0-9]+\|([^|]+)\|"),
+    ("destination_port", r"^cluster\.outbound\|([0-9]+)\|"),
+)
+
+
+def stats_tags(
+    service: str, namespace: str, labels: Mapping[str, str]
+) -> list[stats_pb2.TagSpecifier]:
+    """The source labels (fixed for this proxy) and the destination ones (per cluster)."""
+    version = labels.get("version", "")
+    app = labels.get("app", service)
+    fixed = {
+        "source_workload": f"{app}-{version}" if version else app,
+        "source_app": app,
+        "source_version": version or "unknown",
+        "source_namespace": namespace,
+    }
+    return [
+        *(stats_pb2.TagSpecifier(tag_name=k, fixed_value=v) for k, v in fixed.items()),
+        *(stats_pb2.TagSpecifier(tag_name=k, regex=r) for k, r in _CLUSTER_TAGS),
+    ]
+
+
 def _pack(message: Any) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
@@ -162,6 +196,9 @@ class SidecarBootstrap:
     pilot_identity: str | None = None
     # Envoy's stats in Prometheus format on this port (as Istio's 15090), at /stats/prometheus.
     stats_port: int | None = None
+    # Where the stats listener binds (None: instance_ip); 0.0.0.0 in a container, so that
+    # Galley's dashboard reaches it at the container's address.
+    stats_address: str | None = None
     delta: bool = False  # incremental xDS instead of State of the World
     # The node's (region, zone, sub_zone): Pilot orders and weighs endpoints relative to it
     # when locality load balancing is in force.
@@ -238,7 +275,9 @@ class SidecarBootstrap:
             static.clusters.append(
                 _static_cluster("prometheus_stats", "127.0.0.1", self.admin_port)
             )
-            static.listeners.append(_stats_listener(self.instance_ip, self.stats_port))
+            static.listeners.append(
+                _stats_listener(self.stats_address or self.instance_ip, self.stats_port)
+            )
         ads = config_source_pb2.ConfigSource(
             ads=config_source_pb2.AggregatedConfigSource(),
             resource_api_version=config_source_pb2.V3,
@@ -256,6 +295,9 @@ class SidecarBootstrap:
             node.locality.CopyFrom(base_pb2.Locality(region=region, zone=zone, sub_zone=sub_zone))
         return bootstrap_pb2.Bootstrap(
             node=node,
+            stats_config=stats_pb2.StatsConfig(
+                stats_tags=stats_tags(self.service, self.namespace, self.labels)
+            ),
             admin=bootstrap_pb2.Admin(address=_address("127.0.0.1", self.admin_port)),
             static_resources=static,
             dynamic_resources=bootstrap_pb2.Bootstrap.DynamicResources(

@@ -17,7 +17,7 @@ import requests
 
 from api.addrs import split_addr
 from api.catalog import DEFAULT_NAMESPACE, CatalogError, registration_payload
-from meshctl.registration import from_group, read_group, register
+from meshctl.registration import from_group, read_group, register, with_stats
 
 __all__ = ["main"]
 
@@ -44,6 +44,24 @@ def _port(value: str) -> int:
     if not value.isdigit() or not 0 < int(value) < 65536:
         raise argparse.ArgumentTypeError(f"{value!r} is not a port (1..65535)")
     return int(value)
+
+
+def _duration(value: str) -> float:
+    """'30s', '2m', '500ms' or plain seconds -> seconds (> 0)."""
+    text = value.strip().lower()
+    for suffix, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if text.endswith(suffix):
+            number, factor = text[: -len(suffix)], scale
+            break
+    else:
+        number, factor = text, 1.0
+    try:
+        seconds = float(number) * factor
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 86_400 * 7:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration such as 30s, 2m or 500ms")
+    return seconds
 
 
 def _label(value: str) -> tuple[str, str]:
@@ -98,6 +116,7 @@ def cmd_register(args: argparse.Namespace) -> int:
             subzone=args.subzone,
             protocol=args.protocol,
         )
+        body = with_stats(body, args.stats_port)
     except CatalogError as err:
         raise CliError(str(err)) from err
     try:
@@ -165,6 +184,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         root_cert_file=os.path.abspath(args.root_cert) if args.root_cert else None,
         pilot_identity=args.pilot_identity if args.pilot_tls else None,
         stats_port=args.stats_port,
+        stats_address=args.stats_address,
         delta=args.delta,
         locality=(args.region, args.zone, args.subzone),
     )
@@ -360,6 +380,20 @@ def _config(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _plan(args: argparse.Namespace) -> int:
+    """meshctl diff: its own exit statuses (2 for any trouble), as diff(1)."""
+    from meshctl import plan_cmds
+
+    return plan_cmds.cmd_diff(args)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    """meshctl explain: its own exit statuses (2 when it cannot tell)."""
+    from meshctl import explain
+
+    return explain.cmd_explain(args)
+
+
 def _status(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from meshctl import status_cmds
@@ -377,6 +411,18 @@ def _secret(name: str) -> Callable[[argparse.Namespace], int]:
         from meshctl import secret_cmds
 
         return int(getattr(secret_cmds, name)(args))
+
+    return run
+
+
+def _history(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from meshctl import config_cmds, history_cmds
+
+        try:
+            return int(getattr(history_cmds, name)(args))
+        except config_cmds.ConfigError as err:
+            raise CliError(str(err)) from err
 
     return run
 
@@ -413,6 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reg.add_argument("--check-http", default=None, metavar="URL", help="HTTP health check URL")
     reg.add_argument("--check-interval", default="1s")
+    reg.add_argument(
+        "--stats-port",
+        type=_port,
+        default=None,
+        help="the sidecar's Prometheus stats port (bootstrap --stats-port), at --address: "
+        "Galley's dashboard reads the instance's traffic there",
+    )
     reg.add_argument(
         "--mtls",
         action="store_true",
@@ -480,6 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Envoy's stats in Prometheus format here (/stats/prometheus)",
     )
     boot.add_argument(
+        "--stats-address",
+        default=None,
+        metavar="IP",
+        help="the stats port's address (default: --address; 0.0.0.0 in a container)",
+    )
+    boot.add_argument(
         "--pilot-tls",
         action="store_true",
         help="--pilot-addr is Pilot's TLS port: verify it against --root-cert",
@@ -512,6 +571,14 @@ def build_parser() -> argparse.ArgumentParser:
         "-f", "--filename", action="append", required=True, help="file, or - for stdin"
     )
     app.add_argument("-n", "--namespace", default="default", help="for documents without one")
+    app.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until every affected proxy ACKed the change (exit 1 on a NACK or timeout)",
+    )
+    app.add_argument(
+        "--timeout", type=_duration, default=30.0, help="with --wait: how long (30s, 2m, 500ms)"
+    )
     galley(app)
     app.set_defaults(func=_config("cmd_apply"))
 
@@ -530,6 +597,47 @@ def build_parser() -> argparse.ArgumentParser:
     dele.add_argument("-n", "--namespace", default="default")
     galley(dele)
     dele.set_defaults(func=_config("cmd_delete"))
+
+    dif = sub.add_parser(
+        "diff",
+        help="what applying config would change in each proxy's Envoy config (stores nothing)",
+        description="Galley validates the files as apply would; every Pilot plans the change "
+        "for its connected proxies (grouped: proxies with the same change are one group) and "
+        "the real Envoy checks the planned config. Nothing is stored; it needs the write "
+        "token, as apply does. Exit status: 0 no proxy's config would change, 1 some would, "
+        "2 trouble (invalid input, Galley unreachable, unknown proxy, or Envoy refusing the "
+        "planned config).",
+    )
+    dif.add_argument(
+        "-f", "--filename", action="append", required=True, help="file, or - for stdin"
+    )
+    dif.add_argument("-n", "--namespace", default="default", help="for documents without one")
+    dif.add_argument("--proxy", default=None, help="only this proxy (its node id)")
+    dif.add_argument("--stat", action="store_true", help="names only, no JSON diff")
+    dif.add_argument("-o", "--output", choices=["json"], default=None)
+    galley(dif)
+    dif.set_defaults(func=_plan)
+
+    hist = sub.add_parser("history", help="the kept revisions of a resource: when, by whom")
+    hist.add_argument("kind", help="VirtualService, vs, httproutes.gateway.networking.k8s.io, ...")
+    hist.add_argument("name")
+    hist.add_argument("-n", "--namespace", default="default")
+    hist.add_argument("-o", "--output", choices=["json"], default=None)
+    hist.add_argument("--show", type=int, metavar="REVISION", help="print that revision's YAML")
+    galley(hist)
+    hist.set_defaults(func=_history("cmd_history"))
+
+    back = sub.add_parser(
+        "rollback", help="store an earlier revision again (validated as apply validates)"
+    )
+    back.add_argument("kind")
+    back.add_argument("name")
+    back.add_argument("-n", "--namespace", default="default")
+    back.add_argument(
+        "--to", type=int, metavar="REVISION", help="default: the one before the current"
+    )
+    galley(back)
+    back.set_defaults(func=_history("cmd_rollback"))
 
     def citadel(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -623,6 +731,47 @@ def build_parser() -> argparse.ArgumentParser:
     pilot_http(pc)
     pc.add_argument("-o", "--output", choices=["json"], default=None)
     pc.set_defaults(func=_status("cmd_proxy_config"))
+
+    ex = sub.add_parser(
+        "explain",
+        help="what the mesh does with one request: route, cluster, mTLS, authorization",
+        description="Follow one request through the config the proxies hold (as Pilot sent "
+        "it): the source sidecar's route, cluster(s), retries/timeout/fault, the TLS it uses, "
+        "then the destination sidecar's mTLS mode, request authentication and authorization "
+        "policies. Exit status: 0 routed and allowed, 1 not (denied, refused, no route, an "
+        "error status, or an external authorizer decides), 2 cannot tell (bad input, unknown "
+        "workload, Pilot unreachable).",
+    )
+    ex.add_argument("request", metavar="REQUEST", help="'METHOD http://HOST[:PORT]/PATH?QUERY'")
+    ex.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="WORKLOAD",
+        help="the sending proxy: its node id, or SERVICE[.NAMESPACE]",
+    )
+    ex.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'")
+    ex.add_argument(
+        "--claim",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a claim of the request's (valid) JWT; repeat a key for a list, a.b for nested",
+    )
+    ex.add_argument(
+        "--pilot-http",
+        type=_addrs,
+        default=[("127.0.0.1", 15014)],
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help="Pilot's HTTP (debug) address; with several replicas, all of them",
+    )
+    ex.add_argument("--listener", default=None, help="the source listener (default: outbound)")
+    ex.add_argument("--source-principal", default=None, help="the source's SPIFFE id, if unknown")
+    ex.add_argument(
+        "--source-ip", default=None, help="the source's address as the destination sees it"
+    )
+    ex.add_argument("-o", "--output", choices=["json"], default=None)
+    ex.set_defaults(func=_explain)
 
     up = sub.add_parser("up", help="run the whole mesh locally with a demo, until Ctrl-C")
     up.add_argument("--state-dir", default=".mesh", help="logs and state go here")

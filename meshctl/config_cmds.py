@@ -6,8 +6,10 @@ import argparse
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -144,6 +146,8 @@ def _report_error(body: dict[str, Any]) -> None:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     status = 0
+    began = time.monotonic()
+    applied: dict[str, int] = {}  # ref -> the revision stored
     for path in args.filename:
         text, source = _read(path)
         code, body = _call(
@@ -155,9 +159,139 @@ def cmd_apply(args: argparse.Namespace) -> int:
             continue
         for r in body.get("results", []):
             print(f"{r['resource']} {r['action']}")
+            version = str(r.get("resourceVersion") or "")
+            applied[r["resource"]] = int(version) if version.isdigit() else 0
         for w in body.get("warnings", []):
             print(f"warning: {w['document']}: {w['path']}: {w['message']}")
+    if getattr(args, "wait", False) and status == 0 and applied:
+        status = _wait(args, applied, began)
     return status
+
+
+@dataclass(slots=True)
+class _Sync:
+    """One applied resource's distribution, as Galley serves it in its status."""
+
+    ref: str
+    revision: int
+    condition: dict[str, Any] | None = None
+    distribution: dict[str, Any] | None = None
+    gone: bool = False
+
+    @property
+    def reconciled(self) -> bool:
+        return self.current and (self.condition or {}).get("status") == "True"
+
+    @property
+    def current(self) -> bool:
+        """Galley reports the revision applied, or a later one."""
+        return int((self.distribution or {}).get("revision") or 0) >= self.revision
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more to wait for: applied everywhere, or refused with none pending."""
+        if self.gone or self.reconciled:
+            return True
+        d = self.distribution or {}
+        return (
+            self.current
+            and bool(d.get("nacked"))
+            and not d.get("pending")
+            and not (d.get("pilots") or {}).get("behind")
+        )
+
+
+def _ref_path(ref: str) -> str:
+    """The REST path of KIND/NAMESPACE/NAME (KIND/NAME when cluster-scoped)."""
+    kind, _, rest = ref.partition("/")
+    info = kinds().get(kind)
+    if info is None:
+        raise ConfigError(f"Galley answered with an unknown kind in {ref!r}")
+    if info.cluster_scoped:
+        return _path(info, None, rest)
+    namespace, _, name = rest.partition("/")
+    return _path(info, namespace, name)
+
+
+def _poll(args: argparse.Namespace, sync: _Sync) -> None:
+    code, body = _call(args, "GET", _ref_path(sync.ref))
+    if code == 404:
+        sync.gone = True
+        return
+    if code != 200:
+        return  # Galley busy or restarting: ask again
+    status = body.get("status") or {}
+    conditions = status.get("conditions") or []
+    sync.condition = next((c for c in conditions if c.get("type") == "Reconciled"), None)
+    sync.distribution = status.get("distribution")
+
+
+def _wait(args: argparse.Namespace, applied: dict[str, int], began: float) -> int:
+    """Poll Galley until every applied resource is Reconciled (or refused), or time out."""
+    syncs = [_Sync(ref, revision) for ref, revision in applied.items()]
+    deadline = began + args.timeout
+    while True:
+        for sync in syncs:
+            if not sync.settled:
+                _poll(args, sync)
+        if all(s.settled for s in syncs) or time.monotonic() >= deadline:
+            break
+        time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+    took = time.monotonic() - began
+    for sync in syncs:
+        print(_sync_line(sync))
+    if all(s.reconciled or s.gone for s in syncs):
+        print(f"converged in {took:.2f}s")
+        return 0
+    nacked = sum(1 for s in syncs if s.current and (s.distribution or {}).get("nacked"))
+    waiting = sum(1 for s in syncs if not s.settled)
+    print(
+        f"not converged after {took:.2f}s: {nacked} resource(s) NACKed, {waiting} pending",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _sync_line(sync: _Sync) -> str:
+    """What became of one resource: who applied it, who refused it (Envoy's error), who not
+    yet."""
+    if sync.gone:
+        return f"{sync.ref}: deleted meanwhile"
+    d = sync.distribution or {}
+    condition = sync.condition or {}
+    if not sync.current or condition.get("status") == "Unknown":
+        why = condition.get("message") or "Galley reports no distribution status"
+        return f"{sync.ref}: revision {sync.revision} not confirmed: {why}"
+    acked = d.get("acked") or []
+    lines = [f"{sync.ref}: ACKed by {len(acked)}/{d.get('affected', 0)} proxies"]
+    lines[0] += f": {', '.join(acked)}" if acked else ""
+    for n in d.get("nacked") or []:
+        lines.append(f"  NACK from {n.get('proxy')} ({n.get('type')}): {n.get('error')}")
+    if d.get("pending"):
+        lines.append(f"  pending: {', '.join(d['pending'])}")
+    behind = (d.get("pilots") or {}).get("behind") or []
+    if behind:
+        lines.append(f"  Pilot {', '.join(behind)} has not pushed revision {sync.revision} yet")
+    return "\n".join(lines)
+
+
+def _synced(item: dict[str, Any]) -> str:
+    """The SYNCED column: proxies that applied the resource of those affected, and NACK
+    when any refused it (`?` when no Pilot answered, `-` when Galley reports nothing)."""
+    status = item.get("status") or {}
+    d = status.get("distribution")
+    if not d:
+        return "-"
+    conditions: list[dict[str, Any]] = status.get("conditions") or []
+    reconciled = next((c for c in conditions if c.get("type") == "Reconciled"), {})
+    if reconciled.get("status") == "Unknown":
+        return "?"
+    text = f"{len(d.get('acked') or [])}/{d.get('affected', 0)}"
+    if d.get("nacked"):
+        text += " NACK"
+    elif reconciled.get("status") != "True":
+        text += " PENDING"
+    return text
 
 
 def _path(info: KindInfo, namespace: str | None, name: str | None = None) -> str:
@@ -187,13 +321,14 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(yaml.safe_dump_all(docs, sort_keys=False), end="")
     else:
         items = body.get("items", [body]) if not args.name else [body]
-        with_status = any("status" in item for item in items)
-        header = f"{'NAMESPACE':<16} {'NAME':<32} {'RESOURCE-VERSION':<17}"
+        with_status = any(_status_summary(item) for item in items)
+        header = f"{'NAMESPACE':<16} {'NAME':<32} {'RESOURCE-VERSION':<17} {'SYNCED':<12}"
         print(header + (" STATUS" if with_status else "").rstrip())
         for item in items:
             meta = item["metadata"]
             namespace = meta.get("namespace", "")
             line = f"{namespace:<16} {meta['name']:<32} {meta.get('resourceVersion', ''):<17}"
+            line += f" {_synced(item):<12}"
             print((line + (" " + _status_summary(item) if with_status else "")).rstrip())
     return 0
 
@@ -202,8 +337,8 @@ def _status_summary(item: dict[str, Any]) -> str:
     """A Gateway API object's conditions in a word: what is not true, else what is."""
     status = item.get("status") or {}
     groups = [p.get("conditions") or [] for p in status.get("parents") or []]
-    if "conditions" in status:
-        groups.append(status["conditions"])
+    if "conditions" in status:  # Reconciled is the SYNCED column's, not the object's own
+        groups.append([c for c in status["conditions"] if c.get("type") != "Reconciled"])
     wrong = [
         f"{c['type']}={c['reason']}"
         for conditions in groups

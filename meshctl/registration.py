@@ -20,7 +20,28 @@ from api.catalog import DEFAULT_SERVICE_ACCOUNT, CatalogError
 if TYPE_CHECKING:
     from api.networking.workload_entry import WorkloadGroupSpec
 
-__all__ = ["FromGroup", "from_group", "read_group", "register"]
+__all__ = [
+    "PROMETHEUS_PORT_META",
+    "FromGroup",
+    "from_group",
+    "read_group",
+    "register",
+    "with_stats",
+]
+
+# The instance meta key naming the port of its sidecar's /stats/prometheus (at the
+# instance's address): Galley's dashboard scrapes it. (Pilot reads every meta key that
+# api.catalog does not reserve as a label, so it is one too; no selector names it.)
+PROMETHEUS_PORT_META = "prometheus_port"
+
+
+def with_stats(body: dict[str, Any], stats_port: int | None) -> dict[str, Any]:
+    """The registration body with its sidecar's stats port in the meta (None: unchanged)."""
+    if stats_port is None:
+        return body
+    if not 1 <= stats_port <= 65535:
+        raise CatalogError(f"stats port {stats_port}: must be within 1..65535")
+    return {**body, "Meta": {**body["Meta"], PROMETHEUS_PORT_META: str(stats_port)}}
 
 
 def register(host: str, port: int, body: dict[str, Any]) -> None:

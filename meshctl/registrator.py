@@ -21,6 +21,8 @@ environment (a label wins over an env var of the same name):
   ``_CHECK_DEREGISTER_AFTER``): an HTTP check against ``http://<address>:<port>/path``;
   ``_CHECK_PORT`` (ours, not Registrator's) probes another port of the container
   instead, e.g. the app's own when the registered sidecar port demands mutual TLS.
+- ``SERVICE_PROMETHEUS_PORT`` (ours): the port of the sidecar's ``/stats/prometheus``,
+  written to ``Meta.prometheus_port`` only (not a tag) for Galley's dashboard.
 - ``SERVICE_IGNORE`` / ``SERVICE_<port>_IGNORE``: skip the container / the port.
 - ``SERVICE_ID`` is ignored (IDs are the registrator's own, see below), and so are
   Registrator's other check kinds: a container asking for one is reported, not registered.
@@ -71,6 +73,7 @@ from api.catalog import (
     registration_payload,
 )
 from api.service_cli import SettingsError, load_settings, setup_logging
+from meshctl.registration import PROMETHEUS_PORT_META, with_stats
 
 __all__ = [
     "OWNER",
@@ -316,6 +319,8 @@ def build_registration(
     """The ``PUT /v1/agent/service/register`` body for one port; CatalogError if invalid."""
     fields = _workload_fields(attrs)
     reserved = {key: fields.pop(key) for key in list(fields) if key in RESERVED_META}
+    # Meta only, never a label (however api.catalog classes the key).
+    stats_port = fields.pop(PROMETHEUS_PORT_META, None) or reserved.pop(PROMETHEUS_PORT_META, None)
     protocol = _protocol(reserved.get("protocol"))
     check_url = _check_url(attrs, port.address, port.port)
     body = registration_payload(
@@ -333,6 +338,10 @@ def build_registration(
     )
     if protocol:
         body["Meta"]["protocol"] = protocol
+    if stats_port is not None:
+        if not (stats_port.isascii() and stats_port.isdigit()):
+            raise CatalogError(f"prometheus_port {stats_port!r}: not a port number")
+        body = with_stats(body, int(stats_port))
     if "Check" in body:
         check = body["Check"]
         check["Timeout"] = _duration(attrs, "check_timeout", check["Timeout"])

@@ -34,7 +34,7 @@ from api.catalog import registration_payload
 from api.gateway_api.translate import GATEWAY_LABEL
 from meshctl.bootstrap import SidecarBootstrap, envoy_argv, render_yaml
 from meshctl.procs import ConsulPorts, StartError, Supervisor, bin_path, free_port
-from meshctl.registration import register
+from meshctl.registration import register, with_stats
 
 __all__ = ["DemoWorkload", "Mesh", "run_down", "run_up"]
 
@@ -145,9 +145,14 @@ class Mesh:
         self.citadel_http = _port_or_free(15016)
         self.gateway_port = _port_or_free(8080)
         self.gateway_admin = free_port()
+        # The gateway's stats, which Galley's dashboard reads (it is in no catalog); None
+        # when there is no gateway (--no-demo).
+        self.gateway_stats: int | None = free_port()
         self.galley_token = state_dir / "galley-token"
         self.admin_token = state_dir / "citadel-admin-token"
-        for path in (self.galley_token, self.admin_token):
+        # Lets Galley's dashboard list Citadel's issued certificates, and nothing else.
+        self.viewer_token = state_dir / "citadel-viewer-token"
+        for path in (self.galley_token, self.admin_token, self.viewer_token):
             if not path.exists():
                 _write_private(path, secrets.token_urlsafe(32))
         self._base_ids = iter(range(300, 10_000))
@@ -213,6 +218,7 @@ class Mesh:
                     f"--sds-tls-addr=127.0.0.1:{self.citadel_tls}",
                     f"--http-addr=127.0.0.1:{self.citadel_http}",
                     f"--admin-token-file={self.admin_token}",
+                    f"--viewer-token-file={self.viewer_token}",
                     f"--consul-addr={self.consul_addr}",  # gateway credentials
                 ],
             )
@@ -248,6 +254,14 @@ class Mesh:
                     f"--token-file={self.galley_token}",
                     "--pilot-http-addr="
                     + ",".join(f"127.0.0.1:{port}" for port in self.pilot_https),
+                    # The dashboard: Citadel's issued certificates, the gateway's stats.
+                    f"--citadel-http-addr=127.0.0.1:{self.citadel_http}",
+                    f"--citadel-token-file={self.viewer_token}",
+                    *(
+                        [f"--stats-targets=ingressgateway=127.0.0.1:{self.gateway_stats}"]
+                        if self.gateway_stats is not None
+                        else []
+                    ),
                 ],
             )
             self.sup.wait_http(name, f"http://127.0.0.1:{self.galley_https[i]}/healthz")
@@ -368,16 +382,19 @@ class Mesh:
         register(
             "127.0.0.1",
             self.consul_ports.http,
-            registration_payload(
-                service=w.service,
-                instance_id=w.instance,
-                address="127.0.0.1",
-                port=w.inbound_port,
-                service_port=9080,
-                service_account=w.service_account,
-                labels={"app": w.service, "version": w.version},
-                check_http=f"http://127.0.0.1:{w.app_port}/healthz",
-                mtls=True,
+            with_stats(
+                registration_payload(
+                    service=w.service,
+                    instance_id=w.instance,
+                    address="127.0.0.1",
+                    port=w.inbound_port,
+                    service_port=9080,
+                    service_account=w.service_account,
+                    labels={"app": w.service, "version": w.version},
+                    check_http=f"http://127.0.0.1:{w.app_port}/healthz",
+                    mtls=True,
+                ),
+                w.stats_port,  # Galley's dashboard reads the sidecar's traffic there
             ),
         )
         self._wait_passing(w.service, w.instance)
@@ -404,7 +421,7 @@ class Mesh:
             labels={"istio": "ingressgateway", GATEWAY_LABEL: "ingressgateway"},
             kind="gateway",
             service_account="ingressgateway",
-            stats_port=free_port(),
+            stats_port=self.gateway_stats or free_port(),
         )
         citadel, token, root = self._identity("ingressgateway", "istio-system", gateway=True)
         spec = dataclasses.replace(
@@ -463,6 +480,8 @@ def run_up(state_dir: str, demo: bool = True, ha: bool = False) -> int:
             pid_file.unlink()
     pid_file.write_text(str(os.getpid()))
     mesh = Mesh(state, report=lambda line: print(line, flush=True), ha=ha)
+    if not demo:
+        mesh.gateway_stats = None
     stop = {"now": False}
 
     def on_signal(signum: int, _: FrameType | None) -> None:
@@ -471,6 +490,8 @@ def run_up(state_dir: str, demo: bool = True, ha: bool = False) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        # First, before anything starts: where to watch it come up.
+        print(f"meshctl up: dashboard http://127.0.0.1:{mesh.galley_http}/ui/", flush=True)
         print(f"meshctl up: state and logs in {state}", flush=True)
         mesh.start_control_plane()
         if demo:

@@ -185,6 +185,7 @@ class Pilot:
                 self._report_untranslatable(snapshot)  # depends on the config alone
             self._report_conflicts(snapshot)
         self._snapshot = snapshot
+        self.ads.config_status.published(snapshot.version, config)
         self.ads.publish(ctx, change)
         self.metrics.snapshots.inc()
         self.metrics.services.set(len(snapshot.services))

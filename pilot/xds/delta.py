@@ -153,10 +153,11 @@ class DeltaProtocol:
         conn.watches[type_url] = watch
         streams = self._streams
         if decision.outcome is Outcome.NACK:
-            streams.record_nack(conn, type_url, watch.nack or "", request.response_nonce)
+            nonce = request.response_nonce
+            streams.record_nack(conn, type_url, nonce, watch.nack or "", nonce)
             return
-        if decision.outcome is Outcome.ACK:
-            streams.record_ack(conn, request.response_nonce)
+        if request.response_nonce:  # an ACK, perhaps subscribing to more names too
+            streams.record_ack(conn, type_url, request.response_nonce)
         if decision.outcome is not Outcome.SUBSCRIBE or type_url not in streams.generators:
             return
         if streams.context is not None:
@@ -226,5 +227,5 @@ class DeltaProtocol:
         if len(watch.pending) > 64:
             watch.pending.pop(next(iter(watch.pending)))
         watch.nonce_sent, watch.acked = nonce, False
-        streams.track(conn, nonce, started)
+        streams.track(conn, type_url, nonce, started)
         return frozenset(r.name for r in changed)

@@ -20,6 +20,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.message import DecodeError
 
 from api import xds_ack as ack
+from pilot.config_status import ConfigStatus
 from pilot.metrics import Metrics
 from pilot.xds import typeurls
 from pilot.xds.context import Change, PushContext
@@ -93,10 +94,16 @@ class SotwProtocol:
         streams = self._streams
         if decision.reason is ack.Reason.NACK:
             conn.inflight.pop(req.response_nonce, None)
-            streams.record_nack(conn, type_url, req.error_detail or "", decision.watch.version_sent)
+            streams.record_nack(
+                conn,
+                type_url,
+                req.response_nonce,
+                req.error_detail or "",
+                decision.watch.version_sent,
+            )
             return
         if decision.reason in (ack.Reason.ACK, ack.Reason.ACK_NEW_NAMES):
-            streams.record_ack(conn, req.response_nonce)
+            streams.record_ack(conn, type_url, req.response_nonce)
         if not decision.respond or type_url not in streams.generators or streams.context is None:
             return
         change = None if decision.only is None else Change(full=False, endpoints=decision.only)
@@ -167,7 +174,7 @@ class SotwProtocol:
             version_acked=watch.version_acked,
             nack=watch.nack,
         )
-        streams.track(conn, nonce, started)
+        streams.track(conn, type_url, nonce, started)
         return names
 
 
@@ -191,6 +198,11 @@ class AdsServer:
     @property
     def context(self) -> PushContext | None:
         return self.streams.context
+
+    @property
+    def config_status(self) -> ConfigStatus:
+        """Per config resource, the proxies that applied it (GET /debug/config_status)."""
+        return self.streams.config_status
 
     @property
     def connections(self) -> dict[str, Connection[Any]]:

@@ -25,6 +25,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import grpc
 from google.protobuf import json_format
 
+from pilot.config_status import ConfigStatus
 from pilot.metrics import Metrics
 from pilot.model import Proxy
 from pilot.xds import typeurls
@@ -120,12 +121,15 @@ class Streams:
         generators: Sequence[Generator],
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
+        config_status: ConfigStatus | None = None,
     ) -> None:
         self.generators: dict[str, Generator] = {g.type_url: g for g in generators}
         self.order = [t for t in typeurls.PUSH_ORDER if t in self.generators]
         self.metrics = metrics
         self.clock = clock
         self.context: PushContext | None = None
+        # Which proxies applied each config resource (fed by the hooks below).
+        self.config_status = config_status or ConfigStatus()
         self.connections: dict[str, Connection[Any]] = {}
         self._ids = itertools.count(1)
         self._nonces = itertools.count(1)
@@ -158,20 +162,26 @@ class Streams:
             out["delta"] = True
         return out
 
-    def record_nack(self, conn: Connection[Any], type_url: str, error: str, version: str) -> None:
+    def record_nack(
+        self, conn: Connection[Any], type_url: str, nonce: str, error: str, version: str
+    ) -> None:
         short = typeurls.SHORT.get(type_url, type_url)
+        self.config_status.nacked(conn.id, type_url, nonce, error)
         conn.nacks += 1
         conn.last_nack = f"{short}: {error}"
         self.metrics.nacks.labels(short).inc()
         log.warning("proxy %s NACKed %s version %s: %s", conn.proxy.id, short, version, error)
 
-    def record_ack(self, conn: Connection[Any], nonce: str) -> None:
+    def record_ack(self, conn: Connection[Any], type_url: str, nonce: str) -> None:
+        self.config_status.acked(conn.id, type_url, nonce)
         started = conn.inflight.pop(nonce, 0.0)
         if started:
             self.metrics.convergence.observe(max(0.0, self.clock() - started))
 
-    def track(self, conn: Connection[Any], nonce: str, started: float) -> None:
-        """Remember when the change a response carries began, to time its ACK."""
+    def track(self, conn: Connection[Any], type_url: str, nonce: str, started: float) -> None:
+        """A response was written: remember it for the config status, and when the change
+        it carries began, to time its ACK."""
+        self.config_status.sent(conn.id, type_url, nonce)
         if started:
             conn.inflight[nonce] = started
             if len(conn.inflight) > 64:  # never ACKed (stale); don't grow without bound
@@ -230,6 +240,7 @@ class Streams:
                 pusher.cancel()
             if conn is not None:
                 self.connections.pop(conn.id, None)
+                self.config_status.disconnected(conn.id)
                 self.metrics.connected.dec()
                 log.info("proxy %s disconnected", conn.proxy.id)
 
@@ -249,6 +260,9 @@ class Streams:
             delta=delta,
         )
         self.connections[conn.id] = conn
+        # It gets the current snapshot's config on request, not as a push of its changes.
+        version = self.context.snapshot.version if self.context is not None else 0
+        self.config_status.connected(conn.id, proxy.id, delta, version)
         self.metrics.connected.inc()
         log.info(
             "proxy %s connected (service %s.%s) from %s%s",
@@ -270,8 +284,12 @@ class Streams:
                 change, conn.pending = conn.pending, None
                 if change is None or self.context is None:
                     continue
+                # What it is sent may come from a later snapshot, never an earlier one.
+                version = self.context.snapshot.version
+                self.config_status.push_began(conn.id)
                 try:
                     await protocol.push(conn, change, write)
+                    self.config_status.push_ended(conn.id, version)
                 except (asyncio.CancelledError, grpc.aio.AioRpcError, ConnectionError):
                     raise
                 except Exception:  # keep what the proxy has; a later push may succeed

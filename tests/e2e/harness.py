@@ -231,6 +231,7 @@ class Mesh:
                 "galley",
                 f"--consul-addr={consul_addr or self.consul_addr}",
                 f"--http-addr=127.0.0.1:{http}",
+                f"--pilot-http-addr=127.0.0.1:{self.pilot_http}",  # plans, Envoy's check
             ],
             env={"GALLEY_TOKEN": self.token},
         )

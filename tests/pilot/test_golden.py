@@ -9,15 +9,15 @@ EDS clusters in CDS, RDS for the route tables the listeners name, ECDS for
 the filters they discover (HTTP and network filters).
 
 `test_every_golden_is_accepted_by_envoy` loads every case's output into the
-real Envoy (1.40 and 1.36) in validate mode: route tables and filter configs
-are put inline where the listener names them, and each load assignment is
-checked as a static cluster, so every resource passes Envoy's own checks.
+real Envoy (1.40 and 1.36) in validate mode the way Pilot's own Envoy check
+does (`pilot/envoy_check.py`): route tables and filter configs are put inline
+where the listener names them, and each load assignment is checked as a
+static cluster, so every resource passes Envoy's own checks.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,9 @@ from google.protobuf import json_format
 from api.catalog import Instance
 from api.mesh_config import load_mesh_config
 from api.resources import Resource, check_text
-from meshctl.procs import bin_path, free_port
+from meshctl.procs import bin_path
+from pilot import envoy_check
+from pilot.envoy_check import OUTPUTS, filters, hcm
 from pilot.http import _MESSAGES
 from pilot.model import MeshConfig, MeshSnapshot, Proxy
 from pilot.xds.cds import ClusterGenerator
@@ -44,7 +46,6 @@ GOLDEN = Path(__file__).parent / "golden"
 ROOT = Path(__file__).resolve().parents[2]
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "input.yaml").exists())
 SDS = ("127.0.0.1:15013", "/var/run/mesh/token", "/var/run/mesh/root-cert.pem")
-OUTPUTS = ("cds", "eds", "lds", "rds", "ecds")
 
 
 def _catalog(extra: list[dict[str, Any]]) -> dict[str, tuple[Instance, ...]]:
@@ -121,24 +122,15 @@ def render(case: str) -> dict[str, list[dict[str, Any]]]:
     eds_names = {c["name"] for c in out["cds"] if c.get("type") == "EDS"}
     out["eds"] = generate(EndpointGenerator(), frozenset(eds_names))
     out["lds"] = generate(ListenerGenerator(), frozenset())
-    hcms = [_hcm(f) for lis in out["lds"] for f in _filters(lis)]
+    hcms = [hcm(f) for lis in out["lds"] for f in filters(lis)]
     route_names = {h["rds"]["routeConfigName"] for h in hcms if h and "rds" in h}
     out["rds"] = generate(RouteGenerator(), frozenset(route_names))
     discovered = {
         f["name"] for h in hcms if h for f in h.get("httpFilters", []) if "configDiscovery" in f
     }
-    discovered |= {f["name"] for lis in out["lds"] for f in _filters(lis) if "configDiscovery" in f}
+    discovered |= {f["name"] for lis in out["lds"] for f in filters(lis) if "configDiscovery" in f}
     out["ecds"] = generate(ExtensionConfigGenerator(), frozenset(discovered))
     return out
-
-
-def _filters(listener: dict[str, Any]) -> list[dict[str, Any]]:
-    return [f for chain in listener.get("filterChains", []) for f in chain.get("filters", [])]
-
-
-def _hcm(network_filter: dict[str, Any]) -> dict[str, Any] | None:
-    config = network_filter.get("typedConfig", {})
-    return config if config.get("@type", "").endswith("HttpConnectionManager") else None
 
 
 def _dump(resources: list[dict[str, Any]]) -> str:
@@ -179,104 +171,26 @@ def test_there_are_cases_for_each_kind() -> None:
 # --- every golden output through the real Envoy's checks ---
 
 
-def validation_bootstrap(case: str) -> dict[str, Any]:
-    """The case's resources as one static Envoy config that validate mode checks in full."""
-    out = {kind: json.loads((GOLDEN / case / f"{kind}.json").read_text()) for kind in OUTPUTS}
-    routes = {r["name"]: r for r in out["rds"]}
-    filters = {f["name"]: f["typedConfig"] for f in out["ecds"]}
-    listeners = []
-    for lis in out["lds"]:
-        for network_filter in _filters(lis):
-            if "configDiscovery" in network_filter:  # a network filter's config over ECDS
-                del network_filter["configDiscovery"]
-                network_filter["typedConfig"] = filters[network_filter["name"]]
-            hcm = _hcm(network_filter)
-            if hcm is None:
-                continue
-            if "rds" in hcm:
-                name = hcm.pop("rds")["routeConfigName"]
-                hcm["routeConfig"] = routes[name]
-            for http_filter in hcm.get("httpFilters", []):
-                if "configDiscovery" in http_filter:
-                    del http_filter["configDiscovery"]
-                    http_filter["typedConfig"] = filters[http_filter["name"]]
-        listeners.append(lis)
-    checks = [
-        {
-            "name": f"eds-check|{cla['clusterName']}",
-            "type": "STATIC",
-            "connectTimeout": "1s",
-            "loadAssignment": {**cla, "clusterName": f"eds-check|{cla['clusterName']}"},
-        }
-        for cla in out["eds"]
-    ]
-    h2 = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-    xds = {
-        "name": "xds-grpc",
-        "type": "STATIC",
-        "connectTimeout": "1s",
-        "typedExtensionProtocolOptions": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": h2,
-                "explicitHttpConfig": {"http2ProtocolOptions": {}},
-            }
-        },
-        "loadAssignment": {
-            "clusterName": "xds-grpc",
-            "endpoints": [
-                {
-                    "lbEndpoints": [
-                        {
-                            "endpoint": {
-                                "address": {
-                                    "socketAddress": {"address": "127.0.0.1", "portValue": 1}
-                                }
-                            }
-                        }
-                    ]
-                }
-            ],
-        },
-    }
-    return {
-        "node": {"id": "golden", "cluster": "golden"},
-        "dynamicResources": {
-            "adsConfig": {
-                "apiType": "GRPC",
-                "transportApiVersion": "V3",
-                "grpcServices": [{"envoyGrpc": {"clusterName": "xds-grpc"}}],
-            }
-        },
-        "staticResources": {"clusters": [xds, *out["cds"], *checks], "listeners": listeners},
-    }
-
-
 @pytest.mark.e2e
 @pytest.mark.parametrize("envoy", ["envoy", "envoy-1.36"])
 def test_every_golden_is_accepted_by_envoy(envoy: str, tmp_path: Path) -> None:
-    # The files a proxy's SDS config names exist where Envoy runs; here, in tmp_path.
-    token = tmp_path / "token"
-    token.write_text("not-a-real-token")
-    files = {SDS[1]: str(token), SDS[2]: str(GOLDEN / "certs" / "ca.pem")}
+    """Each case's output as Pilot's Envoy check builds it (`pilot.envoy_check`); the files
+    a proxy's SDS config names are stood in for there, as on Pilot's host."""
 
-    def validate(case: str) -> str | None:
-        text = json.dumps(validation_bootstrap(case))
-        for fake, real in files.items():
-            text = text.replace(fake, real)
-        config = tmp_path / f"{case}.json"
-        config.write_text(text)
-        argv = [bin_path(envoy), "--mode", "validate", "-c", str(config)]
-        done = subprocess.run(
-            [*argv, "--base-id", str(free_port())],
-            capture_output=True,
-            text=True,
-            timeout=120,
+    def check(case: str) -> str | None:
+        out = {kind: json.loads((GOLDEN / case / f"{kind}.json").read_text()) for kind in OUTPUTS}
+        workdir = tmp_path / case
+        workdir.mkdir()
+        verdict = envoy_check.validate(
+            envoy_check.validation_bootstrap(out),
+            envoy=bin_path(envoy),
+            workdir=workdir,
+            sds_files=SDS[1:],
             cwd=ROOT,  # cases name certificate files relative to the repo
+            timeout=120,
         )
-        if done.returncode != 0:
-            return f"{case}: {(done.stdout + done.stderr).strip().splitlines()[-1]}"
-        return None
+        return None if verdict.accepted else f"{case}: {verdict.error}"
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        refused = [r for r in pool.map(validate, CASES) if r is not None]
+        refused = [r for r in pool.map(check, CASES) if r is not None]
     assert refused == []
