@@ -24,6 +24,7 @@ from fastapi import Request
 
 from api.addrs import parse_addrs
 from api.resources import Resource
+from galley.bounded import read_bounded
 from galley.errors import ApiError
 
 __all__ = ["PLAN_TIMEOUT", "Answers", "check_warnings", "describe", "envoy_gate", "plan"]
@@ -33,6 +34,7 @@ __all__ = ["PLAN_TIMEOUT", "Answers", "check_warnings", "describe", "envoy_gate"
 PLAN_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 3.0
 EXAMPLES = 5  # proxy ids named per merged group
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # a plan carries diffs: generous, but bounded
 NO_PILOT = "not checked by Envoy: no Pilot reachable"
 
 
@@ -75,7 +77,10 @@ async def _ask(
         params=params,
         headers={"Content-Type": "application/json"},
     ) as resp:
-        answer = json.loads(await resp.read())
+        raw = await read_bounded(resp, MAX_ANSWER_BYTES)
+        if raw is None:
+            raise ValueError(f"the answer is over {MAX_ANSWER_BYTES} bytes")
+        answer = json.loads(raw)
         if not isinstance(answer, dict):
             raise ValueError("the answer is not a JSON object")
         return resp.status, answer

@@ -30,6 +30,7 @@ from urllib.parse import quote
 import aiohttp
 
 from api.addrs import parse_addrs
+from galley.bounded import read_bounded
 
 __all__ = ["ASK_TIMEOUT_S", "PilotAnswer", "ask", "merge", "statuses", "with_status"]
 
@@ -60,8 +61,8 @@ async def _ask_one(
                 return PilotAnswer(addr, {})  # it answered: it holds no such resource (yet)
             if resp.status != 200:
                 return PilotAnswer(addr, None, f"HTTP {resp.status}")
-            raw = await resp.content.read(MAX_ANSWER_BYTES + 1)
-            if len(raw) > MAX_ANSWER_BYTES:
+            raw = await read_bounded(resp, MAX_ANSWER_BYTES)
+            if raw is None:
                 return PilotAnswer(addr, None, "answer too large")
             body = await asyncio.to_thread(json.loads, raw)
     except (aiohttp.ClientError, TimeoutError, OSError) as err:

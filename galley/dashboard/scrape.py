@@ -16,28 +16,17 @@ from dataclasses import dataclass
 import aiohttp
 
 from api.consul_endpoints import ConsulEndpoints
+from galley.bounded import read_bounded
 from galley.dashboard.catalog import Workload, read_catalog
 from galley.dashboard.promtext import parse
 from galley.dashboard.targets import Target
 from galley.dashboard.window import WANTED, Window, snapshot
 
-__all__ = ["ScrapeResult", "Scraper", "read_bounded"]
+__all__ = ["ScrapeResult", "Scraper"]
 
 log = logging.getLogger(__name__)
 
 MAX_STATS_BYTES = 16 * 1024 * 1024
-
-
-async def read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """The whole body, or None when it is over `limit` bytes (`content.read(n)` alone
-    returns only what has arrived so far)."""
-    chunks, size = [], 0
-    async for chunk in resp.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @dataclass(frozen=True, slots=True)

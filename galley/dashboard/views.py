@@ -16,9 +16,9 @@ import aiohttp
 from api.addrs import parse_addrs, split_addr
 from api.analyze import analyze
 from api.store import ConfigStore
+from galley.bounded import read_bounded
 from galley.dashboard.catalog import Workload
 from galley.dashboard.policy import attached, mtls_mode
-from galley.dashboard.scrape import read_bounded
 
 __all__ = ["SYNC_TYPES", "certificates", "config_rows", "proxies", "security_rows", "sync_state"]
 

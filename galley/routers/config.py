@@ -38,7 +38,7 @@ from galley.openapi import (
 )
 from galley.pilots import envoy_gate
 
-__all__ = ["NamespaceQuery", "check_all", "router"]
+__all__ = ["NamespaceQuery", "analysis", "check_all", "router"]
 
 router = APIRouter(prefix="/v1", tags=["config"])
 
@@ -77,11 +77,11 @@ async def check_all(
             issue_list(checked, "warning"),
         )
     warnings = issue_list(checked, "warning")
-    warnings += await _analysis(request, s, [c.resource for c in checked if c.resource])
+    warnings += await analysis(request, s, [c.resource for c in checked if c.resource])
     return checked, warnings
 
 
-async def _analysis(request: Request, s: ConfigStore, new: list[Resource]) -> list[dict[str, str]]:
+async def analysis(request: Request, s: ConfigStore, new: list[Resource]) -> list[dict[str, str]]:
     """Cross-resource warnings (as istioctl analyze) against what is stored and the catalog."""
     try:
         existing = [st.resource for st in await s.list_resources()]

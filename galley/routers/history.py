@@ -36,7 +36,7 @@ from galley.dependencies import (
 )
 from galley.errors import ApiError, details
 from galley.openapi import NAME_PATTERN, NAMESPACE_PATTERN, Problem, answers, enum, writer
-from galley.routers.config import _analysis
+from galley.routers.config import analysis
 
 __all__ = ["router"]
 
@@ -307,7 +307,7 @@ async def _rollback(
         )
     if res.key != (info.id, namespace, name):
         raise ApiError(422, "Invalid", f"revision {target.revision} holds {res.ref}, not {ref}")
-    warnings = details(where, checked.warnings) + await _analysis(request, s, [res])
+    warnings = details(where, checked.warnings) + await analysis(request, s, [res])
     if stored is not None and stored.resource.canonical_json() == res.canonical_json():
         return RollbackResult(
             resource=ref,

@@ -29,6 +29,7 @@ from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb
 from envoy.extensions.path.match.uri_template.v3 import uri_template_match_pb2
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2, value_pb2
 
+from api.attachment import attached
 from api.resources import Resource
 from api.security.authorization_policy import DRY_RUN_ANNOTATION, AuthorizationPolicySpec
 from api.security.authz_rules import (
@@ -41,7 +42,6 @@ from api.security.authz_rules import (
 )
 from pilot.config.index import ConfigIndex
 from pilot.networking import names
-from pilot.networking.attachment import attached
 from pilot.networking.protos import pack
 
 __all__ = [
@@ -64,7 +64,9 @@ def applicable_policies(
     config: ConfigIndex, namespace: str, labels: Mapping[str, str], root_namespace: str
 ) -> list[Resource]:
     """Mesh-wide policies, then the namespace's, then the workload's."""
-    return attached(config, "AuthorizationPolicy", namespace, labels, root_namespace).all()
+    return attached(
+        config.of("AuthorizationPolicy"), "AuthorizationPolicy", namespace, labels, root_namespace
+    ).all()
 
 
 # --- string forms Istio uses: "*", "prefix*", "*suffix", "exact" ---

@@ -15,12 +15,12 @@ from collections.abc import Iterable, Mapping
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
 
+from api.attachment import attached
 from api.resources import Resource
 from api.security.jwt import JwtRule
 from api.security.request_authentication import RequestAuthenticationSpec
 from pilot.config.index import ConfigIndex
 from pilot.jwks import UNFETCHED_JWKS
-from pilot.networking.attachment import attached
 from pilot.networking.authz import PAYLOAD_KEY
 
 __all__ = ["applicable_authentications", "jwt_config"]
@@ -29,7 +29,13 @@ __all__ = ["applicable_authentications", "jwt_config"]
 def applicable_authentications(
     config: ConfigIndex, namespace: str, labels: Mapping[str, str], root_namespace: str
 ) -> list[Resource]:
-    return attached(config, "RequestAuthentication", namespace, labels, root_namespace).all()
+    return attached(
+        config.of("RequestAuthentication"),
+        "RequestAuthentication",
+        namespace,
+        labels,
+        root_namespace,
+    ).all()
 
 
 def _provider(rule: JwtRule, fetched: Mapping[str, str]) -> jwt_pb2.JwtProvider:

@@ -16,10 +16,9 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tl
 from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import duration_pb2
 
-from api.security.peer_authentication import PeerAuthenticationSpec
+from api.attachment import attached, peer_mode
 from pilot.config.index import ConfigIndex
 from pilot.networking import names
-from pilot.networking.attachment import attached
 from pilot.networking.protos import pack
 
 __all__ = [
@@ -107,16 +106,6 @@ def upstream_tls(
     return tls_pb2.UpstreamTlsContext(common_tls_context=_common(sds, matchers), sni=sni)
 
 
-def _mode(spec: PeerAuthenticationSpec, port: int | None) -> str:
-    if port is not None and spec.port_level_mtls:
-        level = spec.port_level_mtls.get(str(port))
-        if level is not None and level.mode != "UNSET":
-            return level.mode
-    if spec.mtls is not None and spec.mtls.mode != "UNSET":
-        return spec.mtls.mode
-    return "UNSET"
-
-
 def peer_auth_mode(
     config: ConfigIndex,
     namespace: str,
@@ -126,12 +115,7 @@ def peer_auth_mode(
 ) -> str:
     """STRICT, PERMISSIVE or DISABLE for a workload port: workload, then namespace,
     then mesh-wide policy; UNSET inherits from the level above; the default is PERMISSIVE."""
-    found = attached(config, "PeerAuthentication", namespace, labels, root_namespace)
-    levels = (found.workload, found.namespace, found.mesh)
-    workload, namespace_wide, mesh_wide = (
-        level[0].spec_as(PeerAuthenticationSpec) if level else None for level in levels
+    found = attached(
+        config.of("PeerAuthentication"), "PeerAuthentication", namespace, labels, root_namespace
     )
-    for spec in (workload, namespace_wide, mesh_wide):
-        if spec is not None and (mode := _mode(spec, port)) != "UNSET":
-            return mode
-    return "PERMISSIVE"
+    return peer_mode(found, port)[0]

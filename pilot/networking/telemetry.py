@@ -24,10 +24,10 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.type.v3 import percent_pb2
 from google.protobuf import duration_pb2, struct_pb2
 
+from api.attachment import attached
 from api.telemetry.telemetry import AccessLogging, TelemetrySpec, Tracing
 from pilot.config.index import ConfigIndex
 from pilot.networking import names
-from pilot.networking.attachment import attached
 from pilot.networking.protos import pack
 
 __all__ = ["Observability", "apply", "effective", "zipkin_cluster"]
@@ -92,7 +92,7 @@ def effective(
     pct = sampling
     layers = [
         r.spec_as(TelemetrySpec)
-        for r in attached(config, "Telemetry", namespace, labels, root).all()
+        for r in attached(config.of("Telemetry"), "Telemetry", namespace, labels, root).all()
     ]
     for spec in layers:
         if (on := _enabled(spec.access_logging, "envoy")) is not None:

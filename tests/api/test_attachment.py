@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from api.attachment import attached
 from api.resources import check_text
 from pilot.config.index import ConfigIndex
-from pilot.networking.attachment import attached
 
 GROUPS = {
     "PeerAuthentication": "security.istio.io/v1",
@@ -37,7 +37,7 @@ def index(kind: str) -> ConfigIndex:
 
 @pytest.mark.parametrize("kind", list(GROUPS))
 def test_levels(kind: str) -> None:
-    found = attached(index(kind), kind, "shop", {"app": "api"}, "istio-system")
+    found = attached(index(kind).of(kind), kind, "shop", {"app": "api"}, "istio-system")
     assert [r.name for r in found.mesh] == ["mesh"]
     assert [r.name for r in found.namespace] == ["ns"]
     # A root-namespace selector reaches every namespace only for the authz and authn kinds.
@@ -48,6 +48,8 @@ def test_levels(kind: str) -> None:
 
 
 def test_a_workload_in_the_root_namespace_sees_root_policies_once() -> None:
-    found = attached(index("Telemetry"), "Telemetry", "istio-system", {}, "istio-system")
+    found = attached(
+        index("Telemetry").of("Telemetry"), "Telemetry", "istio-system", {}, "istio-system"
+    )
     assert [r.name for r in found.all()] == ["mesh"]
     assert found.mesh == [] and [r.name for r in found.namespace] == ["mesh"]

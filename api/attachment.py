@@ -1,4 +1,5 @@
-"""Istio's attachment rule for workload policies, written once.
+"""Istio's attachment rule for workload policies, written once (Pilot translates with it,
+Galley's dashboard shows it).
 
 PeerAuthentication, AuthorizationPolicy, RequestAuthentication and Telemetry
 attach to a workload at three levels:
@@ -11,12 +12,16 @@ attach to a workload at three levels:
   matching workloads in every namespace).
 
 A resource that names a `targetRef` attaches to a Gateway, never to a
-sidecar. Each level lists resources oldest first (the index's order).
+sidecar. Each level keeps the order it is given (callers give oldest first:
+the oldest policy of a level is the one in force where only one can be).
+PeerAuthentication's mode for a port: the workload level's, then the
+namespace's, then the mesh's, UNSET inheriting from the level above;
+PERMISSIVE when none says.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from api.resources import Resource
@@ -24,9 +29,8 @@ from api.security.authorization_policy import AuthorizationPolicySpec
 from api.security.peer_authentication import PeerAuthenticationSpec
 from api.security.request_authentication import RequestAuthenticationSpec
 from api.telemetry.telemetry import TelemetrySpec
-from pilot.config.index import ConfigIndex
 
-__all__ = ["Attached", "attached"]
+__all__ = ["Attached", "attached", "peer_mode"]
 
 _Spec = PeerAuthenticationSpec | AuthorizationPolicySpec | RequestAuthenticationSpec | TelemetrySpec
 # Kinds whose root-namespace resources with a selector reach workloads in every namespace.
@@ -57,27 +61,45 @@ def _spec(r: Resource) -> _Spec:
 
 
 def attached(
-    config: ConfigIndex,
+    resources: Iterable[Resource],
     kind: str,
     namespace: str,
     labels: Mapping[str, str],
     root_namespace: str,
 ) -> Attached:
-    """The resources of `kind` that apply to a workload, by level."""
+    """Which of `resources` (all of `kind`, oldest first) apply to a workload, by level."""
     out = Attached()
-    for r in config.of(kind):
+    for r in resources:
         spec = _spec(r)
         if not isinstance(spec, PeerAuthenticationSpec) and (spec.target_ref or spec.target_refs):
             continue
         selector = dict(spec.selector.match_labels or {}) if spec.selector is not None else {}
-        matches = all(labels.get(k) == v for k, v in selector.items())
         if not selector:
             if r.namespace == namespace:
                 out.namespace.append(r)
             elif r.namespace == root_namespace:
                 out.mesh.append(r)
-        elif matches and (
+        elif all(labels.get(k) == v for k, v in selector.items()) and (
             r.namespace == namespace or (r.namespace == root_namespace and kind in _MESH_SELECTORS)
         ):
             out.workload.append(r)
     return out
+
+
+def _mode(spec: PeerAuthenticationSpec, port: int | None) -> str:
+    if port is not None and spec.port_level_mtls:
+        level = spec.port_level_mtls.get(str(port))
+        if level is not None and level.mode != "UNSET":
+            return level.mode
+    if spec.mtls is not None and spec.mtls.mode != "UNSET":
+        return spec.mtls.mode
+    return "UNSET"
+
+
+def peer_mode(found: Attached, port: int | None = None) -> tuple[str, Resource | None]:
+    """(STRICT, PERMISSIVE or DISABLE, the PeerAuthentication that decided it) for a
+    workload port (None: the workload-wide mode), from its attached PeerAuthentications."""
+    for level in (found.workload, found.namespace, found.mesh):
+        if level and (mode := _mode(level[0].spec_as(PeerAuthenticationSpec), port)) != "UNSET":
+            return mode, level[0]
+    return "PERMISSIVE", None
