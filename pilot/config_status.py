@@ -184,6 +184,17 @@ class ConfigStatus:
             state.acked_past_nack.clear()
         state.applied = max(state.applied, response)
 
+    def unsubscribed(self, conn_id: str, type_url: str) -> None:
+        """Envoy watches nothing of this type any more: it drops any response of it in
+        flight unanswered, and holds nothing of it, so everything sent is settled."""
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            return
+        state = conn.state(type_url)
+        state.applied = state.last_sent
+        state.nack = None
+        state.acked_past_nack.clear()
+
     def nacked(self, conn_id: str, type_url: str, nonce: str, error: str) -> None:
         conn = self._conns.get(conn_id)
         if conn is None:

@@ -19,13 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import extension_pb2
-from envoy.config.endpoint.v3 import endpoint_pb2
-from envoy.config.listener.v3 import listener_pb2
-from envoy.config.route.v3 import route_pb2
 from google.protobuf import json_format
-from google.protobuf.message import Message
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pilot import config_status
@@ -36,14 +30,6 @@ if TYPE_CHECKING:
     from pilot.app import Pilot
 
 __all__ = ["DebugServer"]
-
-_MESSAGES: dict[str, type[Message]] = {
-    typeurls.CLUSTER: cluster_pb2.Cluster,
-    typeurls.ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
-    typeurls.EXTENSION_CONFIG: extension_pb2.TypedExtensionConfig,
-    typeurls.LISTENER: listener_pb2.Listener,
-    typeurls.ROUTE: route_pb2.RouteConfiguration,
-}
 
 
 class DebugServer:
@@ -124,7 +110,7 @@ class DebugServer:
             if watch is None:
                 continue
             resources = gen.generate(ctx, conn.proxy, frozenset(watch.names), None)
-            message = _MESSAGES[type_url]
+            message = typeurls.MESSAGES[type_url]
             dump[typeurls.SHORT[type_url]] = [
                 json_format.MessageToDict(message.FromString(r.value_bytes)) for r in resources
             ]

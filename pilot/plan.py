@@ -26,13 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import extension_pb2
-from envoy.config.endpoint.v3 import endpoint_pb2
-from envoy.config.listener.v3 import listener_pb2
-from envoy.config.route.v3 import route_pb2
 from google.protobuf import json_format
-from google.protobuf.message import Message
 
 from api.resources import Resource, check_document
 from pilot.envoy_check import EnvoyChecker, Verdict, filters, hcm
@@ -63,13 +57,6 @@ __all__ = [
 ProxyConfig = dict[str, dict[str, dict[str, Any]]]
 Key = tuple[str, str, str]  # (kind id, namespace, name), as Resource.key
 
-_MESSAGES: dict[str, type[Message]] = {
-    typeurls.CLUSTER: cluster_pb2.Cluster,
-    typeurls.ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
-    typeurls.EXTENSION_CONFIG: extension_pb2.TypedExtensionConfig,
-    typeurls.LISTENER: listener_pb2.Listener,
-    typeurls.ROUTE: route_pb2.RouteConfiguration,
-}
 _ORDER = ("cds", "eds", "lds", "rds", "ecds")
 EXAMPLES = 5  # proxy ids named per group
 MAX_DOCUMENTS = 1_000
@@ -169,7 +156,7 @@ def build_context(
 
 
 def _json(type_url: str, value: bytes) -> dict[str, Any]:
-    return json_format.MessageToDict(_MESSAGES[type_url].FromString(value))
+    return json_format.MessageToDict(typeurls.MESSAGES[type_url].FromString(value))
 
 
 def proxy_config(

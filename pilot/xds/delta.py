@@ -158,6 +158,8 @@ class DeltaProtocol:
             return
         if request.response_nonce:  # an ACK, perhaps subscribing to more names too
             streams.record_ack(conn, type_url, request.response_nonce)
+        if request.unsubscribe and not watch.wildcard and not watch.names:
+            streams.record_unsubscribe(conn, type_url)  # it holds nothing of this type now
         if decision.outcome is not Outcome.SUBSCRIBE or type_url not in streams.generators:
             return
         if streams.context is not None:

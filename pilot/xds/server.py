@@ -104,6 +104,8 @@ class SotwProtocol:
             return
         if decision.reason in (ack.Reason.ACK, ack.Reason.ACK_NEW_NAMES):
             streams.record_ack(conn, type_url, req.response_nonce)
+        elif decision.reason is ack.Reason.UNSUBSCRIBE:
+            streams.record_unsubscribe(conn, type_url)
         if not decision.respond or type_url not in streams.generators or streams.context is None:
             return
         change = None if decision.only is None else Change(full=False, endpoints=decision.only)

@@ -178,6 +178,9 @@ class Streams:
         if started:
             self.metrics.convergence.observe(max(0.0, self.clock() - started))
 
+    def record_unsubscribe(self, conn: Connection[Any], type_url: str) -> None:
+        self.config_status.unsubscribed(conn.id, type_url)
+
     def track(self, conn: Connection[Any], type_url: str, nonce: str, started: float) -> None:
         """A response was written: remember it for the config status, and when the change
         it carries began, to time its ACK."""

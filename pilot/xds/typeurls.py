@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import extension_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+from google.protobuf.message import Message
+
 __all__ = [
     "CLUSTER",
     "ENDPOINT",
     "EXTENSION_CONFIG",
     "LISTENER",
+    "MESSAGES",
     "PUSH_ORDER",
     "ROUTE",
     "SHORT",
@@ -32,4 +40,12 @@ SHORT = {
     EXTENSION_CONFIG: "ecds",
     LISTENER: "lds",
     ROUTE: "rds",
+}
+# The message each type's resources are (to decode them for debug pages and plans).
+MESSAGES: dict[str, type[Message]] = {
+    CLUSTER: cluster_pb2.Cluster,
+    ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
+    EXTENSION_CONFIG: extension_pb2.TypedExtensionConfig,
+    LISTENER: listener_pb2.Listener,
+    ROUTE: route_pb2.RouteConfiguration,
 }

@@ -20,7 +20,6 @@ from api.catalog import Instance
 from api.mesh_config import ExtensionProvider, load_mesh_config
 from api.resources import Resource, check_text
 from meshctl.explain import Pilots
-from pilot.http import _MESSAGES
 from pilot.model import MeshConfig, MeshSnapshot, Proxy
 from pilot.xds.cds import ClusterGenerator
 from pilot.xds.context import PushContext
@@ -28,6 +27,7 @@ from pilot.xds.ecds import ExtensionConfigGenerator
 from pilot.xds.eds import EndpointGenerator
 from pilot.xds.lds import ListenerGenerator
 from pilot.xds.rds import RouteGenerator
+from pilot.xds.typeurls import MESSAGES
 
 SDS = ("127.0.0.1:15013", "/var/run/mesh/token", "/var/run/mesh/root-cert.pem")
 
@@ -140,7 +140,7 @@ def _dump(ctx: PushContext, proxy: Proxy) -> dict[str, Any]:
     """What Pilot's /debug/config_dump shows for the proxy, names followed as Envoy does."""
 
     def generate(gen: Any, names: frozenset[str]) -> list[dict[str, Any]]:
-        message = _MESSAGES[gen.type_url]
+        message = MESSAGES[gen.type_url]
         return [
             json_format.MessageToDict(message.FromString(r.value_bytes))
             for r in gen.generate(ctx, proxy, names, None)

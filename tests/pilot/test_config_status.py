@@ -66,6 +66,27 @@ def test_a_change_is_pending_until_every_response_of_its_push_is_acked(
     assert got["acked"] == ["a"] and got["pending"] == [] and got["nacked"] == []
 
 
+def test_a_type_envoy_unsubscribed_from_is_settled_though_never_acked(
+    status: ConfigStatus,
+) -> None:
+    # A Sidecar narrows egress: the push's CDS drops every EDS cluster, Envoy unsubscribes
+    # from EDS and drops the EDS response in flight unanswered (it holds none of it).
+    status.published(2, [vs("ratings", 5), vs("reviews", 7)])
+    push(status, "a-1", 2, (CDS, "n1"), (EDS, "n2"))
+    status.acked("a-1", CDS, "n1")
+    assert resource(status, REVIEWS)["pending"] == ["a"]
+    status.unsubscribed("a-1", EDS)
+    got = resource(status, REVIEWS)
+    assert got["acked"] == ["a"] and got["pending"] == []
+    # What it is sent once it subscribes again counts as usual.
+    status.published(3, [vs("ratings", 5), vs("reviews", 8)])
+    push(status, "a-1", 3, (CDS, "n3"), (EDS, "n4"))
+    status.acked("a-1", CDS, "n3")
+    assert resource(status, REVIEWS)["pending"] == ["a"]
+    status.acked("a-1", EDS, "n4")
+    assert resource(status, REVIEWS)["acked"] == ["a"]
+
+
 def test_a_proxy_sent_nothing_or_only_endpoints_is_not_affected(status: ConfigStatus) -> None:
     status.published(2, [vs("ratings", 5), vs("reviews", 7)])
     push(status, "a-1", 2, (EDS, "n1"))  # endpoints that changed in the same push

@@ -32,7 +32,6 @@ from api.resources import Resource, check_text
 from meshctl.procs import bin_path
 from pilot import envoy_check
 from pilot.envoy_check import OUTPUTS, filters, hcm
-from pilot.http import _MESSAGES
 from pilot.model import MeshConfig, MeshSnapshot, Proxy
 from pilot.xds.cds import ClusterGenerator
 from pilot.xds.context import PushContext
@@ -40,6 +39,7 @@ from pilot.xds.ecds import ExtensionConfigGenerator
 from pilot.xds.eds import EndpointGenerator
 from pilot.xds.lds import ListenerGenerator
 from pilot.xds.rds import RouteGenerator
+from pilot.xds.typeurls import MESSAGES
 from tests.pilot.fixtures import instance
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -111,7 +111,7 @@ def render(case: str) -> dict[str, list[dict[str, Any]]]:
     proxy = _proxy(meta.get("proxy", {}))
 
     def generate(gen: Any, names: frozenset[str]) -> list[dict[str, Any]]:
-        message = _MESSAGES[gen.type_url]
+        message = MESSAGES[gen.type_url]
         return [
             json_format.MessageToDict(message.FromString(r.value_bytes))
             for r in gen.generate(ctx, proxy, names, None)
