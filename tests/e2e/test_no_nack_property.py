@@ -20,6 +20,7 @@ import json
 import time
 import urllib.request
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -92,20 +93,38 @@ def _path(doc: dict[str, Any]) -> str:
     return f"/apis/{doc['apiVersion']}/namespaces/{meta['namespace']}/{info.plural}/{meta['name']}"
 
 
-def _settled(mesh: Mesh, proxies: list[str], after: int) -> dict[str, Any] | None:
-    """Pilot's sync status once it published a snapshot newer than `after` and every
-    proxy has answered (ACK or NACK) everything it was sent."""
+def _ref(doc: dict[str, Any]) -> str:
+    """How Pilot names a config resource: KIND/NAMESPACE/NAME."""
+    info = kinds()[doc["kind"]]
+    return f"{info.id}/{doc['metadata']['namespace']}/{doc['metadata']['name']}"
+
+
+def _unsettled(
+    mesh: Mesh, proxies: list[str], held: AbstractSet[str], gone: AbstractSet[str]
+) -> tuple[dict[str, Any] | None, str]:
+    """(Pilot's sync status, "") once its published config holds every ref in `held` and
+    none in `gone`, and every proxy has answered (ACK or NACK) everything it was sent;
+    else (None, what is still missing).
+
+    Waiting on the config Pilot holds, not on its snapshot counter: a snapshot can be
+    published for an unrelated reason (and an apply and delete can coalesce into no
+    snapshot at all), so a newer snapshot alone says nothing about our change."""
+    config = mesh.pilot_json("/debug/config_status")["resources"]
+    if missing := held - config.keys():
+        return None, f"Pilot does not hold {sorted(missing)} yet"
+    if still := gone & config.keys():
+        return None, f"Pilot still holds {sorted(still)}"
+    if pending := {ref: config[ref]["pending"] for ref in held if config[ref].get("pending")}:
+        return None, f"proxies yet to apply: {pending}"
     status = mesh.pilot_json("/debug/syncz")
-    if (status["snapshot"] or 0) <= after:
-        return None
     mine = {p["proxy"]: p for p in status["proxies"] if p["proxy"] in proxies}
     if set(mine) != set(proxies):
-        return None
+        return None, f"connected: {sorted(mine)}"
     for p in mine.values():
-        for t in p["types"].values():
+        for kind, t in p["types"].items():
             if not (t["version_acked"] == t["version_sent"] or t.get("nack")):
-                return None
-    return status
+                return None, f"{p['proxy']} has not answered {kind}: {t}"
+    return status, ""
 
 
 def _problems(mesh: Mesh, status: dict[str, Any], before: dict[str, float]) -> list[str]:
@@ -123,12 +142,22 @@ def _problems(mesh: Mesh, status: dict[str, Any], before: dict[str, float]) -> l
     return found
 
 
-def _snapshot(mesh: Mesh) -> int:
-    return int(mesh.pilot_json("/debug/syncz")["snapshot"] or 0)
+def _pushed(
+    mesh: Mesh,
+    proxies: list[str],
+    held: AbstractSet[str] = frozenset(),
+    gone: AbstractSet[str] = frozenset(),
+) -> dict[str, Any]:
+    why = [""]
 
+    def settled() -> dict[str, Any] | None:
+        status, why[0] = _unsettled(mesh, proxies, held, gone)
+        return status
 
-def _pushed(mesh: Mesh, proxies: list[str], after: int) -> dict[str, Any]:
-    return eventually(lambda: _settled(mesh, proxies, after), timeout=30, what="config pushed")
+    try:
+        return eventually(settled, timeout=60, what="config pushed")
+    except AssertionError as err:
+        raise AssertionError(f"{err}: {why[0]}") from None
 
 
 def test_accepted_config_is_never_nacked(mesh: Mesh) -> None:
@@ -144,7 +173,7 @@ def test_accepted_config_is_never_nacked(mesh: Mesh) -> None:
     vocab = strategies.Vocabulary(gateway_ports=(free_port(), free_port()))
     base = _ingress(vocab.gateway_ports[0])
     assert _galley(mesh, "POST", "/v1/apply", [base])[0] == 200
-    eventually(lambda: _settled(mesh, proxies, 0), timeout=30, what="proxies synced")
+    _pushed(mesh, proxies, {_ref(base)})
     counters = {name: mesh.pilot_metric(name) for name in WATCHED}
     drawn = strategies.Draw()
     failures: list[str] = []
@@ -163,20 +192,20 @@ def test_accepted_config_is_never_nacked(mesh: Mesh) -> None:
         kept = [d for d in (strategies.accepted(doc, drawn) for doc in docs) if d is not None]
         if not kept:
             return
-        before = _snapshot(mesh)
         code, body = _galley(mesh, "POST", "/v1/apply", kept)
         if code != 200:  # accepted one by one, refused together: worth knowing too
             failures.append(f"apply answered {code}: {body}\n{json.dumps(kept, indent=1)}")
             return
         applied["sets"] += 1
         applied["docs"] += len(kept)
+        refs = {_ref(doc) for doc in kept}
         try:
-            found = _problems(mesh, _pushed(mesh, proxies, before), counters)
+            found = _problems(mesh, _pushed(mesh, proxies, held=refs), counters)
         finally:
-            before = _snapshot(mesh)
             for doc in kept:
-                _galley(mesh, "DELETE", _path(doc))
-        status = _pushed(mesh, proxies, before)
+                code, body = _galley(mesh, "DELETE", _path(doc))
+                assert code == 200, f"DELETE {_path(doc)} answered {code}: {body}"
+        status = _pushed(mesh, proxies, gone=refs)
         found += [f"after deleting: {p}" for p in _problems(mesh, status, counters)]
         if found:
             failures.append("\n".join(found) + "\n" + json.dumps(kept, indent=1))
