@@ -10,6 +10,7 @@ mutual TLS, a container killed and started again, and `down -v` leaving nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -21,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import consul
 import pytest
@@ -79,6 +81,15 @@ class Stack:
             except (urllib.error.URLError, OSError) as err:
                 seen[f"error: {err}"] += 1
         return seen
+
+    def galley_json(self, path: str) -> dict[str, Any]:
+        """A read from outside the containers: Galley asks for its token."""
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.galley}{path}",
+            headers={"Authorization": f"Bearer {self.galley_token}"},
+        )
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return json.loads(resp.read())  # type: ignore[no-any-return]
 
     def catalog_ids(self, service: str, passing: bool = True) -> set[str]:
         client = consul.Consul(host="127.0.0.1", port=self.consul)
@@ -191,6 +202,34 @@ def test_a_canary_applied_through_galley_shows_on_the_wire(stack: Stack) -> None
     split = stack.reviews(200)
     assert set(split) == {"reviews-v1", "reviews-v3"}, split
     assert 160 <= split["reviews-v1"] <= 196, split
+
+
+def test_the_dashboard_shows_the_canary_and_every_proxy_in_sync(stack: Stack) -> None:
+    """Galley scrapes the sidecars' stats across the compose network (their ports come
+    from the registrator's meta): the canary's two subsets show as two edges."""
+
+    def versions() -> set[str]:
+        stack.reviews(10)  # calls within the dashboard's one-minute window
+        graph = stack.galley_json("/v1/dashboard/graph")
+        return {
+            e["destination_version"]
+            for e in graph["edges"]
+            if (e["source"], e["destination"]) == ("productpage.default", "reviews.default")
+        }
+
+    eventually(lambda: versions() == {"v1", "v3"}, timeout=120, interval=2, what="v1, v3 edges")
+
+    def in_sync() -> dict[str, set[str]] | None:
+        proxies = stack.galley_json("/v1/dashboard/proxies")["proxies"]
+        states = {p["proxy"]: {t["state"] for t in p["types"].values()} for p in proxies}
+        services = {p["service"] for p in proxies}
+        if services >= {"productpage", "reviews", "ratings", "details"} and all(
+            s == {"SYNCED"} for s in states.values()
+        ):
+            return states
+        return None
+
+    eventually(in_sync, timeout=60, interval=2, what="every proxy SYNCED on the dashboard")
 
 
 def test_strict_mutual_tls_between_containers(stack: Stack) -> None:
