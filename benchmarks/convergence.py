@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -295,11 +296,45 @@ def _worker_main(
 # --- real Envoys --------------------------------------------------------------------
 
 
+_BASE_IDS = itertools.count(20_000 + os.getpid() % 10_000 * 4)
+
+
 class EnvoyFleet:
-    def __init__(
-        self, sup: Supervisor, workdir: Path, pilot_port: int, k: int, delta: bool = False
-    ) -> None:
+    """Real Envoys, each from its own bootstrap file, watched through their admin API."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        self._sup = sup
+        self._names: list[str] = []
         self.admins: list[int] = []
+
+    def start(self, name: str, bootstrap: Path, admin: int) -> None:
+        self._sup.start(
+            name,
+            [
+                bin_path("envoy"),
+                "-c",
+                str(bootstrap),
+                "--base-id",
+                str(next(_BASE_IDS)),  # each Envoy on a host needs its own
+                "--concurrency",
+                "1",
+                "--log-level",
+                "error",
+            ],
+        )
+        self.admins.append(admin)
+        self._names.append(name)
+
+    def ready(self, timeout: float = 120) -> None:
+        for name, admin in zip(self._names, self.admins, strict=True):
+            self._sup.wait_http(name, f"http://127.0.0.1:{admin}/ready", timeout=timeout)
+
+    @classmethod
+    def for_pilot(
+        cls, sup: Supervisor, workdir: Path, pilot_port: int, k: int, delta: bool = False
+    ) -> EnvoyFleet:
+        """K sidecars of the service `bench`, served by Pilot at `pilot_port`."""
+        fleet = cls(sup)
         for i in range(k):
             admin = free_port()
             spec = SidecarBootstrap(
@@ -313,21 +348,8 @@ class EnvoyFleet:
             )
             path = workdir / f"envoy-{i}.yaml"
             path.write_text(render_yaml(spec.build()))
-            sup.start(
-                f"envoy-{i}",
-                [
-                    bin_path("envoy"),
-                    "-c",
-                    str(path),
-                    "--base-id",
-                    str(20_000 + i + os.getpid() % 10_000),
-                    "--concurrency",
-                    "1",
-                    "--log-level",
-                    "error",
-                ],
-            )
-            self.admins.append(admin)
+            fleet.start(f"envoy-{i}", path, admin)
+        return fleet
 
     def members(self, admin: int, cluster: str) -> int | None:
         pattern = f"^cluster.{cluster.replace('|', '.')}.membership_total$"  # '.' matches '|'
@@ -356,7 +378,7 @@ class EnvoyFleet:
 # --- the run ------------------------------------------------------------------------
 
 
-def _proc_stats(pid: int) -> tuple[float, float]:
+def proc_stats(pid: int) -> tuple[float, float]:
     """(RSS in MB, CPU seconds user+system) of a process, from /proc."""
     with open(f"/proc/{pid}/status") as f:
         rss_kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
@@ -440,9 +462,8 @@ def _start_pilot(sup: Supervisor, consul_http: int, args: argparse.Namespace) ->
 def _start_envoys(
     sup: Supervisor, workdir: Path, grpc_port: int, args: argparse.Namespace
 ) -> EnvoyFleet:
-    fleet = EnvoyFleet(sup, workdir, grpc_port, args.envoys, args.delta)
-    for i, admin in enumerate(fleet.admins):
-        sup.wait_http(f"envoy-{i}", f"http://127.0.0.1:{admin}/ready", timeout=120)
+    fleet = EnvoyFleet.for_pilot(sup, workdir, grpc_port, args.envoys, args.delta)
+    fleet.ready()
     return fleet
 
 
@@ -561,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"registering {args.services} services")
         asyncio.run(_register_all(ports.http, args.services))
         pid, grpc_port = _start_pilot(sup, ports.http, args)
-        _, cpu_start = _proc_stats(pid)
+        _, cpu_start = proc_stats(pid)
         t_sync = time.monotonic()
         fleet: EnvoyFleet | None = None
         n = args.envoys or args.proxies
@@ -570,12 +591,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _start_workers(grpc_port, args, workers)
         sync_s = time.monotonic() - t_sync
-        rss_sync, cpu_sync = _proc_stats(pid)
+        rss_sync, cpu_sync = proc_stats(pid)
         log(f"{n} proxies synced in {sync_s:.2f}s; pilot RSS {rss_sync:.0f} MB")
 
-        cpu_before = _proc_stats(pid)[1]
+        cpu_before = proc_stats(pid)[1]
         latencies, missing = _run_rounds(args, ports.http, fleet, workers)
-        rss, cpu_end = _proc_stats(pid)
+        rss, cpu_end = proc_stats(pid)
         result = {
             "proxies": n,
             "services": args.services,
