@@ -160,18 +160,29 @@ def _json(type_url: str, value: bytes) -> dict[str, Any]:
 
 
 def proxy_config(
-    ctx: PushContext, proxy: Proxy, generators: Mapping[str, Generator]
+    ctx: PushContext,
+    proxy: Proxy,
+    generators: Mapping[str, Generator],
+    decoded: dict[tuple[str, bytes], dict[str, Any]] | None = None,
 ) -> ProxyConfig:
     """Everything Pilot would send `proxy`, names followed as Envoy follows them: EDS for the
     EDS clusters in CDS, RDS for the route tables the listeners name, ECDS for the filter
-    configs they discover."""
+    configs they discover. `decoded`: JSON already made of identical bytes (most resources
+    are the same before and after, and across proxies), shared; never to be mutated."""
+    memo = decoded if decoded is not None else {}
+
+    def as_json(type_url: str, value: bytes) -> dict[str, Any]:
+        found = memo.get((type_url, value))
+        if found is None:
+            found = memo[(type_url, value)] = _json(type_url, value)
+        return found
 
     def generate(type_url: str, names: Iterable[str]) -> dict[str, dict[str, Any]]:
         gen = generators.get(type_url)
         if gen is None:
             return {}
         found = gen.generate(ctx, proxy, frozenset(names), None)
-        return {r.name: _json(type_url, r.value_bytes) for r in found}
+        return {r.name: as_json(type_url, r.value_bytes) for r in found}
 
     out: ProxyConfig = {}
     out["cds"] = generate(typeurls.CLUSTER, ())
@@ -286,10 +297,11 @@ def plan(
         by_shape.setdefault(p.shape, []).append(p)
     groups: dict[tuple[str, str, str, str], Group] = {}
     unchanged = 0
+    decoded: dict[tuple[str, bytes], dict[str, Any]] = {}
     for members in by_shape.values():
         proxy = members[0]  # proxies of one shape get the very same bytes
-        planned = proxy_config(then, proxy, generators)
-        changes, text = diff_configs(proxy_config(now, proxy, generators), planned)
+        planned = proxy_config(then, proxy, generators, decoded)
+        changes, text = diff_configs(proxy_config(now, proxy, generators, decoded), planned)
         if not changes:
             unchanged += len(members)
             continue

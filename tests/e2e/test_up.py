@@ -402,7 +402,9 @@ def test_meshctl_up_ha_keeps_the_shop_when_a_consul_server_and_a_pilot_die(
             assert re.search(rf"✓ {re.escape(part)}\s", text), (part, text)
         url = re.search(r"(http://127\.0\.0\.1:\d+/productpage)", text).group(1)  # type: ignore[union-attr]
         eventually(lambda: reviews(url) != "none", what="the shop answers")
-        consul_uis = re.findall(r"http://127\.0\.0\.1:(\d+)/ui", text)
+        consul_line = re.search(r"✓ consul\s+(.*)", text)
+        assert consul_line is not None, text
+        consul_uis = re.findall(r"http://127\.0\.0\.1:(\d+)/ui", consul_line.group(1))
         assert len(consul_uis) == 3, text
         with urllib.request.urlopen(
             f"http://127.0.0.1:{consul_uis[0]}/v1/status/peers", timeout=5
