@@ -12,9 +12,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-import consul
-import requests
-
 from api.addrs import split_addr
 from api.catalog import DEFAULT_NAMESPACE, CatalogError, registration_payload
 from meshctl.registration import from_group, read_group, register, with_stats
@@ -71,6 +68,15 @@ def _label(value: str) -> tuple[str, str]:
     return key, val
 
 
+def _consul_errors() -> tuple[type[Exception], ...]:
+    """What a failed call to Consul raises. py-consul and requests are imported on use:
+    every other command (apply, get, ...) starts faster without them."""
+    import consul
+    import requests
+
+    return (consul.ConsulException, requests.RequestException)
+
+
 def _registration_fields(args: argparse.Namespace) -> tuple[str, str, dict[str, str]]:
     """(namespace, service account, labels) to register: the flags', or with
     --workload-group, the group's template merged with them (see `from_group`)."""
@@ -83,7 +89,7 @@ def _registration_fields(args: argparse.Namespace) -> tuple[str, str, dict[str, 
     namespace = group_ns or namespace
     try:
         group = read_group(args.consul_addr[0], args.consul_addr[1], namespace, name)
-    except (consul.ConsulException, requests.RequestException) as err:
+    except _consul_errors() as err:
         raise CliError(f"consul at {args.consul_addr[0]}:{args.consul_addr[1]}: {err}") from err
     fields = from_group(group, args.service_account, labels)
     return namespace, fields.service_account, fields.labels
@@ -121,17 +127,19 @@ def cmd_register(args: argparse.Namespace) -> int:
         raise CliError(str(err)) from err
     try:
         register(args.consul_addr[0], args.consul_addr[1], body)
-    except (consul.ConsulException, requests.RequestException) as err:
+    except _consul_errors() as err:
         raise CliError(f"consul at {args.consul_addr[0]}:{args.consul_addr[1]}: {err}") from err
     print(f"registered {body['ID']} ({body['Name']}.{namespace} at {args.address}:{args.port})")
     return 0
 
 
 def cmd_deregister(args: argparse.Namespace) -> int:
+    import consul
+
     client = consul.Consul(host=args.consul_addr[0], port=args.consul_addr[1])
     try:
         client.agent.service.deregister(args.id)
-    except (consul.ConsulException, requests.RequestException) as err:
+    except _consul_errors() as err:
         raise CliError(f"consul at {args.consul_addr[0]}:{args.consul_addr[1]}: {err}") from err
     print(f"deregistered {args.id}")
     return 0

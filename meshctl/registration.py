@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import consul
-
 from api.catalog import DEFAULT_SERVICE_ACCOUNT, CatalogError
 
 if TYPE_CHECKING:
@@ -46,6 +44,8 @@ def with_stats(body: dict[str, Any], stats_port: int | None) -> dict[str, Any]:
 
 def register(host: str, port: int, body: dict[str, Any]) -> None:
     """PUT /v1/agent/service/register with a body from `api.catalog.registration_payload`."""
+    import consul  # on use: the CLI's other commands start faster without it
+
     consul.Consul(host=host, port=port).agent.service.register(
         body["Name"],
         service_id=body["ID"],
@@ -60,6 +60,8 @@ def register(host: str, port: int, body: dict[str, Any]) -> None:
 def read_group(host: str, port: int, namespace: str, name: str) -> WorkloadGroupSpec:
     """The WorkloadGroup Galley stored in Consul KV, validated again as Pilot reads config."""
     # Here, not at the top: every meshctl command imports this module.
+    import consul
+
     from api.networking.workload_entry import WorkloadGroupSpec
     from api.store import StoredResource, decode, key_for
 

@@ -7,4 +7,4 @@ cd "$root"
 bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/mypy
-exec .venv/bin/pytest "$@"
+exec .venv/bin/pytest --durations=25 "$@"
