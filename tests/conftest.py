@@ -14,14 +14,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addoption(
         "--envoys",
-        default="envoy,envoy-1.36",
-        help="comma-separated Envoy binaries (in .venv/bin) that e2e tests run against",
+        default="envoy",
+        help="comma-separated Envoy binaries (in .venv/bin) that every e2e test runs against",
+    )
+    parser.addoption(
+        "--compat-envoys",
+        default="envoy-1.36",
+        help="comma-separated Envoy binaries that the compatibility subset (marker compat) "
+        "runs against too ('' for none)",
     )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "envoy_bin" in metafunc.fixturenames:
         envoys = [e for e in metafunc.config.getoption("--envoys").split(",") if e]
+        if metafunc.definition.get_closest_marker("compat") is not None:
+            compat = metafunc.config.getoption("--compat-envoys").split(",")
+            envoys += [e for e in compat if e and e not in envoys]
         metafunc.parametrize("envoy_bin", envoys, scope="module")
 
 

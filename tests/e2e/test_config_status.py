@@ -25,7 +25,7 @@ import pytest
 
 from tests.e2e.harness import Mesh, Workload, eventually
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.compat]
 
 REVIEWS = "VirtualService/default/reviews"
 

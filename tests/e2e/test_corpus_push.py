@@ -18,7 +18,7 @@ from api.resources import check_document
 from tests.api.test_corpus import CORPUS
 from tests.e2e.harness import Mesh, eventually
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.compat]
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from pilot.networking import names
 from tests.e2e.harness import Mesh, Workload, eventually
 from tests.e2e.tls_server import make_pki
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.compat]
 
 
 @pytest.fixture(scope="module")

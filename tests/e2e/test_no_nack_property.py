@@ -33,7 +33,7 @@ from meshctl.procs import free_port
 from tests import strategies
 from tests.e2e.harness import Mesh, Workload, eventually
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.compat]
 
 EXAMPLES = 70
 WATCHED = ("pilot_xds_nacks_total", "pilot_xds_push_errors_total", "pilot_config_invalid_total")
