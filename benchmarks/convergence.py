@@ -438,8 +438,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _start_pilot(sup: Supervisor, consul_http: int, args: argparse.Namespace) -> tuple[int, int]:
-    """Start Pilot on free ports and wait until it is ready: (its pid, its gRPC port)."""
+def start_pilot(sup: Supervisor, consul_http: int, args: argparse.Namespace) -> tuple[int, int]:
+    """Start Pilot on free ports and wait until it is ready: (its pid, its gRPC port).
+    `args`: the debounce settings (debounce_quiet, debounce_max)."""
     grpc_port, http_port = free_port(), free_port()
     pilot = sup.start(
         "pilot",
@@ -581,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(1.0)
         log(f"registering {args.services} services")
         asyncio.run(_register_all(ports.http, args.services))
-        pid, grpc_port = _start_pilot(sup, ports.http, args)
+        pid, grpc_port = start_pilot(sup, ports.http, args)
         _, cpu_start = proc_stats(pid)
         t_sync = time.monotonic()
         fleet: EnvoyFleet | None = None

@@ -39,7 +39,7 @@ from typing import Any
 from api.catalog import registration_payload
 from api.resources import check_document
 from api.store import ConfigStore, Write
-from benchmarks.convergence import EnvoyFleet, cluster_name, proc_stats
+from benchmarks.convergence import EnvoyFleet, cluster_name, proc_stats, start_pilot
 from meshctl.procs import ConsulPorts, Supervisor, bin_path, free_port
 
 # An always-passing check for the Connect sidecar registrations: their default checks
@@ -122,25 +122,6 @@ def _scope_pilot(consul_http: int) -> None:
     asyncio.run(write())
 
 
-def _start_pilot(sup: Supervisor, consul_http: int, args: argparse.Namespace) -> tuple[int, int]:
-    grpc_port, http_port = free_port(), free_port()
-    pilot = sup.start(
-        "pilot",
-        [
-            sys.executable,
-            "-m",
-            "pilot",
-            f"--consul-addr=127.0.0.1:{consul_http}",
-            f"--grpc-addr=127.0.0.1:{grpc_port}",
-            f"--http-addr=127.0.0.1:{http_port}",
-            f"--debounce-quiet={args.debounce_quiet}",
-            "--log-level=WARNING",
-        ],
-    )
-    sup.wait_http("pilot", f"http://127.0.0.1:{http_port}/ready", timeout=120)
-    return pilot.popen.pid, grpc_port
-
-
 def _consul_fleet(sup: Supervisor, workdir: Path, ports: ConsulPorts, k: int) -> EnvoyFleet:
     """K cweb instances with Connect sidecars, their Envoys bootstrapped by Consul itself."""
     fleet = EnvoyFleet(sup)
@@ -215,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--envoys", type=int, default=10, help="real Envoys per side")
     parser.add_argument("--rounds", type=int, default=20, help="rounds per side")
     parser.add_argument("--debounce-quiet", type=float, default=0.1)
+    parser.add_argument("--debounce-max", type=float, default=1.0)
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     return parser
 
@@ -236,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             _connect_instance("cbackend", "cbackend-0", "127.0.0.4", 31_000),
         )
         _scope_pilot(ports.http)
-        pilot_pid, grpc_port = _start_pilot(sup, ports.http, args)
+        pilot_pid, grpc_port = start_pilot(sup, ports.http, args)
         log(f"starting {args.envoys} Envoys per side")
         pilot_fleet = EnvoyFleet.for_pilot(sup, workdir, grpc_port, args.envoys)
         consul_fleet = _consul_fleet(sup, workdir, ports, args.envoys)
