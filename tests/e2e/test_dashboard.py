@@ -15,11 +15,13 @@ import shutil
 import subprocess
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -78,7 +80,25 @@ class Traffic:
         self._thread.join(10)
 
 
+T = TypeVar("T")
+
+
+def _stable(read: Callable[[], T]) -> T:
+    """A read of a page that replaces its main part every few seconds: read again when
+    the elements found went stale (the page refreshed between finding and reading)."""
+    for _ in range(10):
+        try:
+            return read()
+        except StaleElementReferenceException:
+            continue
+    return read()
+
+
 def _edges(browser: WebDriver) -> list[dict[str, str]]:
+    return _stable(lambda: _edges_now(browser))
+
+
+def _edges_now(browser: WebDriver) -> list[dict[str, str]]:
     return [
         {
             k: el.get_attribute(f"data-{k}") or ""
@@ -118,10 +138,12 @@ def test_dashboard_pages_in_a_browser(tmp_path: Path, browser: WebDriver) -> Non
 
         # The graph: every shop service, and the calls between them once traffic flows.
         browser.get(f"{base}/ui/graph")
-        nodes = {
-            el.get_attribute("data-id")
-            for el in browser.find_elements(By.CSS_SELECTOR, "svg g.node")
-        }
+        nodes = _stable(
+            lambda: {
+                el.get_attribute("data-id")
+                for el in browser.find_elements(By.CSS_SELECTOR, "svg g.node")
+            }
+        )
         assert {
             "ingressgateway.istio-system",
             "productpage.default",
@@ -135,12 +157,14 @@ def test_dashboard_pages_in_a_browser(tmp_path: Path, browser: WebDriver) -> Non
             interval=1,
             what="the shop's calls on the (self-refreshing) graph",
         )
-        versions = {
-            el.get_attribute("data-version")
-            for el in browser.find_elements(
-                By.CSS_SELECTOR, 'svg g.node[data-id="reviews.default"] g.version'
-            )
-        }
+        versions = _stable(
+            lambda: {
+                el.get_attribute("data-version")
+                for el in browser.find_elements(
+                    By.CSS_SELECTOR, 'svg g.node[data-id="reviews.default"] g.version'
+                )
+            }
+        )
         assert versions == {"v1", "v2", "v3"}
         assert _canary_split(browser) is None  # no subset routing yet
         browser.save_screenshot(str(shots / "dashboard-graph.png"))
@@ -167,9 +191,9 @@ def test_dashboard_pages_in_a_browser(tmp_path: Path, browser: WebDriver) -> Non
             lambda: traffic.sent >= applied_at + 300, timeout=60, interval=0.5, what="300 calls"
         )
         for _ in range(2):
-            stamp = browser.find_element(By.ID, "updated").text
+            stamp = _stable(lambda: browser.find_element(By.ID, "updated").text)
             eventually(
-                lambda: browser.find_element(By.ID, "updated").text != stamp,  # noqa: B023
+                lambda: _stable(lambda: browser.find_element(By.ID, "updated").text) != stamp,  # noqa: B023
                 timeout=15,
                 interval=0.5,
                 what="the page refreshing itself",
@@ -181,10 +205,12 @@ def test_dashboard_pages_in_a_browser(tmp_path: Path, browser: WebDriver) -> Non
 
         # Proxies: every sidecar and the gateway, in sync on every type they were sent.
         browser.get(f"{base}/ui/proxies")
-        rows = {
-            r.get_attribute("data-proxy"): r.text
-            for r in browser.find_elements(By.CSS_SELECTOR, "tr[data-proxy]")
-        }
+        rows = _stable(
+            lambda: {
+                r.get_attribute("data-proxy"): r.text
+                for r in browser.find_elements(By.CSS_SELECTOR, "tr[data-proxy]")
+            }
+        )
         assert {"ingressgateway-1", "productpage-v1", "reviews-v3"} <= set(rows), rows
         assert all("NACKED" not in row and "SYNCED" in row for row in rows.values()), rows
         browser.save_screenshot(str(shots / "dashboard-proxies.png"))
@@ -192,10 +218,12 @@ def test_dashboard_pages_in_a_browser(tmp_path: Path, browser: WebDriver) -> Non
         # Config: the canary's VirtualService, reconciled by the proxies.
         browser.get(f"{base}/ui/config")
         vs = eventually(
-            lambda: (
-                browser.find_element(
-                    By.CSS_SELECTOR, 'tr[data-ref="VirtualService/default/reviews"]'
-                ).text
+            lambda: _stable(
+                lambda: (
+                    browser.find_element(
+                        By.CSS_SELECTOR, 'tr[data-ref="VirtualService/default/reviews"]'
+                    ).text
+                )
             ),
             what="the canary on the config page",
         )
@@ -204,7 +232,9 @@ def test_dashboard_pages_in_a_browser(tmp_path: Path, browser: WebDriver) -> Non
 
         # Security: each workload's identity, its certificate from Citadel, its mTLS mode.
         browser.get(f"{base}/ui/security")
-        row = browser.find_element(By.CSS_SELECTOR, 'tr[data-instance="reviews-v3"]').text
+        row = _stable(
+            lambda: browser.find_element(By.CSS_SELECTOR, 'tr[data-instance="reviews-v3"]').text
+        )
         assert "spiffe://cluster.local/ns/default/sa/shop-reviews" in row, row
         assert re.search(r"in \d+\.\d h", row) and "PERMISSIVE" in row, row
         browser.save_screenshot(str(shots / "dashboard-security.png"))
