@@ -2,7 +2,8 @@
 
 - a route (or mirror) to a subset that no DestinationRule for that host defines
 - a host that is neither a known service nor declared by a ServiceEntry
-- two VirtualServices for one host bound to the same gateway (or the mesh)
+- two VirtualServices for one host bound to the same gateway (or the mesh), seen
+  alike by some namespace (`exportTo`)
 - a ServiceEntry host that a catalog service or an older ServiceEntry declares
 - an AuthorizationPolicy rule Pilot cannot translate, which fails closed
   (api/security/authz_fail_closed.py)
@@ -100,11 +101,15 @@ def _known(host: str, declared: set[str]) -> bool:
     return any(_matches(d, host) or _matches(host, d) for d in declared)
 
 
+# (host, gateway, a view from VirtualServiceSpec.views) -> the VirtualServices claiming it
+_Claims = dict[tuple[str, str, tuple[str, bool]], list[str]]
+
+
 def _check_hosts(
     r: Any,
     services: set[str],
     declared: set[str],
-    owners: dict[tuple[str, str], list[str]],
+    owners: _Claims,
     out: dict[str, list[Issue]],
 ) -> None:
     """Record the VirtualService's (host, gateway) claims; warn on unknown mesh hosts."""
@@ -112,7 +117,8 @@ def _check_hosts(
     for i, host in enumerate(r.spec.hosts or []):
         full = fqdn(host, r.namespace)
         for gw in gateways:
-            owners[(full, gw)].append(r.ref)
+            for view in r.spec.views(r.namespace):
+                owners[(full, gw, view)].append(r.ref)
         if services and "*" not in host and gateways == ["mesh"] and not _known(full, declared):
             out[r.ref].append(
                 Issue(
@@ -151,12 +157,16 @@ def _check_destinations(
             )
 
 
-def _shared_hosts(owners: dict[tuple[str, str], list[str]], out: dict[str, list[Issue]]) -> None:
+def _shared_hosts(owners: _Claims, out: dict[str, list[Issue]]) -> None:
     """Warn every VirtualService of a (host, gateway) that more than one routes."""
-    for (host, gw), refs in owners.items():
+    warned: set[tuple[str, str, str]] = set()
+    for (host, gw, _), refs in owners.items():
         refs = list(dict.fromkeys(refs))  # oldest first
         if len(refs) > 1:
             for ref in refs:
+                if (host, gw, ref) in warned:  # seen alike in several namespaces
+                    continue
+                warned.add((host, gw, ref))
                 others = ", ".join(x for x in refs if x != ref)
                 verdict = "this one is used" if ref == refs[0] else f"{refs[0]} is used"
                 out[ref].append(
@@ -175,7 +185,7 @@ def analyze(resources: list[Any], services: set[str]) -> dict[str, list[Issue]]:
     out: dict[str, list[Issue]] = defaultdict(list)
     _host_claims(resources, services, out)
     subsets, declared = _targets(resources, services)
-    owners: dict[tuple[str, str], list[str]] = defaultdict(list)
+    owners: _Claims = defaultdict(list)
     for r in sorted(resources, key=_age):
         if r.kind != "VirtualService":
             continue

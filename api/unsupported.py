@@ -30,7 +30,6 @@ def _every_policy(path: str, what: str) -> tuple[tuple[str, str], ...]:
 # optionally the one value of that field that is not applied)
 NOT_APPLIED: dict[str, tuple[tuple[str, str] | tuple[str, str, str], ...]] = {
     "VirtualService": (
-        ("exportTo", "the VirtualService applies in every namespace"),
         (
             "tcp[].match[].sourceSubnet",
             "the rule matches any source address (Istio does not apply it either)",

@@ -80,20 +80,22 @@ def _entry_hosts(entry: Resource) -> list[str]:
 
 
 def virtual_service_conflicts(services: Iterable[Resource]) -> list[Conflict]:
-    """Hosts that several VirtualServices route for the same gateway (or the mesh);
-    `services` oldest first, and the first one of each host wins."""
-    owners: dict[tuple[str, str], str] = {}
+    """Hosts that several VirtualServices exported alike route for the same gateway (or
+    the mesh); `services` oldest first, and the first one of each host wins. One exported
+    to fewer namespaces (a consumer's own route) takes precedence there: no conflict."""
+    owners: dict[tuple[str, str, str, bool], str] = {}
     conflicts: list[Conflict] = []
     for vs in services:
         spec = vs.spec
         assert isinstance(spec, VirtualServiceSpec)
         gateways = [gateway_ref(g, vs.namespace) for g in spec.gateways or []]
         hosts = spec.hosts or []
+        views = spec.views(vs.namespace)
         for gateway in dict.fromkeys(gateways or ["mesh"]):
             for host in dict.fromkeys(fqdn(h, vs.namespace) for h in hosts):
-                owner = owners.setdefault((host, gateway), vs.ref)
-                if owner != vs.ref:
-                    where = "the mesh" if gateway == "mesh" else f"gateway {gateway}"
+                winners = {owners.setdefault((host, gateway, *v), vs.ref) for v in views}
+                where = "the mesh" if gateway == "mesh" else f"gateway {gateway}"
+                for owner in sorted(winners - {vs.ref}):
                     conflicts.append(Conflict(f"host {host} on {where}", owner, vs.ref))
     return conflicts
 

@@ -75,6 +75,7 @@ __all__ = [
     "precise_hostname",
     "route_version",
     "section_name",
+    "warn_label_selector",
 ]
 
 INT32_MAX = 2**31 - 1
@@ -290,6 +291,25 @@ class LabelSelectorRequirement(Spec):
 class LabelSelector(Spec):
     match_labels: dict[str, str] | None = None
     match_expressions: list[LabelSelectorRequirement] | None = None
+
+
+_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+def warn_label_selector(selector: LabelSelector, issues: Issues) -> None:
+    """The CRDs check nothing in a label selector; what Kubernetes could not parse as one
+    selects nothing here, said at its path."""
+    for i, req in enumerate(selector.match_expressions or []):
+        at = issues.at("matchExpressions", i)
+        if req.operator not in _OPERATORS:
+            at.warn(
+                f"operator {req.operator!r} is not one of {', '.join(_OPERATORS)}: "
+                "the selector selects nothing",
+                "operator",
+            )
+        elif (req.operator in ("In", "NotIn")) != bool(req.values):
+            need = "needs values" if req.operator in ("In", "NotIn") else "takes no values"
+            at.warn(f"operator {req.operator} {need}: the selector selects nothing", "values")
 
 
 def _check_names(issues: Issues, **fields: tuple[str | None, Any]) -> None:

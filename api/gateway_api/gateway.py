@@ -212,6 +212,13 @@ def _check_listener(listener: Listener, issues: Issues) -> None:
     if routes is not None:
         if (m := checks.max_items(routes.kinds, 8)) is not None:
             issues.error(m, "allowedRoutes", "kinds")
+        namespaces = routes.namespaces
+        if namespaces is not None and namespaces.from_ == "Selector":
+            at = issues.at("allowedRoutes", "namespaces")
+            if namespaces.selector is None:
+                at.warn("from Selector without a selector selects no namespace", "selector")
+            else:
+                common.warn_label_selector(namespaces.selector, at.at("selector"))
         for i, kind in enumerate(routes.kinds or []):
             at = issues.at("allowedRoutes", "kinds", i)
             if kind.group is not None and (m := common.group_name(kind.group)) is not None:

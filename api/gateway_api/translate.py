@@ -184,11 +184,49 @@ class _Listener:
         if rule == "All" or (rule == "Same" and namespace == self.gateway.namespace):
             return True, ""
         if rule == "Selector":
+            selector = (self.spec.get("allowedRoutes") or {})["namespaces"].get("selector")
+            if selector is not None and _selects(selector, namespace_labels(namespace)):
+                return True, ""
             return False, (
-                "allowedRoutes.namespaces.from Selector: this mesh has no namespace labels "
-                "to select by, so no namespace is selected"
+                f"namespace {namespace} is not selected by allowedRoutes.namespaces.selector "
+                f"(a namespace's only label here is {NAMESPACE_NAME_LABEL}={namespace})"
             )
         return False, f"routes of namespace {namespace} are not allowed (from: {rule})"
+
+
+# Kubernetes labels every namespace with its own name; it is the one label namespaces
+# carry in this mesh, which has no Namespace objects.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+def namespace_labels(namespace: str) -> dict[str, str]:
+    return {NAMESPACE_NAME_LABEL: namespace}
+
+
+def _selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """A Kubernetes label selector: every matchLabels pair and every matchExpressions
+    requirement holds (an empty selector selects everything; one Kubernetes could not
+    parse, nothing: Galley warns of it)."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for req in selector.get("matchExpressions") or []:
+        key, op, values = req.get("key"), req.get("operator"), req.get("values") or []
+        present = key in labels
+        if (op in ("In", "NotIn")) != bool(values):
+            return False
+        if op == "In":
+            ok = present and labels[key] in values
+        elif op == "NotIn":
+            ok = not present or labels[key] not in values
+        elif op == "Exists":
+            ok = present
+        elif op == "DoesNotExist":
+            ok = not present
+        else:
+            ok = False
+        if not ok:
+            return False
+    return True
 
 
 def _class_controllers(config: Sequence[Resource]) -> dict[str, str]:
@@ -828,13 +866,6 @@ def _bind_service(
     if host not in services:
         state.refuse("BackendNotFound", f"no Service {ns}/{ref.get('name')} in the catalog")
         return
-    if ns != route.namespace:
-        state.refuse(
-            "UnsupportedValue",
-            "a route in another namespace than its Service (a consumer route) is not "
-            "supported: write it in the Service's namespace",
-        )
-        return
     entries = _route_entries(route, spec, services, grants, state, ref.get("port"))
     mesh.rules.setdefault((route.namespace, host), []).extend(entries)
 
@@ -1011,11 +1042,13 @@ def translate(config: Sequence[Resource], services: Mapping[str, frozenset[int]]
                     out.append(vs)
         status[gw_ref] = _gateway_status(items, failures.get(gw_ref))
     for (ns, host), entries in mesh.rules.items():
-        svc = host.split(".")[0]
-        spec = {"hosts": [host], **_sections(entries)}
-        vs = _resource(
-            "VirtualService", ns, f"{svc}-{_SUFFIX}", spec, f"Service/{ns}/{svc}", entries
-        )
+        svc, svc_ns = host.split(".")[:2]
+        vs_spec: dict[str, Any] = {"hosts": [host], **_sections(entries)}
+        name = f"{svc}-{_SUFFIX}"
+        if svc_ns != ns:  # a consumer route: for the route's own namespace only
+            vs_spec["exportTo"] = ["."]
+            name = f"{svc}-{svc_ns}-{_SUFFIX}"
+        vs = _resource("VirtualService", ns, name, vs_spec, f"Service/{svc_ns}/{svc}", entries)
         if not isinstance(vs, str):
             out.append(vs)
     for ref, st in route_status.items():

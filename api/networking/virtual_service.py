@@ -261,6 +261,17 @@ class VirtualServiceSpec(Spec):
 
     refuse_removed = checks.refuse_removed_fields()  # websocketUpgrade, appendHeaders, ...
 
+    def views(self, namespace: str) -> tuple[tuple[str, bool], ...]:
+        """Who sees this VirtualService of `namespace`, by `exportTo`, and how: ("*",
+        False) every namespace (the default); else (ns, own) per namespace it is exported
+        to, own when that is its own ('.'). A proxy sees first those private to its own
+        namespace, then those exported to it by name, then the public ones (Istio's order);
+        two VirtualServices compete for a host only where they are seen alike."""
+        export = {namespace if e == "." else e for e in self.export_to or ["*"]}
+        if "*" in export:
+            return (("*", False),)
+        return tuple((n, n == namespace) for n in sorted(export))
+
 
 KIND = KindInfo(
     kind="VirtualService",

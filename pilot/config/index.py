@@ -38,6 +38,17 @@ def workload_labels(entry: Resource) -> dict[str, str]:
     return {**(entry.spec_as(WorkloadEntry).labels or {}), **entry.labels}
 
 
+def _export_tier(vs: Resource, namespace: str) -> int | None:
+    """Where a VirtualService stands for proxies of `namespace` (VirtualServiceSpec.views):
+    0 private to that namespace, 1 exported to it by name, 2 public; None: not seen there."""
+    for ns, own in _vs(vs).views(vs.namespace):
+        if ns == "*":
+            return 2
+        if ns == namespace:
+            return 0 if own else 1
+    return None
+
+
 def _by_age(resources: Sequence[Resource]) -> list[Resource]:
     """Oldest first: Istio resolves conflicts by creation time, here Consul's CreateIndex
     (ties, and config that was never stored: by namespace and name)."""
@@ -91,24 +102,30 @@ class ConfigIndex:
         return found[0]
 
     def virtual_service(
-        self, host: str, gateway: str = "mesh"
+        self, host: str, gateway: str = "mesh", *, namespace: str
     ) -> tuple[Resource, VirtualServiceSpec] | None:
-        """The oldest VirtualService routing `host` for the mesh or a gateway ('ns/name')."""
-        for r in self.of("VirtualService"):
-            gateways = [gateway_ref(g, r.namespace) for g in (_vs(r).gateways or [])] or ["mesh"]
-            if gateway not in gateways:
-                continue
+        """The VirtualService routing `host` for the mesh or a gateway ('ns/name') as a
+        proxy of `namespace` sees it (`virtual_services`' order: the first one wins)."""
+        for r in self.virtual_services(gateway, namespace):
             for h in _vs(r).hosts or []:
                 if _host_matches(fqdn(h, r.namespace), host):
                     return r, _vs(r)
         return None
 
-    def virtual_services_for_gateway(self, gateway: str) -> list[Resource]:
-        return [
-            r
-            for r in self.of("VirtualService")
-            if gateway in [gateway_ref(g, r.namespace) for g in (_vs(r).gateways or [])]
-        ]
+    def virtual_services(self, gateway: str, namespace: str) -> list[Resource]:
+        """The VirtualServices bound to the mesh or a gateway ('ns/name') that a proxy of
+        `namespace` sees, in Istio's order: those private to its own namespace, then those
+        exported to it by name, then the public ones; oldest first within each."""
+        ranked: list[tuple[int, Resource]] = []
+        for r in self.of("VirtualService"):
+            gateways = [gateway_ref(g, r.namespace) for g in (_vs(r).gateways or [])] or ["mesh"]
+            if gateway not in gateways:
+                continue
+            tier = _export_tier(r, namespace)
+            if tier is not None:
+                ranked.append((tier, r))
+        ranked.sort(key=lambda t: t[0])  # stable: age within a tier
+        return [r for _, r in ranked]
 
     def workload_entries(self, namespace: str, selector: Mapping[str, str]) -> list[Resource]:
         """The WorkloadEntries of a namespace that carry every selector label (an empty

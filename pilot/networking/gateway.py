@@ -73,6 +73,7 @@ _HCM = "envoy.filters.network.http_connection_manager"
 class GatewayServer:
     gateway: str  # "ns/name"
     server: Server
+    proxy_namespace: str  # the gateway proxy's: which VirtualServices it sees (exportTo)
 
     @property
     def kind(self) -> str | None:
@@ -146,7 +147,7 @@ def servers_for(
             port = server.port
             if port is None or port.number is None:
                 continue  # validation requires a port
-            entry = GatewayServer(f"{gw.namespace}/{gw.name}", server)
+            entry = GatewayServer(f"{gw.namespace}/{gw.name}", server, namespace)
             if entry.kind is not None:
                 out.setdefault(port.number, []).append(entry)
     return out
@@ -231,7 +232,7 @@ def _passthrough_chains(
         entry.gateway,
         port,
         entry.admits,
-        config.virtual_services_for_gateway(entry.gateway),
+        config.virtual_services(entry.gateway, entry.proxy_namespace),
         cluster_for,
         claimed,
     )
@@ -263,7 +264,7 @@ def _tcp_chain(
         entry.gateway,
         port,
         entry.admits,
-        config.virtual_services_for_gateway(entry.gateway),
+        config.virtual_services(entry.gateway, entry.proxy_namespace),
         cluster_for,
         terminated=entry.kind == "tls",
     )
@@ -426,7 +427,7 @@ def gateway_route_config(
     claimed: set[str] = set()
     vhosts: dict[str, route_components_pb2.VirtualHost] = {}
     for entry in servers:
-        for vs in config.virtual_services_for_gateway(entry.gateway):
+        for vs in config.virtual_services(entry.gateway, entry.proxy_namespace):
             domains = _claim(vs, entry, port, claimed)
             if not domains:
                 continue

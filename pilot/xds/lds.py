@@ -117,7 +117,7 @@ def _egress_listeners(
     out: list[Resource] = []
 
     def virtual_service(host: str) -> ConfigResource | None:
-        found = config.virtual_service(host)
+        found = config.virtual_service(host, namespace=proxy.namespace)
         return found[0] if found is not None else None
 
     for entry in tcp_listener.egress_entries(sidecar.spec_as(SidecarSpec)):

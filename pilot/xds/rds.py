@@ -82,7 +82,7 @@ def _outbound_route(ctx: PushContext, name: str, proxy: Proxy) -> Resource | Non
     config = ctx.snapshot.config
 
     def virtual_service(host: str) -> tuple[str, VirtualServiceSpec] | None:
-        found = config.virtual_service(host)
+        found = config.virtual_service(host, namespace=proxy.namespace)
         return (found[0].namespace, found[1]) if found is not None else None
 
     def build() -> Resource:

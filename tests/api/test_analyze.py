@@ -124,7 +124,7 @@ def test_fields_accepted_but_not_applied_are_named_at_their_path() -> None:
     found = check("VirtualService", vs)
     assert [w for w in found.warnings if "not applied" in w.message] != []
     paths = {w.path for w in found.warnings if "not applied" in w.message}
-    assert paths == {"spec.exportTo", "spec.tcp[0].match[0].sourceSubnet"}
+    assert paths == {"spec.tcp[0].match[0].sourceSubnet"}
 
 
 def test_a_key_written_twice_is_refused_with_its_line() -> None:

@@ -177,6 +177,39 @@ spec:
     ]
 
 
+def test_a_consumer_route_is_exported_to_its_own_namespace_only() -> None:
+    t = run(
+        """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: reviews-timeout, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews, namespace: default, port: 9080}]
+  rules:
+  - backendRefs: [{name: reviews, namespace: default, port: 9080}]
+    timeouts: {request: 2s}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: shop, namespace: default}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: shop}]
+  to: [{group: "", kind: Service}]
+"""
+    )
+    status = t.status["HTTPRoute.gateway.networking.k8s.io/shop/reviews-timeout"]
+    assert conditions(status) == {
+        "Accepted": ("True", "Accepted"),
+        "ResolvedRefs": ("True", "ResolvedRefs"),
+    }
+    (name,) = generated(t, "VirtualService")
+    vs = generated(t, "VirtualService")[name]
+    assert name.startswith("shop/reviews-default-")  # in the consumer's namespace
+    assert vs["exportTo"] == ["."]
+    assert vs["hosts"] == ["reviews.default.svc.cluster.local"]
+    assert vs["http"][0]["timeout"] == "2s"
+
+
 def test_relative_weights_are_scaled_to_one_hundred() -> None:
     t = run(
         """
@@ -289,6 +322,71 @@ spec:
     status = t.status["HTTPRoute.gateway.networking.k8s.io/shop/r"]
     assert conditions(status)["Accepted"] == ("False", "NotAllowedByListeners")
     assert generated(t, "VirtualService") == {}
+
+
+def _selector_gateway(selector: str) -> str:
+    return f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: bookinfo-gateway}}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+    allowedRoutes:
+      namespaces:
+        from: Selector
+        selector: {selector}
+"""
+
+
+SHOP_ROUTE = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: shop}
+spec:
+  parentRefs: [{name: bookinfo-gateway, namespace: default}]
+  rules:
+  - backendRefs: [{name: web, port: 8080}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("selector", "admitted"),
+    [
+        ("{matchLabels: {kubernetes.io/metadata.name: shop}}", True),
+        ("{matchLabels: {kubernetes.io/metadata.name: default}}", False),
+        ("{matchLabels: {team: shop}}", False),  # namespaces carry no other label
+        ("{}", True),  # an empty selector selects every namespace
+        (
+            "{matchExpressions: [{key: kubernetes.io/metadata.name, operator: In, "
+            "values: [shop, web]}]}",
+            True,
+        ),
+        (
+            "{matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, "
+            "values: [shop]}]}",
+            False,
+        ),
+        ("{matchExpressions: [{key: team, operator: DoesNotExist}]}", True),
+        ("{matchExpressions: [{key: team, operator: Exists}]}", False),
+        ("{matchExpressions: [{key: team, operator: NotIn}]}", False),  # unparseable
+        ("{matchExpressions: [{key: team, operator: Nope, values: [x]}]}", False),
+    ],
+)
+def test_allowed_routes_selector_selects_namespaces_by_their_name_label(
+    selector: str, admitted: bool
+) -> None:
+    t = run(_selector_gateway(selector), SHOP_ROUTE)
+    status = t.status["HTTPRoute.gateway.networking.k8s.io/shop/r"]
+    if admitted:
+        assert conditions(status)["Accepted"] == ("True", "Accepted")
+        assert list(generated(t, "VirtualService")) != []
+    else:
+        assert conditions(status)["Accepted"] == ("False", "NotAllowedByListeners")
+        assert generated(t, "VirtualService") == {}
 
 
 def test_route_hostnames_must_meet_the_listener_hostname() -> None:

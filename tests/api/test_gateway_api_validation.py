@@ -850,3 +850,42 @@ def test_reference_grant_rules(spec: dict[str, Any], path: str, fragment: str) -
 def test_reference_grant_boundaries() -> None:
     spec = {"from": [FROM] * 16, "to": [{**TO, "name": "n" * 253, "kind": "K" * 63}] * 16}
     assert_ok(check("ReferenceGrant", spec))
+
+
+@pytest.mark.parametrize(
+    ("selector", "path", "fragment"),
+    [
+        (None, "spec.listeners[0].allowedRoutes.namespaces.selector", "selects no namespace"),
+        (
+            {"matchExpressions": [{"key": "team", "operator": "Equals", "values": ["a"]}]},
+            "spec.listeners[0].allowedRoutes.namespaces.selector.matchExpressions[0].operator",
+            "selects nothing",
+        ),
+        (
+            {"matchExpressions": [{"key": "team", "operator": "In"}]},
+            "spec.listeners[0].allowedRoutes.namespaces.selector.matchExpressions[0].values",
+            "needs values",
+        ),
+        (
+            {"matchExpressions": [{"key": "team", "operator": "Exists", "values": ["a"]}]},
+            "spec.listeners[0].allowedRoutes.namespaces.selector.matchExpressions[0].values",
+            "takes no values",
+        ),
+    ],
+)
+def test_a_namespace_selector_that_selects_nothing_is_warned_at_its_path(
+    selector: dict[str, Any] | None, path: str, fragment: str
+) -> None:
+    namespaces: dict[str, Any] = {"from": "Selector"}
+    if selector is not None:
+        namespaces["selector"] = selector
+    listener = {
+        "name": "http",
+        "port": 80,
+        "protocol": "HTTP",
+        "allowedRoutes": {"namespaces": namespaces},
+    }
+    checked = check("Gateway", {"gatewayClassName": "istio", "listeners": [listener]})
+    assert_ok(checked)  # the CRD accepts it
+    found = [w.message for w in checked.warnings if w.path == path]
+    assert any(fragment in m for m in found), [str(w) for w in checked.warnings]

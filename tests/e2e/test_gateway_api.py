@@ -5,7 +5,8 @@
   `bookinfo-gateway` (`meshctl bootstrap --gateway bookinfo-gateway`) serves it on
   port 80 of its own loopback address.
 - Istio's reviews 90/10 HTTPRoute whose parent is the Service `reviews` (GAMMA): a
-  sidecar's requests to reviews split between the reviews-v1 and reviews-v2 services.
+  sidecar's requests to reviews split between the reviews-v1 and reviews-v2 services;
+  a consumer route (in the client's namespace) wins for that namespace only.
 - The Gateway API's HTTP routing example (hostnames, a header match), TCP routing
   example and TLS passthrough example, on Gateways of a GatewayClass that names this
   mesh's controller; and Istio's tcp-echo 80/20 TCPRoute.
@@ -315,6 +316,51 @@ def test_gateway_api_tls_passthrough_by_sni(env: Env) -> None:
             ssl.create_default_context(cafile=str(env.tls_ca)).wrap_socket(
                 raw, server_hostname="foo.example.com"
             )
+
+
+CONSUMER_ROUTE = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: reviews-for-shop, namespace: shop}
+spec:
+  parentRefs:
+  - {group: "", kind: Service, name: reviews, namespace: default, port: 9080}
+  rules:
+  - backendRefs: [{name: reviews-v2, namespace: default, port: 9080}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: shop-routes, namespace: default}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: shop}]
+  to: [{group: "", kind: Service}]
+"""
+
+
+def test_a_consumer_route_applies_to_its_own_namespace_only(env: Env) -> None:
+    """GAMMA: a route in the client's namespace whose parent is a Service of another
+    namespace sends only that namespace's requests its way, ahead of the Service's own."""
+    shopper = env.mesh.client("shopper", namespace="shop")
+    host = "reviews.default.svc.cluster.local:9080"
+    out = env.mesh.apply(CONSUMER_ROUTE)
+    assert out.returncode == 0, out.stderr + out.stdout
+    conds = {
+        c["type"]: c["status"]
+        for c in env.status("httproute", "reviews-for-shop", "shop")["parents"][0]["conditions"]
+    }
+    assert conds == {"Accepted": "True", "ResolvedRefs": "True"}
+
+    def shop_sees_v2_only() -> bool:
+        return all(
+            env.mesh.request(shopper.outbound_port, host).instance == "reviews-v2-1"
+            for _ in range(20)
+        )
+
+    eventually(shop_sees_v2_only, timeout=30, what="shop's requests on shop's own route")
+    # default's client is not in the route's namespace: never all on v2 (the Service's own
+    # route sends it 90 % to v1, no route at all to the reviews instance itself).
+    others = {env.mesh.request(env.client.outbound_port, host).instance for _ in range(20)}
+    assert others - {"reviews-v2-1"}, others
 
 
 def test_status_reports_a_backend_that_does_not_exist(env: Env) -> None:

@@ -130,7 +130,52 @@ spec:
         "host reviews.default.svc.cluster.local on the mesh: VirtualService/default/new loses "
         "to VirtualService/default/old (oldest wins)"
     ]
-    assert snap.config.virtual_service("reviews.default.svc.cluster.local")[0].name == "old"  # type: ignore[index]
+    found = snap.config.virtual_service("reviews.default.svc.cluster.local", namespace="default")
+    assert found is not None and found[0].name == "old"
+
+
+def test_export_to_decides_which_virtual_service_a_namespace_sees() -> None:
+    """Istio's order: private to the proxy's namespace, then exported to it by name, then
+    public; those exported differently never conflict."""
+    vs = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: {n}, namespace: {ns}}}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  exportTo: {export}
+  http: [{{route: [{{destination: {{host: reviews.default.svc.cluster.local}}}}]}}]
+---
+"""
+    text = "".join(
+        vs.format(n=n, ns=ns, export=export)
+        for n, ns, export in [
+            ("public", "default", '["*"]'),  # the oldest
+            ("for-shop", "default", "[shop]"),
+            ("shop-own", "shop", '["."]'),
+            ("web-own", "web", "[web]"),
+            ("elsewhere", "default", "[other]"),
+        ]
+    )
+    snap = MeshSnapshot.build(
+        1, {"reviews": (instance("reviews", 1),)}, resources(text, 1, 2, 3, 4, 5)
+    )
+    assert snap.conflicts == ()
+
+    def seen_by(ns: str) -> str:
+        found = snap.config.virtual_service("reviews.default.svc.cluster.local", namespace=ns)
+        assert found is not None
+        return f"{found[0].namespace}/{found[0].name}"
+
+    assert seen_by("shop") == "shop/shop-own"
+    assert seen_by("web") == "web/web-own"
+    assert seen_by("default") == "default/public"
+    assert seen_by("other") == "default/elsewhere"
+    assert [r.name for r in snap.config.virtual_services("mesh", "shop")] == [
+        "shop-own",
+        "for-shop",
+        "public",
+    ]
 
 
 def _proxy(namespace: str) -> Proxy:
