@@ -21,7 +21,7 @@ from meshctl.procs import free_port
 from tests.e2e.harness import Mesh, Reply, Workload, eventually
 from tests.e2e.tls_server import HttpsServer, make_pki
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.compat]
 
 EXTERNAL = "external.example"
 EGRESS_HOST = "egressgateway.istio-system.svc.cluster.local"

@@ -20,7 +20,7 @@ import pytest
 from meshctl.procs import free_port
 from tests.e2e.harness import Mesh, Workload, eventually
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.compat]
 
 AUTHZ_SERVICE_PORT = 8000
 MESH_CONFIG = f"""

@@ -24,7 +24,7 @@ from meshctl.procs import free_port
 from tests.e2e.harness import Mesh, Workload, eventually
 from tests.e2e.tls_server import HttpsServer, ThrowawayCa, make_pki
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.compat]
 
 SHOP = "shop.example.com"
 API = "api.example.com"

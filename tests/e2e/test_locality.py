@@ -20,7 +20,7 @@ import pytest
 
 from tests.e2e.harness import Mesh, Workload, eventually
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.compat]
 
 REGION = "dc1"  # the harness's Consul datacenter: the region of every registered instance
 EJECTION_S = 15  # long enough to measure while the bad instance is out, short enough to wait

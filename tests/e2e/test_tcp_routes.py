@@ -27,7 +27,7 @@ import pytest
 from meshctl.procs import free_port
 from tests.e2e.harness import Mesh, Workload, eventually
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.compat]
 
 ECHO_HOST = "tcp-echo.default.svc.cluster.local"
 ECHO_PORT = 9000  # the service port clients address

@@ -17,7 +17,7 @@ import pytest
 
 from tests.e2e.harness import Mesh, Reply, Workload, eventually
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.compat]
 
 HOST = "vm-api.mesh.internal"
 
