@@ -4,12 +4,16 @@
 
 Starts a real Consul agent and a real Pilot (as its own process, so its RSS
 and CPU are its own), registers the services, connects the proxies and
-waits for the initial sync, then runs rounds: each round adds (or removes)
-an instance of one service in Consul and times, per proxy, how long until it
-has received that change and sent its ACK. Proxies are simulated ADS clients
-that parse every response (clusters, endpoints, listeners, routes) and follow
-the SotW protocol as Envoy does; `--envoys K` uses K real Envoys instead and
-watches their admin API. Prints one JSON line; it does not pass or fail.
+waits for the initial sync (every proxy has its endpoints and Pilot has read
+every ACK), then runs rounds: each round adds (or removes) an instance of one
+service in Consul and times, per proxy, how long until it has received that
+change and sent its ACK. Proxies are simulated ADS clients that decode every
+response (clusters, endpoints, listeners, routes) and follow the SotW (or,
+with --delta, the Delta) protocol as Envoy does; a worker process decodes
+each distinct response once for all its proxies, since thousands of real
+proxies would not share this machine's two cores with Pilot. `--envoys K`
+uses K real Envoys instead and watches their admin API. Prints one JSON line;
+it does not pass or fail.
 """
 
 from __future__ import annotations
@@ -84,6 +88,76 @@ class Target:
     t0: float
 
 
+@dataclass(frozen=True)
+class _Decoded:
+    """What a simulated proxy needs from a response: the ACK fields and, per type, the
+    EDS cluster names (CDS), endpoint counts (EDS) or route names (LDS)."""
+
+    type_url: str
+    nonce: str
+    version: str
+    names: tuple[str, ...] = ()
+    endpoints: tuple[tuple[str, int], ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+# Responses decoded in this worker, by their bytes. Pilot sends proxies of one shape the
+# same bytes; real proxies would each decode them on their own CPU, so simulated ones
+# decode each distinct response once and leave the machine's cores to the control plane.
+_DECODED: dict[bytes, _Decoded] = {}
+_DECODED_MAX = 256
+
+
+def _decode_sotw(raw: bytes) -> _Decoded:
+    found = _DECODED.get(raw)
+    if found is not None:
+        return found
+    resp = discovery_pb2.DiscoveryResponse.FromString(raw)
+    t = resp.type_url
+    values = [r.value for r in resp.resources]
+    names: tuple[str, ...] = ()
+    endpoints: tuple[tuple[str, int], ...] = ()
+    if t == CDS:
+        names = tuple(sorted(_eds_clusters(cluster_pb2.Cluster.FromString(v) for v in values)))
+    elif t == EDS:
+        endpoints = _endpoint_counts(
+            endpoint_pb2.ClusterLoadAssignment.FromString(v) for v in values
+        )
+    elif t == LDS:
+        names = tuple(sorted(_route_names(listener_pb2.Listener.FromString(v) for v in values)))
+    elif t == RDS:
+        for v in values:
+            route_pb2.RouteConfiguration.FromString(v)
+    decoded = _Decoded(t, resp.nonce, resp.version_info, names, endpoints)
+    if len(_DECODED) >= _DECODED_MAX:
+        _DECODED.clear()
+    _DECODED[raw] = decoded
+    return decoded
+
+
+def _endpoint_counts(
+    assignments: Iterable[endpoint_pb2.ClusterLoadAssignment],
+) -> tuple[tuple[str, int], ...]:
+    return tuple(
+        (cla.cluster_name, sum(len(e.lb_endpoints) for e in cla.endpoints)) for cla in assignments
+    )
+
+
+def _names_field(names: Iterable[str]) -> bytes:
+    """The resource_names of a request, serialized on their own."""
+    return discovery_pb2.DiscoveryRequest(resource_names=list(names)).SerializeToString()
+
+
+def _sotw_request(type_url: str, names: bytes = b"", nonce: str = "", version: str = "") -> bytes:
+    """A SotW request in Envoy's field order (version, names, type, nonce): serialized
+    pieces concatenate into one message, so a long name list is serialized once."""
+    head = discovery_pb2.DiscoveryRequest(version_info=version).SerializeToString()
+    tail = discovery_pb2.DiscoveryRequest(
+        type_url=type_url, response_nonce=nonce
+    ).SerializeToString()
+    return head + names + tail
+
+
 @dataclass
 class SimProxy:
     """An ADS client that behaves like Envoy's SotW ADS: parse, subscribe, ACK."""
@@ -108,9 +182,8 @@ class SimProxy:
         )
         return base_pb2.Node(id=self.node_id, cluster="bench", metadata=meta)
 
-    def _store_endpoints(self, assignments: Iterable[endpoint_pb2.ClusterLoadAssignment]) -> None:
-        for cla in assignments:
-            self.endpoints[cla.cluster_name] = sum(len(e.lb_endpoints) for e in cla.endpoints)
+    def _store_endpoints(self, counts: Iterable[tuple[str, int]]) -> None:
+        self.endpoints.update(counts)
 
     def _check_progress(self) -> None:
         """Record the latency once the target count is in; mark synced once every cluster is."""
@@ -125,57 +198,36 @@ class SimProxy:
         call = channel.stream_stream(
             ADS_METHOD, request_serializer=None, response_deserializer=None
         )()
-        eds_names: list[str] = []
-        rds_names: list[str] = []
-
-        def req(
-            type_url: str,
-            names: list[str] = (),
-            nonce: str = "",
-            version: str = "",  # type: ignore[assignment]
-            node: bool = False,
-        ) -> bytes:
-            msg = discovery_pb2.DiscoveryRequest(
-                type_url=type_url, resource_names=names, response_nonce=nonce, version_info=version
-            )
-            if node:
-                msg.node.CopyFrom(self.node())
-            return msg.SerializeToString()
-
-        await call.write(req(CDS, node=True))
-        await call.write(req(LDS))
+        eds_names: tuple[str, ...] = ()
+        eds_field = b""
+        rds_names: tuple[str, ...] = ()
+        rds_field = b""
+        hello = discovery_pb2.DiscoveryRequest(type_url=CDS)
+        hello.node.CopyFrom(self.node())
+        await call.write(hello.SerializeToString())
+        await call.write(_sotw_request(LDS))
         while True:
             raw = await call.read()
             if raw is grpc.aio.EOF:
                 return
-            resp = discovery_pb2.DiscoveryResponse.FromString(raw)
-            t = resp.type_url
+            got = _decode_sotw(raw)
+            t, ack = got.type_url, {"nonce": got.nonce, "version": got.version}
             if t == CDS:
-                names = sorted(
-                    _eds_clusters(cluster_pb2.Cluster.FromString(r.value) for r in resp.resources)
-                )
-                await call.write(req(CDS, nonce=resp.nonce, version=resp.version_info))
-                if names != eds_names:
-                    eds_names = names
-                    await call.write(req(EDS, eds_names))
+                await call.write(_sotw_request(CDS, **ack))
+                if got.names != eds_names:
+                    eds_names, eds_field = got.names, _names_field(got.names)
+                    await call.write(_sotw_request(EDS, eds_field))
             elif t == EDS:
-                self._store_endpoints(
-                    endpoint_pb2.ClusterLoadAssignment.FromString(r.value) for r in resp.resources
-                )
-                await call.write(req(EDS, eds_names, nonce=resp.nonce, version=resp.version_info))
+                self._store_endpoints(got.endpoints)
+                await call.write(_sotw_request(EDS, eds_field, **ack))
                 self._check_progress()
             elif t == LDS:
-                names = _route_names(
-                    listener_pb2.Listener.FromString(r.value) for r in resp.resources
-                )
-                await call.write(req(LDS, nonce=resp.nonce, version=resp.version_info))
-                if sorted(names) != rds_names:
-                    rds_names = sorted(names)
-                    await call.write(req(RDS, rds_names))
+                await call.write(_sotw_request(LDS, **ack))
+                if got.names != rds_names:
+                    rds_names, rds_field = got.names, _names_field(got.names)
+                    await call.write(_sotw_request(RDS, rds_field))
             elif t == RDS:
-                for r in resp.resources:
-                    route_pb2.RouteConfiguration.FromString(r.value)
-                await call.write(req(RDS, rds_names, nonce=resp.nonce, version=resp.version_info))
+                await call.write(_sotw_request(RDS, rds_field, **ack))
 
 
 DELTA_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
@@ -210,36 +262,52 @@ class DeltaSimProxy(SimProxy):
             raw = await call.read()
             if raw is grpc.aio.EOF:
                 return
-            resp = discovery_pb2.DeltaDiscoveryResponse.FromString(raw)
-            t = resp.type_url
-            await call.write(req(t, nonce=resp.nonce))  # ACK
+            got = _decode_delta(raw)
+            t = got.type_url
+            await call.write(req(t, nonce=got.nonce))  # ACK
             if t == CDS:
-                eds = _eds_clusters(
-                    cluster_pb2.Cluster.FromString(r.resource.value) for r in resp.resources
-                )
-                new = [name for name in dict.fromkeys(eds) if name not in clusters]
+                new = [name for name in got.names if name not in clusters]
                 clusters.update(new)
-                clusters -= set(resp.removed_resources)
+                clusters -= set(got.removed)
                 if new:
                     await call.write(req(EDS, sorted(new)))
             elif t == EDS:
-                self._store_endpoints(
-                    endpoint_pb2.ClusterLoadAssignment.FromString(r.resource.value)
-                    for r in resp.resources
-                )
+                self._store_endpoints(got.endpoints)
                 self._check_progress()
             elif t == LDS:
-                names = set(
-                    _route_names(
-                        listener_pb2.Listener.FromString(r.resource.value) for r in resp.resources
-                    )
-                )
+                names = set(got.names)
                 if names - routes:
                     await call.write(req(RDS, sorted(names - routes)))
                     routes |= names
-            elif t == RDS:
-                for r in resp.resources:
-                    route_pb2.RouteConfiguration.FromString(r.resource.value)
+
+
+def _decode_delta(raw: bytes) -> _Decoded:
+    """`_decode_sotw` for Delta responses (`removed`: the names removed)."""
+    found = _DECODED.get(raw)
+    if found is not None:
+        return found
+    resp = discovery_pb2.DeltaDiscoveryResponse.FromString(raw)
+    t = resp.type_url
+    values = [r.resource.value for r in resp.resources]
+    names: tuple[str, ...] = ()
+    endpoints: tuple[tuple[str, int], ...] = ()
+    if t == CDS:
+        eds = _eds_clusters(cluster_pb2.Cluster.FromString(v) for v in values)
+        names = tuple(dict.fromkeys(eds))
+    elif t == EDS:
+        endpoints = _endpoint_counts(
+            endpoint_pb2.ClusterLoadAssignment.FromString(v) for v in values
+        )
+    elif t == LDS:
+        names = tuple(_route_names(listener_pb2.Listener.FromString(v) for v in values))
+    elif t == RDS:
+        for v in values:
+            route_pb2.RouteConfiguration.FromString(v)
+    decoded = _Decoded(t, resp.nonce, "", names, endpoints, tuple(resp.removed_resources))
+    if len(_DECODED) >= _DECODED_MAX:
+        _DECODED.clear()
+    _DECODED[raw] = decoded
+    return decoded
 
 
 async def _client_worker(
@@ -438,9 +506,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def start_pilot(sup: Supervisor, consul_http: int, args: argparse.Namespace) -> tuple[int, int]:
-    """Start Pilot on free ports and wait until it is ready: (its pid, its gRPC port).
-    `args`: the debounce settings (debounce_quiet, debounce_max)."""
+def start_pilot(
+    sup: Supervisor, consul_http: int, args: argparse.Namespace
+) -> tuple[int, int, int]:
+    """Start Pilot on free ports and wait until it is ready: (its pid, its gRPC port, its
+    HTTP port). `args`: the debounce settings (debounce_quiet, debounce_max)."""
     grpc_port, http_port = free_port(), free_port()
     pilot = sup.start(
         "pilot",
@@ -457,7 +527,25 @@ def start_pilot(sup: Supervisor, consul_http: int, args: argparse.Namespace) -> 
         ],
     )
     sup.wait_http("pilot", f"http://127.0.0.1:{http_port}/ready", timeout=120)
-    return pilot.popen.pid, grpc_port
+    return pilot.popen.pid, grpc_port, http_port
+
+
+def wait_all_acked(http_port: int, proxies: int, timeout: float) -> None:
+    """Until Pilot has `proxies` streams and every response it wrote them is ACKed: the
+    end of the initial sync as Pilot sees it (a proxy has its endpoints before Pilot
+    has read every ACK, and a change made meanwhile would wait behind them)."""
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{http_port}/debug/syncz"
+    while True:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            status = json.load(resp)["proxies"]
+        if len(status) >= proxies and all(
+            t["version_acked"] == t["version_sent"] for p in status for t in p["types"].values()
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not every proxy ACKed its initial config in {timeout:.0f}s")
+        time.sleep(0.25)
 
 
 def _start_envoys(
@@ -582,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(1.0)
         log(f"registering {args.services} services")
         asyncio.run(_register_all(ports.http, args.services))
-        pid, grpc_port = start_pilot(sup, ports.http, args)
+        pid, grpc_port, pilot_http = start_pilot(sup, ports.http, args)
         _, cpu_start = proc_stats(pid)
         t_sync = time.monotonic()
         fleet: EnvoyFleet | None = None
@@ -591,6 +679,7 @@ def main(argv: list[str] | None = None) -> int:
             fleet = _start_envoys(sup, workdir, grpc_port, args)
         else:
             _start_workers(grpc_port, args, workers)
+        wait_all_acked(pilot_http, n, 300.0)
         sync_s = time.monotonic() - t_sync
         rss_sync, cpu_sync = proc_stats(pid)
         log(f"{n} proxies synced in {sync_s:.2f}s; pilot RSS {rss_sync:.0f} MB")

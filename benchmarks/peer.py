@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             _connect_instance("cbackend", "cbackend-0", "127.0.0.4", 31_000),
         )
         _scope_pilot(ports.http)
-        pilot_pid, grpc_port = start_pilot(sup, ports.http, args)
+        pilot_pid, grpc_port, _ = start_pilot(sup, ports.http, args)
         log(f"starting {args.envoys} Envoys per side")
         pilot_fleet = EnvoyFleet.for_pilot(sup, workdir, grpc_port, args.envoys)
         consul_fleet = _consul_fleet(sup, workdir, ports, args.envoys)

@@ -407,6 +407,23 @@ class Proxy:
     # The node's locality as Istio's label, "region/zone/subzone" ("" when not set): the
     # priorities of its endpoints depend on it when locality load balancing is in force.
     locality: str = ""
+    # `shape`, worked out once: it keys every response memo, on every push to this proxy.
+    _shape: tuple[object, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        shape = (
+            self.kind,
+            self.service,  # an inbound listener relays TCP or routes HTTP as its service does
+            self.namespace,
+            frozenset(self.labels.items()),
+            self.outbound_port,
+            self.inbound_port,
+            self.app_port,
+            self.instance_ip,
+            self.sds,
+            self.locality,
+        )
+        object.__setattr__(self, "_shape", shape)
 
     @classmethod
     def from_node(
@@ -441,15 +458,4 @@ class Proxy:
     @property
     def shape(self) -> tuple[object, ...]:
         """What per-proxy config depends on; proxies of one shape share bytes."""
-        return (
-            self.kind,
-            self.service,  # an inbound listener relays TCP or routes HTTP as its service does
-            self.namespace,
-            frozenset(self.labels.items()),
-            self.outbound_port,
-            self.inbound_port,
-            self.app_port,
-            self.instance_ip,
-            self.sds,
-            self.locality,
-        )
+        return self._shape

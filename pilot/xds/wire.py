@@ -85,15 +85,20 @@ class NameSets:
         self._capacity = capacity
         self._max_bytes = max_bytes
         self._held = 0  # bytes of the wire blocks held
-        self._by_bytes: OrderedDict[bytes, frozenset[str]] = OrderedDict()
+        # Keyed by a fingerprint, not the block: hashing 50 KB on every ACK costs more
+        # than comparing it with the one block held under its fingerprint.
+        self._by_bytes: OrderedDict[tuple[int, bytes, bytes], tuple[bytes, frozenset[str]]] = (
+            OrderedDict()
+        )
         self._by_names: dict[frozenset[str], frozenset[str]] = {}
         self._names_held = 0
 
     def from_wire(self, block: bytes) -> frozenset[str] | None:
-        found = self._by_bytes.get(block)
-        if found is not None:
-            self._by_bytes.move_to_end(block)
-            return found
+        key = (len(block), block[:48], block[-48:])
+        found = self._by_bytes.get(key)
+        if found is not None and found[0] == block:
+            self._by_bytes.move_to_end(key)
+            return found[1]
         try:
             parsed = discovery_pb2.DiscoveryRequest.FromString(block)
         except DecodeError:
@@ -108,12 +113,15 @@ class NameSets:
         if not only_names or parsed.SerializeToString() != block:
             return None
         names = self.intern(parsed.resource_names)
-        self._by_bytes[block] = names
+        replaced = self._by_bytes.pop(key, None)  # another block of that fingerprint
+        if replaced is not None:
+            self._held -= len(replaced[0])
+        self._by_bytes[key] = (block, names)
         self._held += len(block)
         while self._by_bytes and (
             len(self._by_bytes) > self._capacity or self._held > self._max_bytes
         ):
-            old, _ = self._by_bytes.popitem(last=False)
+            _, (old, _) = self._by_bytes.popitem(last=False)
             self._held -= len(old)
         return names
 

@@ -36,6 +36,20 @@ def test_same_names_with_other_nonces_share_one_set() -> None:
     assert sets.intern(list(NAMES)) is a
 
 
+def test_blocks_alike_at_both_ends_are_told_apart() -> None:
+    """Sets are found by a fingerprint (length, both ends), then compared in full."""
+    sets = NameSets()
+    other = [*NAMES[:100], *(n.replace("svc-", "app-") for n in NAMES[100:200]), *NAMES[200:]]
+    a_block = split_names(_ack(NAMES, "n-1"))[1]  # type: ignore[index]
+    b_block = split_names(_ack(other, "n-1"))[1]  # type: ignore[index]
+    assert len(a_block) == len(b_block) and a_block[:48] == b_block[:48] != b""
+    assert a_block[-48:] == b_block[-48:] and a_block != b_block
+    for _ in range(2):
+        assert sets.from_wire(a_block) == frozenset(NAMES)
+        assert sets.from_wire(b_block) == frozenset(other)
+    assert sets.held_bytes == len(b_block)  # the newer one replaced the older
+
+
 def test_unusual_layouts_fall_back_to_a_full_parse() -> None:
     wildcard = discovery_pb2.DiscoveryRequest(type_url=typeurls.CLUSTER).SerializeToString()
     assert split_names(wildcard) is None

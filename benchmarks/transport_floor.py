@@ -1,0 +1,186 @@
+"""Transport floor: what one push costs grpc.aio alone, with no xDS logic at all.
+
+    python -m benchmarks.transport_floor --streams 2000 --json
+
+A server process holds N bidirectional gRPC streams (one HTTP/2 connection each,
+as N Envoys would open) from client processes. Each round the server writes
+one small pre-encoded message to every stream and waits until every client has
+answered it (the ACK). The server does nothing else: no decoding, no config, no
+bookkeeping. Its CPU time per round is the least any Pilot built on grpc.aio
+pays for a push to N proxies on this machine, and the round's wall time the
+least convergence could take; `benchmarks/convergence.py` measures the real
+thing against it. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import statistics
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import grpc
+
+METHOD = "/floor.Floor/Stream"
+PUSH = b"\x0a" + bytes([120]) + b"p" * 120  # about an EDS update's size
+ACK = b"\x0a" + bytes([60]) + b"a" * 60
+
+
+def _cpu_seconds() -> float:
+    return time.process_time()  # this process, every thread (grpc's poller too)
+
+
+async def _serve(conn: Connection, ready: Connection) -> None:
+    server = grpc.aio.server()
+    streams: list[asyncio.Queue[bytes]] = []
+    pending: dict[str, Any] = {"left": 0, "done": None}
+
+    async def stream(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        await context.read()  # the hello
+        streams.append(queue)
+        try:
+            while True:
+                await context.write(await queue.get())
+                await context.read()
+                pending["left"] -= 1
+                if pending["left"] == 0:
+                    pending["done"].set()
+        finally:
+            streams.remove(queue)
+
+    handler = grpc.method_handlers_generic_handler(
+        "floor.Floor",
+        {
+            "Stream": grpc.stream_stream_rpc_method_handler(
+                stream, request_deserializer=None, response_serializer=None
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    ready.send(port)
+    loop = asyncio.get_running_loop()
+    while True:
+        cmd = await loop.run_in_executor(None, conn.recv)
+        if cmd == "count":
+            conn.send(len(streams))
+        elif cmd == "push":
+            pending["left"] = len(streams)
+            pending["done"] = asyncio.Event()
+            cpu, t0 = _cpu_seconds(), time.perf_counter()
+            for q in streams:
+                q.put_nowait(PUSH)
+            await pending["done"].wait()
+            conn.send((time.perf_counter() - t0, _cpu_seconds() - cpu))
+        elif cmd == "stop":
+            await server.stop(0)
+            return
+
+
+async def _clients(port: int, n: int, conn: Connection) -> None:
+    channels = [
+        grpc.aio.insecure_channel(
+            f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
+        )
+        for _ in range(n)
+    ]
+
+    async def one(channel: grpc.aio.Channel) -> None:
+        while True:  # a connection refused while thousands open is tried again
+            try:
+                call = channel.stream_stream(METHOD)()
+                await call.write(b"")
+                while await call.read() is not grpc.aio.EOF:
+                    await call.write(ACK)
+                return
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.1)
+
+    tasks = [asyncio.create_task(one(c)) for c in channels]
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, conn.recv)  # stop
+    for t in tasks:
+        t.cancel()
+    for c in channels:
+        await c.close()
+
+
+def _run(coro: Any) -> None:
+    import uvloop
+
+    uvloop.run(coro)
+
+
+def _server_main(conn: Connection, ready: Connection) -> None:
+    _run(_serve(conn, ready))
+
+
+def _clients_main(port: int, n: int, conn: Connection) -> None:
+    _run(_clients(port, n, conn))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--client-procs", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print only the JSON line")
+    args = parser.parse_args()
+    ctx = mp.get_context("spawn")
+    control, server_end = ctx.Pipe()
+    ready_parent, ready_child = ctx.Pipe()
+    server = ctx.Process(target=_server_main, args=(server_end, ready_child), daemon=True)
+    server.start()
+    port = ready_parent.recv()
+    clients = []
+    for i in range(args.client_procs):
+        parent, child = ctx.Pipe()
+        share = len(range(i, args.streams, args.client_procs))
+        proc = ctx.Process(target=_clients_main, args=(port, share, child), daemon=True)
+        proc.start()
+        clients.append((proc, parent))
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            control.send("count")
+            if control.recv() >= args.streams:
+                break
+            if time.monotonic() > deadline:
+                control.send("count")
+                raise SystemExit(f"only {control.recv()} of {args.streams} streams connected")
+            time.sleep(0.2)
+        walls, cpus = [], []
+        for _ in range(args.rounds):
+            control.send("push")
+            wall, cpu = control.recv()
+            walls.append(wall)
+            cpus.append(cpu)
+            time.sleep(0.05)
+    finally:
+        control.send("stop")
+        for proc, c in clients:
+            c.send("stop")
+            proc.join(10)
+        server.join(10)
+    result = {
+        "streams": args.streams,
+        "rounds": args.rounds,
+        "client_procs": args.client_procs,
+        "wall_p50_ms": round(1000 * statistics.median(walls), 1),
+        "wall_max_ms": round(1000 * max(walls), 1),
+        "server_cpu_per_push_s": round(statistics.median(cpus), 3),
+        "server_cpu_per_stream_us": round(1e6 * statistics.median(cpus) / args.streams, 1),
+    }
+    if not args.json:
+        print(f"{args.streams} streams, {args.rounds} rounds:")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
