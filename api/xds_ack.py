@@ -99,8 +99,12 @@ def _decide(watch: Watch | None, request: Request, wildcard_type: bool) -> Decis
             False, Reason.NACK, replace(watch, names=request.names, nack=request.error_detail)
         )
 
-    acked = replace(watch, names=request.names, version_acked=request.version_info, nack=None)
-    added = request.names - watch.names
+    # Built directly, not by replace(): this runs for every ACK of every proxy.
+    acked = Watch(
+        watch.type_url, request.names, watch.nonce_sent, watch.version_sent, request.version_info
+    )
+    # Pilot interns name sets: an ACK naming what was watched carries the same object.
+    added = frozenset() if request.names is watch.names else request.names - watch.names
     if added and (not wildcard_type or not watch.wildcard):
         return Decision(True, Reason.ACK_NEW_NAMES, acked, only=added)
     return Decision(False, Reason.ACK, acked)

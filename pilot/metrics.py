@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["Metrics"]
@@ -20,6 +22,8 @@ class Metrics:
         self.push_bytes = Counter(
             "pilot_xds_push_bytes", "Bytes of xDS responses sent", ["type"], registry=r
         )
+        # Per written response: the labelled children, looked up once per type.
+        self._sent: dict[str, tuple[Any, Any]] = {}
         self.nacks = Counter(
             "pilot_xds_nacks", "Responses Envoy rejected (NACK)", ["type"], registry=r
         )
@@ -81,3 +85,12 @@ class Metrics:
         self.endpoints = Gauge(
             "pilot_endpoints", "Healthy endpoints in the current snapshot", registry=r
         )
+
+    def sent(self, short_type: str, size: int) -> None:
+        """One xDS response of `size` bytes written."""
+        children = self._sent.get(short_type)
+        if children is None:
+            children = (self.pushes.labels(short_type), self.push_bytes.labels(short_type))
+            self._sent[short_type] = children
+        children[0].inc()
+        children[1].inc(size)

@@ -200,9 +200,7 @@ class Streams:
 
         async def write(type_url: str, body: bytes) -> None:
             await context.write(body)
-            short = typeurls.SHORT.get(type_url, type_url)
-            self.metrics.pushes.labels(short).inc()
-            self.metrics.push_bytes.labels(short).inc(len(body))
+            self.metrics.sent(typeurls.SHORT.get(type_url, type_url), len(body))
 
         try:
             while True:
