@@ -1,4 +1,4 @@
-"""Convergence benchmark: Consul catalog change -> every affected proxy has ACKed it.
+"""Convergence benchmark: a change in Consul -> every affected proxy has ACKed it.
 
     python -m benchmarks.convergence --proxies 200 --services 100 --json
 
@@ -6,7 +6,8 @@ Starts a real Consul agent and a real Pilot (as its own process, so its RSS
 and CPU are its own), registers the services, connects the proxies and
 waits for the initial sync (every proxy has its endpoints and Pilot has read
 every ACK), then runs rounds: each round adds (or removes) an instance of one
-service in Consul and times, per proxy, how long until it has received that
+service in Consul (or, with `--change config`, edits one VirtualService where
+Galley stores it) and times, per proxy, how long until it has received that
 change and sent its ACK. Proxies are simulated ADS clients that decode every
 response (clusters, endpoints, listeners, routes) and follow the SotW (or,
 with --delta, the Delta) protocol as Envoy does; a worker process decodes
@@ -49,6 +50,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import struct_pb2
 
 from api.catalog import registration_payload
+from api.store import key_for
 from meshctl.bootstrap import SidecarBootstrap, render_yaml
 from meshctl.procs import ConsulPorts, Supervisor, bin_path, free_port
 from pilot.xds import typeurls
@@ -83,9 +85,13 @@ def _route_names(listeners: Iterable[listener_pb2.Listener]) -> list[str]:
 
 @dataclass
 class Target:
-    cluster: str
+    """What a round waits for: `count` endpoints in cluster `name` (an endpoint change),
+    or, with `route`, a route timeout of `count` seconds in virtual host `name`."""
+
+    name: str
     count: int
     t0: float
+    route: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class _Decoded:
     names: tuple[str, ...] = ()
     endpoints: tuple[tuple[str, int], ...] = ()
     removed: tuple[str, ...] = ()
+    timeouts: tuple[tuple[str, int], ...] = ()  # RDS: virtual host -> first route's timeout
 
 
 # Responses decoded in this worker, by their bytes. Pilot sends proxies of one shape the
@@ -117,6 +124,7 @@ def _decode_sotw(raw: bytes) -> _Decoded:
     values = [r.value for r in resp.resources]
     names: tuple[str, ...] = ()
     endpoints: tuple[tuple[str, int], ...] = ()
+    timeouts: tuple[tuple[str, int], ...] = ()
     if t == CDS:
         names = tuple(sorted(_eds_clusters(cluster_pb2.Cluster.FromString(v) for v in values)))
     elif t == EDS:
@@ -126,13 +134,22 @@ def _decode_sotw(raw: bytes) -> _Decoded:
     elif t == LDS:
         names = tuple(sorted(_route_names(listener_pb2.Listener.FromString(v) for v in values)))
     elif t == RDS:
-        for v in values:
-            route_pb2.RouteConfiguration.FromString(v)
-    decoded = _Decoded(t, resp.nonce, resp.version_info, names, endpoints)
+        timeouts = _route_timeouts(route_pb2.RouteConfiguration.FromString(v) for v in values)
+    decoded = _Decoded(t, resp.nonce, resp.version_info, names, endpoints, (), timeouts)
     if len(_DECODED) >= _DECODED_MAX:
         _DECODED.clear()
     _DECODED[raw] = decoded
     return decoded
+
+
+def _route_timeouts(
+    tables: Iterable[route_pb2.RouteConfiguration],
+) -> tuple[tuple[str, int], ...]:
+    return tuple(
+        (vh.name, vh.routes[0].route.timeout.seconds if vh.routes else 0)
+        for table in tables
+        for vh in table.virtual_hosts
+    )
 
 
 def _endpoint_counts(
@@ -164,6 +181,7 @@ class SimProxy:
 
     node_id: str
     endpoints: dict[str, int] = field(default_factory=dict)
+    timeouts: dict[str, int] = field(default_factory=dict)
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     target: Target | None = None
     latency: float | None = None
@@ -185,11 +203,17 @@ class SimProxy:
     def _store_endpoints(self, counts: Iterable[tuple[str, int]]) -> None:
         self.endpoints.update(counts)
 
-    def _check_progress(self) -> None:
-        """Record the latency once the target count is in; mark synced once every cluster is."""
+    def reached(self) -> bool:
         target = self.target
-        if target and self.latency is None and self.endpoints.get(target.cluster) == target.count:
-            self.latency = time.monotonic() - target.t0
+        if target is None:
+            return False
+        seen = self.timeouts if target.route else self.endpoints
+        return seen.get(target.name) == target.count
+
+    def _check_progress(self) -> None:
+        """Record the latency once the target is in; mark synced once every cluster is."""
+        if self.target and self.latency is None and self.reached():
+            self.latency = time.monotonic() - self.target.t0
             self.got.set()
         if len(self.endpoints) >= self.expected_clusters:
             self.synced.set()
@@ -227,7 +251,9 @@ class SimProxy:
                     rds_names, rds_field = got.names, _names_field(got.names)
                     await call.write(_sotw_request(RDS, rds_field))
             elif t == RDS:
+                self.timeouts.update(got.timeouts)
                 await call.write(_sotw_request(RDS, rds_field, **ack))
+                self._check_progress()
 
 
 DELTA_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
@@ -279,6 +305,9 @@ class DeltaSimProxy(SimProxy):
                 if names - routes:
                     await call.write(req(RDS, sorted(names - routes)))
                     routes |= names
+            elif t == RDS:
+                self.timeouts.update(got.timeouts)
+                self._check_progress()
 
 
 def _decode_delta(raw: bytes) -> _Decoded:
@@ -291,6 +320,7 @@ def _decode_delta(raw: bytes) -> _Decoded:
     values = [r.resource.value for r in resp.resources]
     names: tuple[str, ...] = ()
     endpoints: tuple[tuple[str, int], ...] = ()
+    timeouts: tuple[tuple[str, int], ...] = ()
     if t == CDS:
         eds = _eds_clusters(cluster_pb2.Cluster.FromString(v) for v in values)
         names = tuple(dict.fromkeys(eds))
@@ -301,9 +331,9 @@ def _decode_delta(raw: bytes) -> _Decoded:
     elif t == LDS:
         names = tuple(_route_names(listener_pb2.Listener.FromString(v) for v in values))
     elif t == RDS:
-        for v in values:
-            route_pb2.RouteConfiguration.FromString(v)
-    decoded = _Decoded(t, resp.nonce, "", names, endpoints, tuple(resp.removed_resources))
+        timeouts = _route_timeouts(route_pb2.RouteConfiguration.FromString(v) for v in values)
+    removed = tuple(resp.removed_resources)
+    decoded = _Decoded(t, resp.nonce, "", names, endpoints, removed, timeouts)
     if len(_DECODED) >= _DECODED_MAX:
         _DECODED.clear()
     _DECODED[raw] = decoded
@@ -332,7 +362,7 @@ async def _client_worker(
                 for p in proxies:
                     p.target, p.latency = Target(*cmd[1:]), None
                     p.got.clear()
-                    if p.endpoints.get(cmd[1]) == cmd[2]:  # already there (shouldn't be)
+                    if p.reached():  # already there (shouldn't be)
                         p.latency = 0.0
                         p.got.set()
                 conn.send(("armed",))
@@ -495,6 +525,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument(
+        "--change",
+        choices=("endpoints", "config"),
+        default="endpoints",
+        help="what each round changes: an instance in the catalog, or one VirtualService",
+    )
+    parser.add_argument(
         "--client-procs", type=int, default=1, help="processes for simulated proxies"
     )
     parser.add_argument(
@@ -607,6 +643,26 @@ def _change(consul_http: int, svc: str, adding: bool, r: int) -> None:
         _consul_put(consul_http, f"/v1/agent/service/deregister/{svc}-extra")
 
 
+_CONFIG_HOST = "svc-0.default.svc.cluster.local"
+
+
+def _edit_virtual_service(consul_http: int, seconds: int) -> None:
+    """Write one VirtualService (svc-0's routes, with a timeout of `seconds`) where Galley
+    keeps config, as `meshctl apply` would."""
+    doc = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "bench", "namespace": "default"},
+        "spec": {
+            "hosts": [_CONFIG_HOST],
+            "http": [
+                {"route": [{"destination": {"host": _CONFIG_HOST}}], "timeout": f"{seconds}s"}
+            ],
+        },
+    }
+    _consul_put(consul_http, f"/v1/kv/{key_for('VirtualService', 'default', 'bench')}", doc)
+
+
 def _run_rounds(
     args: argparse.Namespace,
     consul_http: int,
@@ -622,9 +678,14 @@ def _run_rounds(
         cluster = cluster_name(svc)
         count = 2 if adding else 1
         t0 = time.monotonic()
-        if fleet is None:
-            _ask_workers(workers, ("arm", cluster, count, t0))
-        _change(consul_http, svc, adding, r)
+        if args.change == "config":
+            seconds = r % 50 + 1  # differs from the round before
+            _ask_workers(workers, ("arm", f"{_CONFIG_HOST}:80", seconds, t0, True))
+            _edit_virtual_service(consul_http, seconds)
+        else:
+            if fleet is None:
+                _ask_workers(workers, ("arm", cluster, count, t0))
+            _change(consul_http, svc, adding, r)
         if fleet is not None:
             got = fleet.wait(cluster, count, t0, 30.0)
         else:
@@ -657,7 +718,10 @@ def _stop_workers(workers: list[tuple[mp.Process, Connection]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.envoys and args.change == "config":
+        parser.error("--change config times simulated proxies only")
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-convergence-"))
@@ -692,6 +756,7 @@ def main(argv: list[str] | None = None) -> int:
             "services": args.services,
             "real_envoys": bool(args.envoys),
             "delta": args.delta,
+            "change": args.change,
             "rounds": args.rounds,
             "p50_ms": _pct(latencies, 0.50),
             "p90_ms": _pct(latencies, 0.90),

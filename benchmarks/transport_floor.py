@@ -26,15 +26,25 @@ from typing import Any
 import grpc
 
 METHOD = "/floor.Floor/Stream"
-PUSH = b"\x0a" + bytes([120]) + b"p" * 120  # about an EDS update's size
 ACK = b"\x0a" + bytes([60]) + b"a" * 60
+
+
+def _message(size: int) -> bytes:
+    """A protobuf message (one bytes field) of about `size` bytes."""
+    length, varint = size, bytearray()
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        varint.append(byte | (0x80 if length else 0))
+        if not length:
+            return b"\x0a" + bytes(varint) + b"p" * size
 
 
 def _cpu_seconds() -> float:
     return time.process_time()  # this process, every thread (grpc's poller too)
 
 
-async def _serve(conn: Connection, ready: Connection) -> None:
+async def _serve(conn: Connection, ready: Connection, size: int) -> None:
+    push = _message(size)
     server = grpc.aio.server()
     streams: list[asyncio.Queue[bytes]] = []
     pending: dict[str, Any] = {"left": 0, "done": None}
@@ -75,7 +85,7 @@ async def _serve(conn: Connection, ready: Connection) -> None:
             pending["done"] = asyncio.Event()
             cpu, t0 = _cpu_seconds(), time.perf_counter()
             for q in streams:
-                q.put_nowait(PUSH)
+                q.put_nowait(push)
             await pending["done"].wait()
             conn.send((time.perf_counter() - t0, _cpu_seconds() - cpu))
         elif cmd == "stop":
@@ -117,8 +127,8 @@ def _run(coro: Any) -> None:
     uvloop.run(coro)
 
 
-def _server_main(conn: Connection, ready: Connection) -> None:
-    _run(_serve(conn, ready))
+def _server_main(conn: Connection, ready: Connection, size: int) -> None:
+    _run(_serve(conn, ready, size))
 
 
 def _clients_main(port: int, n: int, conn: Connection) -> None:
@@ -128,6 +138,12 @@ def _clients_main(port: int, n: int, conn: Connection) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, default=2000)
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=120,
+        help="bytes per push (120: an endpoint update; ~100,000: 1,000 services' routes)",
+    )
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--client-procs", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
@@ -135,7 +151,9 @@ def main() -> None:
     ctx = mp.get_context("spawn")
     control, server_end = ctx.Pipe()
     ready_parent, ready_child = ctx.Pipe()
-    server = ctx.Process(target=_server_main, args=(server_end, ready_child), daemon=True)
+    server = ctx.Process(
+        target=_server_main, args=(server_end, ready_child, args.size), daemon=True
+    )
     server.start()
     port = ready_parent.recv()
     clients = []
@@ -170,6 +188,7 @@ def main() -> None:
         server.join(10)
     result = {
         "streams": args.streams,
+        "bytes_per_push": args.size,
         "rounds": args.rounds,
         "client_procs": args.client_procs,
         "wall_p50_ms": round(1000 * statistics.median(walls), 1),
