@@ -21,7 +21,7 @@ from meshctl.procs import free_port
 from tests.e2e.harness import Mesh, Reply, Workload, eventually
 from tests.e2e.tls_server import HttpsServer, make_pki
 
-pytestmark = [pytest.mark.e2e, pytest.mark.compat]
+pytestmark = pytest.mark.e2e
 
 EXTERNAL = "external.example"
 EGRESS_HOST = "egressgateway.istio-system.svc.cluster.local"
@@ -111,6 +111,7 @@ def egress(envoy_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             yield Egress(mesh, gateway, client, port)
 
 
+@pytest.mark.compat
 def test_mesh_traffic_for_an_external_host_leaves_through_the_egress_gateway(
     egress: Egress,
 ) -> None:

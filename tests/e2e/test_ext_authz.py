@@ -20,7 +20,7 @@ import pytest
 from meshctl.procs import free_port
 from tests.e2e.harness import Mesh, Workload, eventually
 
-pytestmark = [pytest.mark.e2e, pytest.mark.compat]
+pytestmark = pytest.mark.e2e
 
 AUTHZ_SERVICE_PORT = 8000
 MESH_CONFIG = f"""
@@ -133,6 +133,7 @@ def _get(mesh: Mesh, client: Workload, path: str, user: str | None = None) -> tu
         return err.code, {"headers": dict(err.headers), "body": err.read().decode()}
 
 
+@pytest.mark.compat
 def test_custom_policy_asks_the_external_authorizer(
     mesh: tuple[Mesh, http.server.HTTPServer],
 ) -> None:

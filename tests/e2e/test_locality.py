@@ -20,7 +20,7 @@ import pytest
 
 from tests.e2e.harness import Mesh, Workload, eventually
 
-pytestmark = [pytest.mark.e2e, pytest.mark.compat]
+pytestmark = pytest.mark.e2e
 
 REGION = "dc1"  # the harness's Consul datacenter: the region of every registered instance
 EJECTION_S = 15  # long enough to measure while the bad instance is out, short enough to wait
@@ -69,6 +69,7 @@ def priorities(client: Workload, name: str) -> dict[int, int]:
     return {int(port): h.get("priority", 0) for port, h in hosts(client, name).items()}
 
 
+@pytest.mark.compat
 def test_failover_to_the_other_zone_when_the_local_instance_is_ejected(
     mesh: Mesh, client: Workload
 ) -> None:

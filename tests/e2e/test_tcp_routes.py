@@ -27,7 +27,7 @@ import pytest
 from meshctl.procs import free_port
 from tests.e2e.harness import Mesh, Workload, eventually
 
-pytestmark = [pytest.mark.e2e, pytest.mark.compat]
+pytestmark = pytest.mark.e2e
 
 ECHO_HOST = "tcp-echo.default.svc.cluster.local"
 ECHO_PORT = 9000  # the service port clients address
@@ -253,6 +253,7 @@ def test_tcp_through_both_sidecars_with_strict_mtls(env: Env) -> None:
     assert sum(e.lines for e in env.echoes.values()) == lines
 
 
+@pytest.mark.compat
 def test_virtual_service_tcp_split_80_20(env: Env) -> None:
     converge(
         env.mesh,

@@ -17,7 +17,7 @@ import pytest
 
 from tests.e2e.harness import Mesh, Reply, Workload, eventually
 
-pytestmark = [pytest.mark.e2e, pytest.mark.compat]
+pytestmark = pytest.mark.e2e
 
 HOST = "vm-api.mesh.internal"
 
@@ -93,6 +93,7 @@ def only(mesh: Mesh, client: Workload, host: str, instance: str) -> bool:
     return seen(mesh, client, host) == {instance: 20}
 
 
+@pytest.mark.compat
 def test_entries_are_endpoints_their_labels_choose_subsets_and_deleting_one_removes_it(
     mesh: Mesh, client: Workload
 ) -> None:
