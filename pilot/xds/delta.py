@@ -12,6 +12,7 @@ the ACK/NACK rule is `decide`, a pure function.
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,10 @@ __all__ = ["DeltaDecision", "DeltaProtocol", "DeltaRequest", "DeltaWatch", "Outc
 log = logging.getLogger(__name__)
 
 
+# Labels of what a proxy holds (see DeltaWatch.basis); never reused.
+_STATES = itertools.count(1)
+
+
 @dataclass(slots=True)
 class DeltaWatch:
     wildcard: bool
@@ -47,6 +52,15 @@ class DeltaWatch:
     nonce_sent: str = ""
     acked: bool = True
     nack: str | None = None
+    # A label for `known`: watches with the same label hold the same name -> version map,
+    # so one diff to the next config serves them all. None: known only by its content.
+    basis: int | None = None
+    _frozen: frozenset[str] | None = None  # `names`, frozen once per change of them
+
+    def frozen_names(self) -> frozenset[str]:
+        if self._frozen is None:
+            self._frozen = frozenset(self.names)
+        return self._frozen
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,16 +101,20 @@ def decide(watch: DeltaWatch | None, request: DeltaRequest) -> tuple[DeltaWatch,
             watch.nack, watch.acked = request.error_detail, False
             for name in carried or []:  # not applied: send it again next time
                 watch.known.pop(name, None)
+            watch.basis = None
             return watch, DeltaDecision(Outcome.NACK)
         if request.response_nonce == watch.nonce_sent:
             watch.acked, watch.nack = True, None
     if "*" in subscribe:
         watch.wildcard = True
     new_names = frozenset(subscribe - {"*"})
-    watch.names |= new_names
-    watch.names -= request.unsubscribe
+    if new_names or request.unsubscribe:
+        watch.names |= new_names
+        watch.names -= request.unsubscribe
+        watch._frozen = None
     for name in request.unsubscribe:
-        watch.known.pop(name, None)
+        if watch.known.pop(name, None) is not None:
+            watch.basis = None
     if request.response_nonce and not new_names:
         return watch, DeltaDecision(Outcome.ACK)
     # A first request, a request without a nonce, or an ACK that subscribes to more.
@@ -180,15 +198,22 @@ class DeltaProtocol:
 
     def _current(
         self, conn: Connection[DeltaWatch], type_url: str, only: frozenset[str] | None
-    ) -> list[Resource]:
+    ) -> tuple[int, list[Resource]]:
+        """The resources this proxy should hold now (of `only`, for an endpoint-only
+        push), labelled: proxies of one shape watching the same names share them."""
         ctx = self._streams.context
         assert ctx is not None
         watch = conn.watches[type_url]
         gen = self._streams.generators[type_url]
+        names = frozenset() if watch.wildcard else watch.frozen_names()
         if only is not None:  # an endpoint-only push: just the clusters that changed
-            return gen.generate(ctx, conn.proxy, frozenset(watch.names & only), None)
-        names = frozenset() if watch.wildcard else frozenset(watch.names)
-        return gen.generate(ctx, conn.proxy, names, None)
+            names = names & only
+
+        def build() -> tuple[int, list[Resource]]:
+            return next(_STATES), gen.generate(ctx, conn.proxy, names, None)
+
+        key = ("delta-current", type_url, conn.proxy.shape, names, only is not None)
+        return ctx.memo(key, build, subscription=names)
 
     async def _send(
         self,
@@ -201,30 +226,50 @@ class DeltaProtocol:
     ) -> frozenset[str] | None:
         """Send what changed (plus `force`d names); the names sent, None if nothing."""
         streams = self._streams
-        watch = conn.watches[type_url]
-        current = self._current(conn, type_url, only)
-        changed = [r for r in current if watch.known.get(r.name) != r.version or r.name in force]
-        removed: list[str] = []
-        if only is None:
-            present = {r.name for r in current}
-            removed = [n for n in watch.known if n not in present]
-        if not changed and not removed:
-            return None
         ctx = streams.context
         assert ctx is not None
+        watch = conn.watches[type_url]
+        label, current = self._current(conn, type_url, only)
+
+        def diff() -> tuple[list[Resource], list[str]]:
+            known = watch.known
+            changed = [r for r in current if known.get(r.name) != r.version or r.name in force]
+            removed: list[str] = []
+            if only is None:
+                present = {r.name for r in current}
+                removed = [n for n in known if n not in present]
+            return changed, removed
+
+        if watch.basis is None:
+            changed, removed = diff()
+        else:  # every watch of this basis holds the same: one diff serves them all
+            changed, removed = ctx.memo(("delta-diff", type_url, label, watch.basis, force), diff)
+        if only is None:
+            basis: int | None = label  # after this it holds exactly `current`
+        elif watch.basis is not None:  # the same update to the same holdings
+            key = ("delta-after", type_url, watch.basis, label, force)
+            basis = ctx.memo(key, lambda: next(_STATES))
+        else:
+            basis = None
+        if not changed and not removed:
+            if only is None:
+                watch.basis = basis
+            return None
 
         def encode() -> tuple[str, bytes]:
             nonce = streams.nonce("d")
             return nonce, encode_delta_response("", type_url, nonce, changed, removed)
 
         # Proxies that need the same change share the encoded bytes (and the nonce).
-        key = ("delta", type_url, tuple(id(r) for r in changed), tuple(removed))
-        nonce, body = ctx.memo(key, encode)
+        nonce, body = ctx.memo(
+            ("delta", type_url, tuple(id(r) for r in changed), tuple(removed)), encode
+        )
         await write(type_url, body)
         for r in changed:
             watch.known[r.name] = r.version
         for name in removed:
             watch.known.pop(name, None)
+        watch.basis = basis
         watch.pending[nonce] = [r.name for r in changed]
         if len(watch.pending) > 64:
             watch.pending.pop(next(iter(watch.pending)))
