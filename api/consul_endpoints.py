@@ -140,10 +140,14 @@ class ConsulEndpoints:
         wait: str = "55s",
         retry_max: float = 5.0,
         errors: tuple[type[BaseException], ...] = (*ERRORS, ValueError),
+        reread_after_error: bool = False,
     ) -> None:
         """Forever: a blocking query on the KV prefix, `on_items(every item under it)` once
         at first and each time its index moves. On a failure `on_error(err, delay)`, then
-        the next address and a retry with backoff: the caller keeps what it was last given."""
+        the next address and a retry with backoff: the caller keeps what it was last given.
+        `reread_after_error`: the first read that succeeds after a failure is given to
+        `on_items` at once, changed or not (for a caller that drops what it had on a
+        failure)."""
         index, delay = 0, 0.25
         while True:
             client = self.client()
@@ -155,6 +159,8 @@ class ConsulEndpoints:
                 if isinstance(err, ERRORS):
                     self.failed(client, err)
                 on_error(err, delay)
+                if reread_after_error:
+                    index = 0
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, retry_max)
                 continue

@@ -1,5 +1,6 @@
 """Citadel wired together: CA + token signer -> SDS over gRPC, HTTP for tokens and metrics;
-with Consul, gateway credentials (sealed in KV, watched into memory, served over SDS)."""
+with Consul, gateway credentials (sealed in KV, watched into memory, served over SDS) and
+the ReferenceGrants that let a gateway use another namespace's (Galley's config, watched)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from citadel.ca import CertificateAuthority
 from citadel.credential_store import CredentialStore
 from citadel.credentials import CredentialMap
 from citadel.csr import CertificateService
+from citadel.grants import GrantMap, GrantWatch
 from citadel.http import CitadelHttp
+from citadel.identity_cache import IdentityCache
 from citadel.metrics import CitadelMetrics
-from citadel.sds import IdentityCache, SdsServer
+from citadel.sds import SdsServer
 from citadel.sealing import KEY_FILE, Sealer
 from citadel.settings import CitadelSettings
 from citadel.tokens import TokenSigner
@@ -47,7 +50,9 @@ class Citadel:
             self.ca, datetime.timedelta(seconds=settings.workload_ttl_seconds), self.metrics
         )
         self.credentials = CredentialMap()
+        self.grants = GrantMap()
         self.store: CredentialStore | None = None
+        self.grant_watch: GrantWatch | None = None
         if settings.consul_addr:
             self.store = CredentialStore(
                 settings.consul_addr,
@@ -55,7 +60,8 @@ class Citadel:
                 self.credentials,
                 self.metrics,
             )
-        self.sds = SdsServer(self.cache, self.signer, self.metrics, self.credentials)
+            self.grant_watch = GrantWatch(settings.consul_addr, self.grants, self.metrics)
+        self.sds = SdsServer(self.cache, self.signer, self.metrics, self.credentials, self.grants)
         self.grpc_port = 0
         self.tls_port = 0
         self.http_port = 0
@@ -119,8 +125,12 @@ class Citadel:
                 tasks.create_task(self.cache.run())
                 if self.store is not None:
                     tasks.create_task(self.store.run())
+                if self.grant_watch is not None:
+                    tasks.create_task(self.grant_watch.run())
         finally:
             await http.stop()
             await server.stop(grace=1.0)
             if self.store is not None:
                 await self.store.close()
+            if self.grant_watch is not None:
+                await self.grant_watch.close()

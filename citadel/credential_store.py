@@ -3,7 +3,8 @@
 Layout: ``mesh/secrets/<namespace>/<name>`` holds the credential's document
 (`citadel.credentials.to_document`) sealed by `citadel.sealing.Sealer` with
 ``<namespace>/<name>`` as associated data. Galley's config lives beside it
-under ``mesh/config/``; neither reads the other's prefix.
+under ``mesh/config/``: Galley never reads this prefix, and Citadel reads only
+the ReferenceGrants of that one (`citadel.grants`).
 
 The HTTP API writes and lists through Consul (read-your-writes); SDS reads
 only the in-memory `CredentialMap`, which one blocking query on the prefix

@@ -35,3 +35,18 @@ class CitadelMetrics:
             "Failed reads of the gateway credentials in Consul (retried)",
             registry=r,
         )
+        self.grants = Gauge(
+            "citadel_reference_grants",
+            "ReferenceGrants in force (which gateways may use another namespace's credentials)",
+            registry=r,
+        )
+        self.grants_invalid = Counter(
+            "citadel_reference_grants_invalid",
+            "Stored ReferenceGrants that did not decode or check (no grant)",
+            registry=r,
+        )
+        self.grant_watch_errors = Counter(
+            "citadel_reference_grant_watch_errors",
+            "Failed reads of the ReferenceGrants in Consul (none in force until read again)",
+            registry=r,
+        )

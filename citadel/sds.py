@@ -1,26 +1,25 @@
 """SDS over grpc.aio: ``default`` (the workload's cert and key), ``ROOTCA``, and for a
 gateway's token its namespace's gateway credentials (``kubernetes://NAME``, see
-`citadel.gateway_secrets`), pushed when they are created, changed or deleted.
+`citadel.gateway_secrets`), pushed when they are created, changed or deleted; and
+another namespace's (``kubernetes-gateway://NS/NAME``) while a ReferenceGrant there
+allows it (`citadel.grants`), re-evaluated whenever the grants change. One that is not
+allowed is left out of the answer, as Istio's SDS does, never sent.
 
 The caller proves its identity with a workload token in the stream's
 metadata (``authorization: Bearer <token>``); Envoy's node metadata is only
 a claim, and one that disagrees with the token is refused. Certificates are
-cached per identity (reconnects get the same one) and rotated at about half
-their lifetime, with jitter, pushed over the open streams.
+cached per identity (`citadel.identity_cache`: reconnects get the same one) and
+rotated at about half their lifetime, with jitter, pushed over the open streams.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime
 import hashlib
 import itertools
 import logging
-import random
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
 import grpc
@@ -31,13 +30,15 @@ from google.protobuf import any_pb2, json_format
 from google.protobuf.message import DecodeError
 
 from api import xds_ack as ack
-from citadel.ca import CertificateAuthority, IssuedCert
+from citadel.ca import IssuedCert
 from citadel.credentials import CredentialMap, CredentialSource
-from citadel.gateway_secrets import parse_name, resolve
+from citadel.gateway_secrets import ABSENT, DENIED, parse_name, resolve
+from citadel.grants import GrantMap, GrantSource
+from citadel.identity_cache import IdentityCache
 from citadel.metrics import CitadelMetrics
 from citadel.tokens import Claims, TokenError, TokenSigner
 
-__all__ = ["ROOT_SECRET", "SECRET_TYPE", "WORKLOAD_SECRET", "IdentityCache", "SdsServer"]
+__all__ = ["ROOT_SECRET", "SECRET_TYPE", "WORKLOAD_SECRET", "SdsServer"]
 
 log = logging.getLogger(__name__)
 
@@ -45,100 +46,6 @@ SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Sec
 WORKLOAD_SECRET = "default"
 ROOT_SECRET = "ROOTCA"
 SDS_SERVICE = "envoy.service.secret.v3.SecretDiscoveryService"
-
-
-@dataclass(slots=True)
-class _Entry:
-    cert: IssuedCert
-    rotate_at: float  # wall-clock seconds
-    subscribers: set[asyncio.Event] = field(default_factory=set)
-
-
-class IdentityCache:
-    """One current certificate per identity, rotated before it expires."""
-
-    def __init__(
-        self,
-        ca: CertificateAuthority,
-        ttl: datetime.timedelta,
-        metrics: CitadelMetrics,
-        *,
-        rotate_fraction: float = 0.5,
-        jitter: float = 0.1,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.ca = ca
-        self.ttl = ttl
-        self._metrics = metrics
-        self._fraction = rotate_fraction
-        self._jitter = jitter
-        self._clock = clock
-        self._entries: dict[tuple[str, str], _Entry] = {}
-        self._changed = asyncio.Event()
-
-    def _rotate_at(self, cert: IssuedCert) -> float:
-        start = cert.not_before.timestamp() + 60  # not_before is backdated a minute for skew
-        life = cert.not_after.timestamp() - start
-        share = self._fraction + random.uniform(-self._jitter, self._jitter)
-        return start + life * max(0.05, min(0.95, share))
-
-    def _issue(self, namespace: str, service_account: str) -> IssuedCert:
-        cert = self.ca.issue(namespace, service_account, self.ttl)
-        self._metrics.issued.inc()
-        log.info(
-            "issued %s (serial %x, valid until %s)",
-            cert.identity,
-            cert.serial,
-            cert.not_after.isoformat(),
-        )
-        return cert
-
-    def get(self, namespace: str, service_account: str) -> IssuedCert:
-        key = (namespace, service_account)
-        entry = self._entries.get(key)
-        if entry is None or self._clock() >= entry.rotate_at:
-            cert = self._issue(namespace, service_account)
-            if entry is None:
-                entry = self._entries[key] = _Entry(cert, self._rotate_at(cert))
-            else:
-                entry.cert, entry.rotate_at = cert, self._rotate_at(cert)
-            self._changed.set()
-        return entry.cert
-
-    def subscribe(self, namespace: str, service_account: str) -> asyncio.Event:
-        self.get(namespace, service_account)
-        event = asyncio.Event()
-        self._entries[(namespace, service_account)].subscribers.add(event)
-        return event
-
-    def unsubscribe(self, namespace: str, service_account: str, event: asyncio.Event) -> None:
-        entry = self._entries.get((namespace, service_account))
-        if entry is not None:
-            entry.subscribers.discard(event)
-
-    def rotate_due(self) -> int:
-        """Rotate every identity whose time has come; wake its streams. Returns how many."""
-        now, rotated = self._clock(), 0
-        for (ns, sa), entry in self._entries.items():
-            if now >= entry.rotate_at:
-                entry.cert = self._issue(ns, sa)
-                entry.rotate_at = self._rotate_at(entry.cert)
-                self._metrics.rotations.inc()
-                rotated += 1
-                for event in entry.subscribers:
-                    event.set()
-        return rotated
-
-    async def run(self) -> None:
-        while True:
-            self._changed.clear()
-            self.rotate_due()
-            upcoming = [e.rotate_at for e in self._entries.values()]
-            wait = max(0.05, min(upcoming) - self._clock()) if upcoming else 3600.0
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout=min(wait, 3600.0))
-            except TimeoutError:
-                pass
 
 
 def _secret_any(secret: secret_pb2.Secret) -> any_pb2.Any:
@@ -175,6 +82,47 @@ def bearer_token(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
     return None
 
 
+class _Follows:
+    """What wakes a gateway's stream besides its certificate: the credentials of its own
+    namespace and of the namespaces its ``kubernetes-gateway://`` names are in, and the
+    ReferenceGrants. A stream of another token (`gateway` None) follows none of them."""
+
+    def __init__(
+        self,
+        credentials: CredentialSource,
+        grants: GrantSource,
+        wake: asyncio.Event,
+        gateway: str | None,
+    ) -> None:
+        self._credentials, self._grants, self._wake = credentials, grants, wake
+        self._gateway = gateway
+        self._namespaces: set[str] = set()
+        if gateway is not None:
+            self._grants.watch(wake)
+            self.names(())
+
+    def names(self, names: Iterable[str]) -> None:
+        """Follow the namespaces of exactly these names (and the gateway's own)."""
+        if self._gateway is None:
+            return
+        wanted = {self._gateway}
+        for name in names:
+            ref = parse_name(name)
+            if ref is not None and ref.namespace is not None:
+                wanted.add(ref.namespace)
+        for namespace in wanted - self._namespaces:
+            self._credentials.watch(namespace, self._wake)
+        for namespace in self._namespaces - wanted:
+            self._credentials.unwatch(namespace, self._wake)
+        self._namespaces = wanted
+
+    def close(self) -> None:
+        for namespace in self._namespaces:
+            self._credentials.unwatch(namespace, self._wake)
+        self._namespaces = set()
+        self._grants.unwatch(self._wake)
+
+
 class SdsServer:
     def __init__(
         self,
@@ -182,14 +130,17 @@ class SdsServer:
         signer: TokenSigner,
         metrics: CitadelMetrics,
         credentials: CredentialSource | None = None,
+        grants: GrantSource | None = None,
     ) -> None:
         self._cache = cache
         self._signer = signer
         self._metrics = metrics
-        # Without a credential source (no Consul) every gateway credential is absent.
+        # Without a credential source (no Consul) every gateway credential is absent, and
+        # without grants none of another namespace is allowed.
         self._credentials: CredentialSource = (
             CredentialMap() if credentials is None else credentials
         )
+        self._grants: GrantSource = GrantMap() if grants is None else grants
         self._nonces = itertools.count(1)
         self.streams = 0
 
@@ -232,18 +183,28 @@ class SdsServer:
             ref = parse_name(name)
             if ref is None:
                 continue
-            got = resolve(ref, ns, self._credentials)
+            got = resolve(ref, ns, self._credentials, self._grants)
             digest.update(f"\0{name}={got.source}".encode())
             if sources.get(name) != got.source:
                 sources[name] = got.source
-                if got.secret is None:
+                if got.source == DENIED:
+                    log.warning(
+                        "%s/%s asked for %s: no ReferenceGrant in namespace %s allows "
+                        "Gateways of namespace %s to use it; it is sent once one does",
+                        ns,
+                        sa,
+                        name,
+                        ref.namespace,
+                        ns,
+                    )
+                elif got.source == ABSENT:
                     log.info(
                         "%s/%s asked for %s: no credential for it in namespace %s (yet); "
                         "it is sent when created",
                         ns,
                         sa,
                         name,
-                        ns,
+                        ref.namespace or ns,
                     )
                 else:
                     log.info("%s/%s: sending %s (from %s)", ns, sa, name, got.source)
@@ -257,8 +218,7 @@ class SdsServer:
         claims = await self.authenticate(context)
         ns, sa = claims.namespace, claims.service_account
         wake = self._cache.subscribe(ns, sa)
-        if claims.gateway:
-            self._credentials.watch(ns, wake)
+        follows = _Follows(self._credentials, self._grants, wake, ns if claims.gateway else None)
         watch: ack.Watch | None = None
         sources: dict[str, str] = {}  # gateway name -> what it was last resolved from
         lock = asyncio.Lock()
@@ -317,6 +277,7 @@ class SdsServer:
                         f"this is SDS: type {req.type_url!r} is not served",
                     )
                 await self._check_names(req.resource_names, claims, context)
+                follows.names(req.resource_names)
                 decision = ack.decide(
                     watch,
                     ack.Request(
@@ -341,7 +302,7 @@ class SdsServer:
         finally:
             push_task.cancel()
             self._cache.unsubscribe(ns, sa, wake)
-            self._credentials.unwatch(ns, wake)
+            follows.close()
             self.streams -= 1
             self._metrics.streams.set(self.streams)
 

@@ -38,8 +38,9 @@ class CitadelSettings(BaseSettings):
     consul_addr: HostPorts | None = Field(
         None,
         description=(
-            "Consul HTTP address(es) holding gateway credentials (KV mesh/secrets/, sealed); "
-            "without it gateway credentials are off"
+            "Consul HTTP address(es) holding gateway credentials (KV mesh/secrets/, sealed) "
+            "and Galley's ReferenceGrants (mesh/config/, read only); without it gateway "
+            "credentials are off"
         ),
     )
     admin_token: SecretStr | None = Field(None, description="Credential that may mint tokens")

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from api import credential_names
 from api.gateway_api.common import duration_seconds
 from api.resources import GATEWAY_API, Resource, check_document, kind_id
 
@@ -38,6 +39,7 @@ __all__ = [
     "PARENT_ANNOTATION",
     "Translation",
     "backend_hosts",
+    "certificate_ref_allowed",
     "translate",
 ]
 
@@ -278,25 +280,37 @@ def _tls_server(lis: _Listener, grants: _Grants) -> dict[str, Any] | None:
             )
         )
         return None
-    if ns != lis.gateway.namespace:
-        allowed = grants.allows(
-            "Gateway", lis.gateway.namespace, "", "Secret", ns, str(ref.get("name"))
-        )
+    name = str(ref.get("name"))
+    if ns == lis.gateway.namespace:
+        return {"mode": "SIMPLE", "credentialName": name}
+    if not _secret_allowed(grants, lis.gateway.namespace, ns, name):
         lis.problems.append(
             Condition(
                 "ResolvedRefs",
                 False,
-                "InvalidCertificateRef" if allowed else "RefNotPermitted",
+                "RefNotPermitted",
                 f"certificateRefs[0]: a Secret of namespace {ns}: "
-                + (
-                    "Citadel gives a gateway the credentials of its own namespace only"
-                    if allowed
-                    else "no ReferenceGrant in that namespace allows it"
-                ),
+                "no ReferenceGrant in that namespace allows it",
             )
         )
         return None
-    return {"mode": "SIMPLE", "credentialName": str(ref.get("name"))}
+    # The name carries the namespace; Citadel checks the grant again before it serves it.
+    return {"mode": "SIMPLE", "credentialName": credential_names.namespaced(ns, name)}
+
+
+def _secret_allowed(grants: _Grants, gateway_ns: str, secret_ns: str, secret: str) -> bool:
+    return grants.allows("Gateway", gateway_ns, "", "Secret", secret_ns, secret)
+
+
+def certificate_ref_allowed(
+    config: Sequence[Resource], gateway_ns: str, secret_ns: str, secret: str
+) -> bool:
+    """May a Gateway of `gateway_ns` use the Secret `secret` of `secret_ns` (its
+    ReferenceGrants among `config`)? The rule `_tls_server` applies, for Citadel, which
+    asks again before it serves the credential to a gateway of another namespace."""
+    if secret_ns == gateway_ns:
+        return True
+    return _secret_allowed(_Grants(config), gateway_ns, secret_ns, secret)
 
 
 def _listeners(

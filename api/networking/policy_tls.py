@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api import checks
+from api import checks, credential_names
 from api.issues import Issues
 from api.networking.policy import ServerTLSSettings
 
@@ -85,6 +85,15 @@ def _check_ca_crl(tls: ServerTLSSettings, mode: str, issues: Issues) -> None:
             issues.error("caCrl is not supported in SIMPLE mode", "caCrl")
 
 
+def _check_credential_names(tls: ServerTLSSettings, issues: Issues) -> None:
+    """A name Citadel cannot serve would end the gateway's whole secret stream."""
+    if tls.credential_name and (m := credential_names.problem(tls.credential_name)):
+        issues.error(m, "credentialName")
+    for i, name in enumerate(tls.credential_names or []):
+        if m := credential_names.problem(name):
+            issues.error(m, "credentialNames", i)
+
+
 def _check_ciphers(tls: ServerTLSSettings, issues: Issues) -> None:
     """Unknown or repeated cipher suites, and old protocol versions left without any."""
     seen: set[str] = set()
@@ -135,6 +144,7 @@ def check_server_tls(tls: ServerTLSSettings | None, issues: Issues) -> None:
     if mode in ("PASSTHROUGH", "AUTO_PASSTHROUGH") and any(v for _, v in cert_fields):
         issues.warn(f"{mode} mode does not use certificates; they will be ignored")
     _check_sources(tls, issues)
+    _check_credential_names(tls, issues)
     for name, values in (
         ("credentialNames", tls.credential_names),
         ("tlsCertificates", tls.tls_certificates),

@@ -1,8 +1,10 @@
 """A gateway server's TLS termination: Istio's ServerTLSSettings -> DownstreamTlsContext.
 
 Certificates never pass through Pilot. `credentialName` (and `credentialNames`)
-become SDS references to Citadel, which serves them only to gateways of the
-credential's namespace; `ISTIO_MUTUAL` uses the gateway's own mesh identity.
+become SDS references to Citadel (`names.credential_secret`), which serves them only
+to gateways of the credential's namespace, or of a namespace a ReferenceGrant there
+allows (`kubernetes-gateway://NS/NAME`, what a Gateway API certificateRef to another
+namespace becomes); `ISTIO_MUTUAL` uses the gateway's own mesh identity.
 A server whose TLS cannot be honoured as written gets no filter chain at all
 (`Refusal` says why): never plaintext, never a weaker check than asked for.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from api import credential_names
 from pilot.model import ServiceKey
 
 __all__ = [
@@ -108,13 +109,15 @@ EXT_AUTHZ_NONE_CLUSTER = "ext-authz-none"
 
 
 # A gateway's server certificate named by `credentialName`, and the CA that verifies
-# its clients: SDS names Citadel serves to gateways of the credential's namespace only.
+# its clients (`api.credential_names`): `kubernetes://NAME` of the gateway's own
+# namespace, or `kubernetes-gateway://NS/NAME`, which Citadel serves to a gateway of
+# another namespace only while a ReferenceGrant in NS allows it.
 def credential_secret(credential: str) -> str:
-    return f"kubernetes://{credential}"
+    return credential_names.sds_name(credential)
 
 
 def credential_ca_secret(credential: str) -> str:
-    return f"kubernetes://{credential}-cacert"
+    return credential_names.ca_sds_name(credential)
 
 
 def gateway_vhost(gateway: str, namespace: str, virtual_service: str, port: int) -> str:

@@ -17,6 +17,7 @@ from api.gateway_api.translate import (
     PARENT_ANNOTATION,
     Translation,
     backend_hosts,
+    certificate_ref_allowed,
     translate,
 )
 from api.resources import Resource, check_text
@@ -571,13 +572,55 @@ def test_https_listener_serves_the_credential_of_its_namespace() -> None:
     assert gw["servers"][0]["hosts"] == ["*/shop.example.com"]
 
 
-def test_a_certificate_of_another_namespace_is_never_served() -> None:
-    t = run(HTTPS_GATEWAY % ", namespace: shop")
-    assert generated(t, "Gateway") == {}
+CERT_GRANT = """
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: gateway-certs, namespace: shop}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: %s, namespace: default}]
+  to: [{group: "", kind: Secret%s}]
+"""
+
+
+def _listener_conditions(t: Translation) -> dict[str, dict[str, str]]:
     status = t.status["Gateway.gateway.networking.k8s.io/default/gw"]
-    listener = {c["type"]: c for c in status["listeners"][0]["conditions"]}
+    return {c["type"]: c for c in status["listeners"][0]["conditions"]}
+
+
+@pytest.mark.parametrize("to_name", ["", ", name: shop-cert"], ids=["any-secret", "named"])
+def test_a_certificate_of_another_namespace_allowed_by_a_grant(to_name: str) -> None:
+    t = run(HTTPS_GATEWAY % ", namespace: shop", CERT_GRANT % ("Gateway", to_name))
+    (gw,) = generated(t, "Gateway").values()
+    # Istio's spelling: the name carries the Secret's namespace (Citadel checks the grant).
+    assert gw["servers"][0]["tls"] == {
+        "mode": "SIMPLE",
+        "credentialName": "kubernetes-gateway://shop/shop-cert",
+    }
+    listener = _listener_conditions(t)
+    assert listener["ResolvedRefs"]["status"] == "True"
+    assert listener["Programmed"]["status"] == "True"
+
+
+@pytest.mark.parametrize(
+    "grant",
+    ["", CERT_GRANT % ("Gateway", ", name: other-cert"), CERT_GRANT % ("HTTPRoute", "")],
+    ids=["no-grant", "grant-for-another-secret", "grant-for-routes"],
+)
+def test_a_certificate_of_another_namespace_needs_a_grant_for_it(grant: str) -> None:
+    t = run(HTTPS_GATEWAY % ", namespace: shop", *([grant] if grant else []))
+    assert generated(t, "Gateway") == {}
+    listener = _listener_conditions(t)
+    assert listener["ResolvedRefs"]["status"] == "False"
     assert listener["ResolvedRefs"]["reason"] == "RefNotPermitted"
     assert listener["Programmed"]["status"] == "False"
+
+
+def test_certificate_ref_allowed_is_the_rule_citadel_asks() -> None:
+    config = load(CERT_GRANT % ("Gateway", ", name: shop-cert"))
+    assert certificate_ref_allowed(config, "default", "shop", "shop-cert")
+    assert not certificate_ref_allowed(config, "default", "shop", "other-cert")
+    assert not certificate_ref_allowed(config, "cart", "shop", "shop-cert")
+    assert certificate_ref_allowed([], "shop", "shop", "anything")  # its own namespace
 
 
 def test_tcp_route_on_a_tcp_listener() -> None:

@@ -1,6 +1,6 @@
 """Citadel wired together, in process: with --consul-addr a credential written over HTTP
-reaches the map SDS reads; without it the API says credentials are off; both shut down
-cleanly when cancelled."""
+reaches the map SDS reads, and a ReferenceGrant Galley stores the grants SDS asks;
+without it the API says credentials are off; both shut down cleanly when cancelled."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from pathlib import Path
 
 import aiohttp
 
+from api.store import ConfigStore, Write
 from citadel.app import Citadel
 from citadel.sealing import KEY_FILE
 from citadel.settings import CitadelSettings
 from meshctl.procs import free_port
 from tests.citadel.helpers import make_ca, make_server, tls_doc
+from tests.citadel.sds_fakes import grant
 
 ADMIN = "app-admin"
 
@@ -79,11 +81,30 @@ async def test_with_consul_a_put_reaches_the_sds_map(consul_agent: str, tmp_path
         assert await citadel.store.delete(ns, "web")
 
 
+async def test_with_consul_a_stored_grant_reaches_the_map_sds_asks(
+    consul_agent: str, tmp_path: Path
+) -> None:
+    ns = "a" + secrets.token_hex(4)
+    config = ConfigStore(consul_agent)
+    try:
+        async with running(_settings(tmp_path, consul_agent)) as citadel:
+            (stored,) = await config.write([Write(grant("certs" + ns, ns, "web"), None)])
+            for _ in range(200):
+                if citadel.grants.allows(ns, "certs" + ns, "web"):
+                    break
+                await asyncio.sleep(0.05)
+            assert citadel.grants.allows(ns, "certs" + ns, "web")
+            await config.delete(stored.resource.kind_id, "certs" + ns, stored.resource.name)
+    finally:
+        await config.close()
+
+
 async def test_without_consul_credentials_are_off(tmp_path: Path) -> None:
     async with running(_settings(tmp_path, None)) as citadel:
         status, body = await _put(citadel, "/v1/secrets/shop/web", {"type": "tls"})
         assert status == 503 and "--consul-addr" in str(body["error"])
         assert citadel.store is None
+        assert citadel.grant_watch is None and not citadel.grants.known  # none in force
     assert not (tmp_path / "state" / KEY_FILE).exists()  # no key made for nothing
 
 

@@ -7,8 +7,8 @@ import datetime
 from pathlib import Path
 
 from citadel.ca import CertificateAuthority
+from citadel.identity_cache import IdentityCache
 from citadel.metrics import CitadelMetrics
-from citadel.sds import IdentityCache
 
 
 def test_reconnects_reuse_the_cert_and_rotation_happens_near_half_life(tmp_path: Path) -> None:

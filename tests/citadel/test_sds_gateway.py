@@ -1,157 +1,27 @@
-"""SDS for gateway credentials, driven through a fake gRPC context (no network).
+"""SDS for gateway credentials, driven through a fake gRPC context (no network,
+`tests.citadel.sds_fakes`).
 
 A gateway's token gets ``kubernetes://NAME`` and ``kubernetes://NAME-cacert`` of
 its own namespace, pushed when they are created, changed or deleted; anyone
 else asking for one is refused; ``default`` and ``ROOTCA`` behave as before.
+(Another namespace's, allowed by a ReferenceGrant: test_sds_cross_namespace.py.)
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import datetime
 import hashlib
-import itertools
 import logging
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
-from envoy.service.discovery.v3 import discovery_pb2
 
-from citadel.ca import CertificateAuthority
-from citadel.credentials import CredentialMap, GatewayCredential, credential_from_document
-from citadel.metrics import CitadelMetrics
-from citadel.sds import ROOT_SECRET, SECRET_TYPE, WORKLOAD_SECRET, IdentityCache, SdsServer
-from citadel.tokens import TokenSigner
+from citadel.sds import ROOT_SECRET, WORKLOAD_SECRET
 from tests.citadel.helpers import key_body, make_ca, make_server, tls_doc
+from tests.citadel.sds_fakes import Citadel, secrets, served_cert, store
 
 CA = make_ca("clients CA")
 SERVER = make_server(CA)
-_revisions = itertools.count(1)
-
-
-class Aborted(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(f"{code.name}: {details}")
-        self.code, self.details = code, details
-
-
-class FakeContext:
-    """The parts of grpc.aio.ServicerContext the SDS stream uses."""
-
-    def __init__(self, token: str | None) -> None:
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self.requests: asyncio.Queue[object] = asyncio.Queue()
-        self.responses: asyncio.Queue[discovery_pb2.DiscoveryResponse] = asyncio.Queue()
-
-    def invocation_metadata(self) -> Sequence[tuple[str, str]]:
-        return self._metadata
-
-    def peer(self) -> str:
-        return "ipv4:127.0.0.1:1"
-
-    async def read(self) -> object:
-        return await self.requests.get()
-
-    async def write(self, raw: bytes) -> None:
-        await self.responses.put(discovery_pb2.DiscoveryResponse.FromString(raw))
-
-    async def abort(self, code: grpc.StatusCode, details: str) -> None:
-        raise Aborted(code, details)
-
-
-@dataclass
-class Citadel:
-    sds: SdsServer
-    signer: TokenSigner
-    credentials: CredentialMap
-    metrics: CitadelMetrics
-    ca: CertificateAuthority
-    cache: IdentityCache
-
-
-@dataclass
-class Stream:
-    ctx: FakeContext
-    task: asyncio.Task[None]
-
-    def send(
-        self, names: Sequence[str], last: discovery_pb2.DiscoveryResponse | None = None
-    ) -> None:
-        req = discovery_pb2.DiscoveryRequest(type_url=SECRET_TYPE, resource_names=list(names))
-        if last is not None:  # an ACK of it
-            req.version_info, req.response_nonce = last.version_info, last.nonce
-        self.ctx.requests.put_nowait(req.SerializeToString())
-
-    async def response(self) -> discovery_pb2.DiscoveryResponse:
-        return await asyncio.wait_for(self.ctx.responses.get(), timeout=5)
-
-    async def nothing(self) -> None:
-        await asyncio.sleep(0.2)
-        assert self.ctx.responses.empty(), self.ctx.responses.get_nowait()
-
-    async def refused(self) -> Aborted:
-        with pytest.raises(Aborted) as info:
-            await asyncio.wait_for(self.task, timeout=5)
-        return info.value
-
-
-def secrets(resp: discovery_pb2.DiscoveryResponse) -> dict[str, secret_pb2.Secret]:
-    out = {}
-    for packed in resp.resources:
-        secret = secret_pb2.Secret()
-        assert packed.Unpack(secret)
-        out[secret.name] = secret
-    return out
-
-
-@pytest.fixture
-async def citadel(tmp_path: Path) -> AsyncIterator[Citadel]:
-    ca = CertificateAuthority.load_or_create(tmp_path, "cluster.local")
-    metrics = CitadelMetrics()
-    cache = IdentityCache(ca, datetime.timedelta(hours=1), metrics)
-    signer = TokenSigner.load_or_create(tmp_path / "token-key.pem")
-    credentials = CredentialMap()
-    yield Citadel(
-        SdsServer(cache, signer, metrics, credentials), signer, credentials, metrics, ca, cache
-    )
-
-
-@pytest.fixture
-async def streams(citadel: Citadel) -> AsyncIterator[Any]:
-    """Open streams (namespace, sa, gateway role); every one is ended when the test ends."""
-    opened: list[Stream] = []
-
-    def open_stream(namespace: str = "shop", sa: str = "gw", gateway: bool = True) -> Stream:
-        ctx = FakeContext(citadel.signer.mint(namespace, sa, 600, gateway=gateway))
-        stream = Stream(ctx, asyncio.create_task(citadel.sds._stream(None, ctx)))  # type: ignore[arg-type]
-        opened.append(stream)
-        return stream
-
-    yield open_stream
-    for stream in opened:
-        stream.ctx.requests.put_nowait(grpc.aio.EOF)
-    await asyncio.gather(*(s.task for s in opened), return_exceptions=True)
-    assert citadel.credentials._watchers == {}  # every stream let go of its watch
-
-
-def store(
-    creds: CredentialMap, namespace: str, name: str, doc: dict[str, str]
-) -> GatewayCredential:
-    cred = dataclasses.replace(
-        credential_from_document(namespace, name, doc), revision=str(next(_revisions))
-    )
-    creds.put(cred)
-    return cred
-
-
-def served_cert(secret: secret_pb2.Secret) -> bytes:
-    return secret.tls_certificate.certificate_chain.inline_bytes
 
 
 async def test_default_and_rootca_are_unchanged(citadel: Citadel, streams: Any) -> None:

@@ -5,7 +5,8 @@ rotated without restarting anything.
 
 The gateway proxy's token carries the gateway role (`meshctl token --gateway`); its
 credentials live in its own namespace (`meshctl secret create tls`), and one of
-another namespace is never served to it.
+another namespace is never served to it, except to a Gateway API listener whose
+certificateRef a ReferenceGrant in that namespace allows, for as long as it does.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ SHOP = "shop.example.com"
 API = "api.example.com"
 OTHER = "other.example.com"
 BACKEND = "backend.example.com"
+CROSS = "cross.example.com"
 
 
 class Env:
@@ -240,3 +242,86 @@ def test_a_rotated_credential_is_served_without_a_restart(env: Env) -> None:
     )
     assert after == env.certs["shop-cert"]
     assert env.get(SHOP, env.tls_context()) == 200
+
+
+def _cross_namespace_config(port: int) -> str:
+    """A Gateway API Gateway in `storefront` whose certificate is a Secret of `certs`,
+    granted there; its route (in `default`, beside the backend) sends to the frontpage."""
+    return f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: shopfront, namespace: storefront}}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - name: https
+    port: {port}
+    protocol: HTTPS
+    hostname: {CROSS}
+    tls:
+      mode: Terminate
+      certificateRefs: [{{name: cross-cert, namespace: certs}}]
+    allowedRoutes: {{namespaces: {{from: All}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: shopfront, namespace: default}}
+spec:
+  parentRefs: [{{name: shopfront, namespace: storefront}}]
+  rules: [{{backendRefs: [{{name: frontpage, port: 9080}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{name: storefront-gateways, namespace: certs}}
+spec:
+  from: [{{group: gateway.networking.k8s.io, kind: Gateway, namespace: storefront}}]
+  to: [{{group: "", kind: Secret, name: cross-cert}}]
+"""
+
+
+def test_a_granted_certificate_of_another_namespace_is_served_until_the_grant_goes(
+    env: Env,
+) -> None:
+    mesh, port = env.mesh, free_port()
+    env.secret("cross-cert", "certs", CROSS)
+    gw = mesh.gateway("shopfront", namespace="storefront", identity_sa="shopfront-gw")
+    mesh.apply(_cross_namespace_config(port))
+
+    served = eventually(
+        lambda: env.served_cert(CROSS, port), timeout=30, what="certs' certificate served"
+    )
+    assert served == env.certs["cross-cert"]
+    assert served.subject.rfc4514_string() == f"CN={CROSS}"
+    san = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [CROSS]
+    assert env.get(CROSS, env.tls_context(), port) == 200  # verified against CROSS
+    active = json.loads(gw.admin("/config_dump?resource=dynamic_active_secrets"))
+    names = {c.get("name") for c in active.get("configs", [])}
+    assert "kubernetes-gateway://certs/cross-cert" in names
+    assert _listener_condition(mesh, "ResolvedRefs") == ("True", "ResolvedRefs")
+
+    out = mesh.meshctl(
+        "delete", "referencegrants", "storefront-gateways", "-n", "certs", *mesh.galley_args()
+    )
+    assert out.returncode == 0, out.stderr
+    assert _listener_condition(mesh, "ResolvedRefs") == ("False", "RefNotPermitted")
+
+    def refused() -> bool:
+        try:
+            env.served_cert(CROSS, port)
+        except (ssl.SSLError, ConnectionError):
+            return True
+        return False
+
+    eventually(refused, timeout=30, what="the handshake refused once the grant is gone")
+
+
+def _listener_condition(mesh: Mesh, kind: str) -> tuple[str, str]:
+    """The Gateway `storefront/shopfront`'s listener condition `kind`, as Galley reports it."""
+    out = mesh.meshctl(
+        "get", "gtw", "shopfront", "-n", "storefront", "-o", "json", *mesh.galley_args()
+    )
+    assert out.returncode == 0, out.stderr
+    listener = json.loads(out.stdout)["status"]["listeners"][0]
+    cond = {c["type"]: c for c in listener["conditions"]}[kind]
+    return cond["status"], cond["reason"]
