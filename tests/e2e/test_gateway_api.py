@@ -35,7 +35,7 @@ from meshctl.procs import free_port
 from tests.e2e.harness import Mesh, Workload, eventually
 from tests.e2e.tls_server import HttpsServer, make_pki
 
-pytestmark = [pytest.mark.e2e, pytest.mark.compat]
+pytestmark = pytest.mark.e2e
 
 EXAMPLES = Path(__file__).parent / "examples"
 CLASS = """
@@ -210,6 +210,7 @@ def env(envoy_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[En
                 echo.close()
 
 
+@pytest.mark.compat
 def test_istio_bookinfo_gateway_serves_the_productpage(env: Env) -> None:
     env.apply_file("istio/bookinfo-gateway.yaml")
     gw = "default/bookinfo-gateway"
@@ -230,6 +231,7 @@ def test_istio_bookinfo_gateway_serves_the_productpage(env: Env) -> None:
     assert gateway["listeners"][0]["attachedRoutes"] == 1
 
 
+@pytest.mark.compat
 def test_istio_reviews_canary_splits_mesh_traffic_90_10(env: Env) -> None:
     env.apply_file("istio/route-reviews-90-10.yaml")
     host = "reviews.default.svc.cluster.local:9080"

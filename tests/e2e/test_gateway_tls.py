@@ -25,7 +25,7 @@ from meshctl.procs import free_port
 from tests.e2e.harness import Mesh, Workload, eventually
 from tests.e2e.tls_server import HttpsServer, ThrowawayCa, make_pki
 
-pytestmark = [pytest.mark.e2e, pytest.mark.compat]
+pytestmark = pytest.mark.e2e
 
 SHOP = "shop.example.com"
 API = "api.example.com"
@@ -167,6 +167,7 @@ def env(envoy_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[En
             yield e
 
 
+@pytest.mark.compat
 def test_simple_tls_serves_the_credential_from_citadel(env: Env) -> None:
     served = eventually(lambda: env.served_cert(SHOP), what="the shop's certificate served")
     assert served == env.certs["shop-cert"]
