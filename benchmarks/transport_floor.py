@@ -39,6 +39,14 @@ def _message(size: int) -> bytes:
             return b"\x0a" + bytes(varint) + b"p" * size
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _cpu_seconds() -> float:
     return time.process_time()  # this process, every thread (grpc's poller too)
 
@@ -87,7 +95,7 @@ async def _serve(conn: Connection, ready: Connection, size: int) -> None:
             for q in streams:
                 q.put_nowait(push)
             await pending["done"].wait()
-            conn.send((time.perf_counter() - t0, _cpu_seconds() - cpu))
+            conn.send((time.perf_counter() - t0, _cpu_seconds() - cpu, _rss_mb()))
         elif cmd == "stop":
             await server.stop(0)
             return
@@ -173,10 +181,10 @@ def main() -> None:
                 control.send("count")
                 raise SystemExit(f"only {control.recv()} of {args.streams} streams connected")
             time.sleep(0.2)
-        walls, cpus = [], []
+        walls, cpus, rss = [], [], float("nan")
         for _ in range(args.rounds):
             control.send("push")
-            wall, cpu = control.recv()
+            wall, cpu, rss = control.recv()
             walls.append(wall)
             cpus.append(cpu)
             time.sleep(0.05)
@@ -195,6 +203,7 @@ def main() -> None:
         "wall_max_ms": round(1000 * max(walls), 1),
         "server_cpu_per_push_s": round(statistics.median(cpus), 3),
         "server_cpu_per_stream_us": round(1e6 * statistics.median(cpus) / args.streams, 1),
+        "server_rss_mb": round(rss, 1),
     }
     if not args.json:
         print(f"{args.streams} streams, {args.rounds} rounds:")

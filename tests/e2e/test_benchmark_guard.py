@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 # The README's "200 simulated x 100 services" row (median of three runs on the project machine).
-RECORDED = {"p99_ms": 234.0, "pilot_rss_mb": 109.0, "pilot_cpu_per_push_s": 0.088}
+RECORDED = {"p99_ms": 171.0, "pilot_rss_mb": 110.0, "pilot_cpu_per_push_s": 0.074}
 GROSS = 3.0
 
 
