@@ -735,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"registering {args.services} services")
         asyncio.run(_register_all(ports.http, args.services))
         pid, grpc_port, pilot_http = start_pilot(sup, ports.http, args)
-        _, cpu_start = proc_stats(pid)
+        rss_idle, cpu_start = proc_stats(pid)
         t_sync = time.monotonic()
         fleet: EnvoyFleet | None = None
         n = args.envoys or args.proxies
@@ -766,6 +766,9 @@ def main(argv: list[str] | None = None) -> int:
             "missed": missing,
             "initial_sync_s": round(sync_s, 2),
             "pilot_rss_mb": round(rss, 1),
+            "pilot_rss_idle_mb": round(rss_idle, 1),  # the catalog in, no proxy yet
+            "pilot_rss_synced_mb": round(rss_sync, 1),
+            "rss_per_proxy_kb": round(1024 * (rss_sync - rss_idle) / n, 1),
             "pilot_cpu_s": round(cpu_end - cpu_before, 2),
             "pilot_cpu_per_push_s": round((cpu_end - cpu_before) / max(1, args.rounds), 3),
             "pilot_cpu_sync_s": round(cpu_sync - cpu_start, 2),

@@ -5,7 +5,8 @@
 A server process holds N bidirectional gRPC streams (one HTTP/2 connection each,
 as N Envoys would open) from client processes. Each round the server writes
 one small pre-encoded message to every stream and waits until every client has
-answered it (the ACK). The server does nothing else: no decoding, no config, no
+answered it (the ACK; `--ack-size` makes it as long as a SotW ACK that names
+every watched cluster). The server does nothing else: no decoding, no config, no
 bookkeeping. Its CPU time per round is the least any Pilot built on grpc.aio
 pays for a push to N proxies on this machine, and the round's wall time the
 least convergence could take; `benchmarks/convergence.py` measures the real
@@ -26,17 +27,16 @@ from typing import Any
 import grpc
 
 METHOD = "/floor.Floor/Stream"
-ACK = b"\x0a" + bytes([60]) + b"a" * 60
 
 
-def _message(size: int) -> bytes:
+def _message(size: int, fill: bytes = b"p") -> bytes:
     """A protobuf message (one bytes field) of about `size` bytes."""
     length, varint = size, bytearray()
     while True:
         byte, length = length & 0x7F, length >> 7
         varint.append(byte | (0x80 if length else 0))
         if not length:
-            return b"\x0a" + bytes(varint) + b"p" * size
+            return b"\x0a" + bytes(varint) + fill * size
 
 
 def _rss_mb() -> float:
@@ -101,7 +101,8 @@ async def _serve(conn: Connection, ready: Connection, size: int) -> None:
             return
 
 
-async def _clients(port: int, n: int, conn: Connection) -> None:
+async def _clients(port: int, n: int, conn: Connection, ack_size: int) -> None:
+    ack = _message(ack_size, b"a")
     channels = [
         grpc.aio.insecure_channel(
             f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
@@ -115,7 +116,7 @@ async def _clients(port: int, n: int, conn: Connection) -> None:
                 call = channel.stream_stream(METHOD)()
                 await call.write(b"")
                 while await call.read() is not grpc.aio.EOF:
-                    await call.write(ACK)
+                    await call.write(ack)
                 return
             except grpc.aio.AioRpcError:
                 await asyncio.sleep(0.1)
@@ -139,8 +140,8 @@ def _server_main(conn: Connection, ready: Connection, size: int) -> None:
     _run(_serve(conn, ready, size))
 
 
-def _clients_main(port: int, n: int, conn: Connection) -> None:
-    _run(_clients(port, n, conn))
+def _clients_main(port: int, n: int, conn: Connection, ack_size: int) -> None:
+    _run(_clients(port, n, conn, ack_size))
 
 
 def main() -> None:
@@ -151,6 +152,12 @@ def main() -> None:
         type=int,
         default=120,
         help="bytes per push (120: an endpoint update; ~100,000: 1,000 services' routes)",
+    )
+    parser.add_argument(
+        "--ack-size",
+        type=int,
+        default=60,
+        help="bytes per ACK (60: a Delta ACK; ~48,000: a SotW ACK naming 1,000 clusters)",
     )
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--client-procs", type=int, default=1)
@@ -168,7 +175,9 @@ def main() -> None:
     for i in range(args.client_procs):
         parent, child = ctx.Pipe()
         share = len(range(i, args.streams, args.client_procs))
-        proc = ctx.Process(target=_clients_main, args=(port, share, child), daemon=True)
+        proc = ctx.Process(
+            target=_clients_main, args=(port, share, child, args.ack_size), daemon=True
+        )
         proc.start()
         clients.append((proc, parent))
     try:
@@ -197,6 +206,7 @@ def main() -> None:
     result = {
         "streams": args.streams,
         "bytes_per_push": args.size,
+        "bytes_per_ack": args.ack_size,
         "rounds": args.rounds,
         "client_procs": args.client_procs,
         "wall_p50_ms": round(1000 * statistics.median(walls), 1),

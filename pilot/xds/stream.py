@@ -208,6 +208,9 @@ class Streams:
                 if raw is grpc.aio.EOF:
                     return
                 request = protocol.parse(raw, first=conn is None)
+                # A SotW ACK repeats every watched name (tens of KB at 1,000 services):
+                # not kept alive through the wait for the next one, on every stream.
+                del raw
                 if request is None:
                     await self._refuse(context, f"malformed request on the {protocol.name} stream")
                     return
