@@ -51,9 +51,11 @@ def _cpu_seconds() -> float:
     return time.process_time()  # this process, every thread (grpc's poller too)
 
 
-async def _serve(conn: Connection, ready: Connection, size: int) -> None:
+async def _serve(conn: Connection, ready: Connection, size: int, port: int, share: bool) -> None:
     push = _message(size)
-    server = grpc.aio.server()
+    # With --server-procs, every server process listens on one port (SO_REUSEPORT) and
+    # the kernel spreads the connections over them, as Pilot workers would share theirs.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", int(share))])
     streams: list[asyncio.Queue[bytes]] = []
     pending: dict[str, Any] = {"left": 0, "done": None}
 
@@ -80,7 +82,7 @@ async def _serve(conn: Connection, ready: Connection, size: int) -> None:
         },
     )
     server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     ready.send(port)
     loop = asyncio.get_running_loop()
@@ -94,7 +96,8 @@ async def _serve(conn: Connection, ready: Connection, size: int) -> None:
             cpu, t0 = _cpu_seconds(), time.perf_counter()
             for q in streams:
                 q.put_nowait(push)
-            await pending["done"].wait()
+            if streams:
+                await pending["done"].wait()
             conn.send((time.perf_counter() - t0, _cpu_seconds() - cpu, _rss_mb()))
         elif cmd == "stop":
             await server.stop(0)
@@ -136,8 +139,8 @@ def _run(coro: Any) -> None:
     uvloop.run(coro)
 
 
-def _server_main(conn: Connection, ready: Connection, size: int) -> None:
-    _run(_serve(conn, ready, size))
+def _server_main(conn: Connection, ready: Connection, size: int, port: int, share: bool) -> None:
+    _run(_serve(conn, ready, size, port, share))
 
 
 def _clients_main(port: int, n: int, conn: Connection, ack_size: int) -> None:
@@ -161,16 +164,34 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--client-procs", type=int, default=1)
+    parser.add_argument(
+        "--server-procs",
+        type=int,
+        default=1,
+        help="server processes sharing the port, each serving the streams the kernel gives it",
+    )
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
-    control, server_end = ctx.Pipe()
-    ready_parent, ready_child = ctx.Pipe()
-    server = ctx.Process(
-        target=_server_main, args=(server_end, ready_child, args.size), daemon=True
-    )
-    server.start()
-    port = ready_parent.recv()
+    servers: list[tuple[mp.process.BaseProcess, Connection]] = []
+    port = 0
+    for _ in range(args.server_procs):
+        control, server_end = ctx.Pipe()
+        ready_parent, ready_child = ctx.Pipe()
+        server = ctx.Process(
+            target=_server_main,
+            args=(server_end, ready_child, args.size, port, args.server_procs > 1),
+            daemon=True,
+        )
+        server.start()
+        port = ready_parent.recv()
+        servers.append((server, control))
+
+    def ask(cmd: str) -> list[Any]:
+        for _, c in servers:
+            c.send(cmd)
+        return [c.recv() for _, c in servers]
+
     clients = []
     for i in range(args.client_procs):
         parent, child = ctx.Pipe()
@@ -183,32 +204,35 @@ def main() -> None:
     try:
         deadline = time.monotonic() + 120
         while True:
-            control.send("count")
-            if control.recv() >= args.streams:
+            counts = ask("count")
+            if sum(counts) >= args.streams:
                 break
             if time.monotonic() > deadline:
-                control.send("count")
-                raise SystemExit(f"only {control.recv()} of {args.streams} streams connected")
+                raise SystemExit(f"only {sum(counts)} of {args.streams} streams connected")
             time.sleep(0.2)
         walls, cpus, rss = [], [], float("nan")
         for _ in range(args.rounds):
-            control.send("push")
-            wall, cpu, rss = control.recv()
-            walls.append(wall)
-            cpus.append(cpu)
+            answers = ask("push")  # (wall, cpu, rss) per server; the round ends with the last
+            walls.append(max(a[0] for a in answers))
+            cpus.append(sum(a[1] for a in answers))
+            rss = sum(a[2] for a in answers)
             time.sleep(0.05)
     finally:
-        control.send("stop")
         for proc, c in clients:
             c.send("stop")
             proc.join(10)
-        server.join(10)
+        for _, c in servers:
+            c.send("stop")
+        for proc, _ in servers:
+            proc.join(10)
     result = {
         "streams": args.streams,
         "bytes_per_push": args.size,
         "bytes_per_ack": args.ack_size,
         "rounds": args.rounds,
         "client_procs": args.client_procs,
+        "server_procs": args.server_procs,
+        "streams_per_server": counts,
         "wall_p50_ms": round(1000 * statistics.median(walls), 1),
         "wall_max_ms": round(1000 * max(walls), 1),
         "server_cpu_per_push_s": round(statistics.median(cpus), 3),
