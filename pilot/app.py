@@ -7,12 +7,14 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import grpc
 
 from api.addrs import split_addr
 from api.resources import Resource
 from api.security.request_authentication import RequestAuthenticationSpec
+from pilot import quarantine
 from pilot.clock import Clock, MonotonicClock
 from pilot.config import ConfigSource
 from pilot.config.consul import ConsulConfigSource
@@ -107,6 +109,8 @@ class Pilot:
         self.config = config_factory(self.debouncer.add, self.metrics)
         self.jwks = JwksResolver(self.debouncer.add)
         self._snapshot: MeshSnapshot | None = None
+        self._last_good_config: list[Resource] = []  # what the last published snapshot used
+        self._left_out: set[str] = set()  # refs of config that breaks the build, reported
         self._mesh = MeshConfig(
             settings.trust_domain,
             settings.root_namespace,
@@ -127,9 +131,9 @@ class Pilot:
         return self._snapshot
 
     async def push_or_keep(self, batch: Batch) -> None:
-        """`push`, and when building the snapshot fails (a bug: validation should have
-        refused what caused it), keep serving the last good one and go on: the next
-        change, or a fixed config, is pushed as usual. Never let one push end Pilot."""
+        """`push`, and when building the snapshot fails even without the config that
+        breaks it (see `quarantine`), keep serving the last good one and go on: the
+        next change is pushed as usual. Never let one push end Pilot."""
         try:
             await self.push(batch)
         except Exception:
@@ -146,13 +150,33 @@ class Pilot:
         began = time.perf_counter()
         config = self.config.resources()
         self.jwks.want(_jwks_uris(config))
-        snapshot = MeshSnapshot.build(
-            next(self._versions), self.registry.instances(), config, self._mesh, self.jwks.keys()
-        )
+        version, instances, keys = next(self._versions), self.registry.instances(), self.jwks.keys()
+
+        def build(resources: list[Resource]) -> tuple[MeshSnapshot, PushContext]:
+            snap = MeshSnapshot.build(version, instances, resources, self._mesh, keys)
+            return snap, PushContext.build(snap, self.ads.context)
+
+        admitted = quarantine.admit(build, config, self._last_good_config)
+        snapshot, ctx = admitted.built
+        self._report_left_out(admitted.left_out)
+        if admitted.left_out:
+            snapshot = replace(
+                snapshot,
+                withheld=(
+                    *snapshot.withheld,
+                    *(
+                        f"{r.ref}: left out, it breaks the build ({e})"
+                        for r, e in admitted.left_out
+                    ),
+                ),
+            )
+        config = admitted.config
         change = diff(self._snapshot, snapshot, started=batch.first)
         if change is None:
+            if self._snapshot is not None and self._snapshot.withheld != snapshot.withheld:
+                # Nothing for proxies, but what is left out (and reported) changed.
+                self._snapshot = replace(self._snapshot, withheld=snapshot.withheld)
             return
-        ctx = PushContext.build(snapshot, self.ads.context)
         withheld: set[ServiceKey] = set()
         while problems := ctx.consistent(
             {c.proxy.namespace for c in self.ads.connections.values()}
@@ -185,6 +209,7 @@ class Pilot:
                 self._report_untranslatable(snapshot)  # depends on the config alone
             self._report_conflicts(snapshot)
         self._snapshot = snapshot
+        self._last_good_config = config
         self.ads.config_status.published(snapshot.version, config)
         self.ads.publish(ctx, change)
         self.metrics.snapshots.inc()
@@ -207,6 +232,19 @@ class Pilot:
         self.metrics.authz_failed_closed.set(len(failed))
         for line in failed:
             log.warning("authorization rule fails closed: %s", line)
+
+    def _report_left_out(self, left_out: list[tuple[Resource, str]]) -> None:
+        refs = {r.ref for r, _ in left_out}
+        self.metrics.left_out.set(len(refs))
+        for resource, error in left_out:
+            if resource.ref not in self._left_out:
+                log.error(
+                    "%s left out: building the snapshot with it raised %s (a bug: validation "
+                    "should have refused it); the rest of the mesh is pushed",
+                    resource.ref,
+                    error,
+                )
+        self._left_out = refs
 
     def _report_conflicts(self, snapshot: MeshSnapshot) -> None:
         self.metrics.conflicts.set(len(snapshot.conflicts))

@@ -9,7 +9,8 @@
 - ``POST /debug/plan``           what a config change would do to each connected proxy,
                                  checked by Envoy (see pilot/plan.py)
 - ``/debug/conflicts``           config left out because older config claims the
-                                 same thing, and anything the consistency check withheld
+                                 same thing or because it breaks the build, and
+                                 anything the consistency check withheld
 - ``/debug/config_status[?resource=KIND/NS/NAME]`` per config resource, the proxies that
                                  ACKed, NACKed (with Envoy's error) or have yet to apply it
 """

@@ -58,6 +58,12 @@ class Metrics:
             "Consistency check failures (the services involved were withheld; a bug)",
             registry=r,
         )
+        self.left_out = Gauge(
+            "pilot_config_left_out",
+            "Config resources left out because building the snapshot with them raised "
+            "(a bug; see /debug/conflicts)",
+            registry=r,
+        )
         self.conflicts = Gauge(
             "pilot_config_conflicts",
             "Config left out because older config claims the same host (see /debug/conflicts)",
