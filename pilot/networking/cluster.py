@@ -17,10 +17,10 @@ from pilot.model import Service, spiffe_uri
 from pilot.networking import mtls, names
 from pilot.networking.endpoint import load_assignment
 from pilot.networking.protos import pack
+from pilot.networking.tls_files import loadable
 from pilot.networking.traffic_policy import (
     Policy,
     apply_policy,
-    envoy_can_load,
     locality_lb,
     san_matchers,
 )
@@ -125,8 +125,8 @@ def outbound_cluster(
         return _unusable(name)
     if mesh is not None:
         crl = (tls.ca_crl or "") if tls is not None and istio_mutual else ""
-        if crl and not envoy_can_load(crl):
-            return _unusable(name, f"its revocation list {crl} is not a file this proxy can read")
+        if crl and not loadable(crl=crl):
+            return _unusable(name, f"its revocation list {crl} is not one this proxy can load")
         # ISTIO_MUTUAL may name the SNI (Istio's egress pattern: the egress gateway's
         # server for the external host is chosen by it); else the mesh's own.
         sni = (tls.sni if tls is not None and istio_mutual else None) or names.outbound_sni(

@@ -10,7 +10,6 @@ policy puts in force (its endpoints are built per proxy locality, see endpoint).
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -33,13 +32,13 @@ from api.networking.policy import (
     TrafficPolicy,
 )
 from pilot.networking.protos import duration, pack
+from pilot.networking.tls_files import loadable
 
 __all__ = [
     "MESH_LOCALITY_LB",
     "LocalityLb",
     "Policy",
     "apply_policy",
-    "envoy_can_load",
     "locality_lb",
     "merged_policy",
     "san_matchers",
@@ -290,15 +289,6 @@ def _outlier(cluster: cluster_pb2.Cluster, od: OutlierDetection | None) -> None:
 
 # Where Debian (and the images this repo builds) keep the system's trusted CAs.
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-# Envoy refuses (as the whole update) a file whose real path starts with one of these.
-_ENVOY_ILLEGAL_PATHS = ("/dev", "/sys", "/proc")
-
-
-def envoy_can_load(path: str) -> bool:
-    """Whether Envoy, on this host, will load the file a rule names rather than refuse the
-    update: a regular file, outside the trees Envoy never reads from."""
-    real = os.path.realpath(path)
-    return os.path.isfile(real) and not real.startswith(_ENVOY_ILLEGAL_PATHS)
 
 
 def san_matchers(names: Iterable[str]) -> list[common_pb2.SubjectAltNameMatcher]:
@@ -352,8 +342,10 @@ def _tls(
     # CA bundle; only insecureSkipVerify turns that off.
     ca = tls.ca_certificates or ("" if tls.insecure_skip_verify else SYSTEM_CA_BUNDLE)
     crl = tls.ca_crl if ca else ""
-    files = [f for f in (ca, crl, tls.client_certificate, tls.private_key) if f]
-    if tls.credential_name or not all(map(envoy_can_load, files)):
+    mutual = tls.mode == "MUTUAL"
+    chain_file = (tls.client_certificate or "") if mutual else ""
+    key_file = (tls.private_key or "") if mutual else ""
+    if tls.credential_name or not loadable(ca, crl or "", chain_file, key_file):
         return False
     ctx = tls_pb2.UpstreamTlsContext(sni=tls.sni or sni)
     common = ctx.common_tls_context

@@ -14,7 +14,8 @@ from api.networking.policy import ClientTLSSettings
 from api.resources import Resource, check_text
 from pilot.model import MeshConfig, MeshSnapshot, Proxy, ServiceKey
 from pilot.networking import cluster
-from pilot.networking.traffic_policy import Policy, apply_policy, envoy_can_load, san_matchers
+from pilot.networking.tls_files import envoy_can_load
+from pilot.networking.traffic_policy import Policy, apply_policy, san_matchers
 from pilot.xds.cds import ClusterGenerator
 from pilot.xds.context import PushContext
 from tests.pilot.fixtures import instance
@@ -275,10 +276,13 @@ REVIEWS = ("reviews", "outbound|9080||reviews.default.svc.cluster.local")
         (API, simple(caCrl="/nonexistent/crl.pem")),
         (API, simple(caCrl="/proc/self/status")),  # Envoy refuses /proc paths
         (API, simple(caCrl="tests/pilot/golden")),  # a directory
+        (API, simple(caCrl="pyproject.toml")),  # a file, but no revocation list
+        (API, {"mode": "SIMPLE", "caCertificates": "pyproject.toml"}),  # no certificate
+        (API, simple(caCrl=f"{GOLDEN_CERTS}/ca.pem")),  # a certificate, not a CRL
         (REVIEWS, {"mode": "ISTIO_MUTUAL", "caCrl": "/nonexistent/crl.pem"}),
     ],
 )
-def test_a_crl_envoy_cannot_load_gives_a_cluster_with_no_endpoints(
+def test_tls_files_envoy_cannot_load_give_a_cluster_with_no_endpoints(
     host: tuple[str, str], tls: dict[str, Any]
 ) -> None:
     c = clusters(service_entry("api"), destination_rule(host[0], tls))[host[1]]
