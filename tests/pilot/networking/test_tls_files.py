@@ -2,44 +2,24 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from pilot.networking.tls_files import loadable
+from tests.citadel.helpers import make_ca
 
 CRL = "tests/pilot/golden/dr-tls-ca-crl/crl.pem"
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def _pair(tmp: Path, name: str) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    issued = make_ca(name)
     cert_path, key_path = tmp / f"{name}.pem", tmp / f"{name}-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert_path.write_text(issued.cert_pem)
+    key_path.write_text(issued.key_pem)
     return str(cert_path), str(key_path)
 
 
