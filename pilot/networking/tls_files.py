@@ -67,8 +67,9 @@ def _parse(path: str, size: int, mtime_ns: int, kind: str) -> bytes | None:
         with open(path, "rb") as f:
             data = f.read()
         if kind == "ca":
-            # Only the PEM structure: a bundle may hold certificates that BoringSSL loads
-            # and stricter parsers refuse (Debian's has one with a negative serial).
+            # Only the shape of each certificate: a bundle may hold certificates that
+            # BoringSSL loads and stricter parsers refuse (Debian's has one with a
+            # negative serial).
             return b"" if _pem_blocks(data, b"CERTIFICATE") else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # deprecations are not refusals
@@ -88,7 +89,7 @@ _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re
 
 
 def _pem_blocks(data: bytes, label: bytes) -> int:
-    """How many `label` PEM blocks hold DER (an ASN.1 SEQUENCE); 0 if any is broken."""
+    """How many `label` PEM blocks hold a certificate's outer shape; 0 if any does not."""
     count = 0
     for found, body in _PEM.findall(data):
         if found != label:
@@ -97,10 +98,46 @@ def _pem_blocks(data: bytes, label: bytes) -> int:
             der = base64.b64decode(b"".join(body.split()), validate=True)
         except binascii.Error:
             return 0
-        if not der.startswith(b"\x30"):
+        if not _certificate_shaped(der):
             return 0
         count += 1
     return count
+
+
+def _certificate_shaped(der: bytes) -> bool:
+    """DER of SEQUENCE { SEQUENCE tbsCertificate, SEQUENCE algorithm, BIT STRING
+    signature } and nothing after it (RFC 5280 4.1): not its contents, which only the
+    TLS library that loads it judges."""
+    outer = _tlv(der, 0)
+    if outer is None or outer[0] != 0x30 or outer[2] != len(der):
+        return False
+    tags = []
+    at = outer[1]
+    while at < len(der):
+        element = _tlv(der, at)
+        if element is None:
+            return False
+        tags.append(element[0])
+        at = element[2]
+    return tags == [0x30, 0x30, 0x03]
+
+
+def _tlv(der: bytes, at: int) -> tuple[int, int, int] | None:
+    """(tag, start of the value, end of the element) of the DER element at `at`."""
+    if at + 2 > len(der):
+        return None
+    tag, first = der[at], der[at + 1]
+    start = at + 2
+    if first < 0x80:
+        length = first
+    else:
+        size = first & 0x7F
+        if size == 0 or size > 4 or start + size > len(der):
+            return None
+        length = int.from_bytes(der[start : start + size], "big")
+        start += size
+    end = start + length
+    return (tag, start, end) if end <= len(der) else None
 
 
 def _public_der(public_key: object) -> bytes:

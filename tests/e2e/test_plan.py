@@ -4,6 +4,7 @@ refuse is refused by Envoy's check before anything is stored."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import urllib.error
@@ -142,10 +143,12 @@ def test_diff_shows_the_route_change_grouped_and_stores_nothing(mesh: Mesh) -> N
 def test_an_apply_envoy_would_refuse_is_refused_and_nothing_stored(
     mesh: Mesh, tmp_path: Path
 ) -> None:
-    """A CA file that exists but holds no certificate: validation cannot know (the file
-    is the proxies'), Pilot sends it, and every sidecar would NACK the clusters."""
+    """A CA file whose block has a certificate's outer shape but not its contents:
+    validation cannot know (the file is the proxies'), Pilot checks only the shape and
+    sends it, and every sidecar would NACK the clusters."""
     not_a_cert = tmp_path / "ca.pem"
-    not_a_cert.write_text("not a certificate\n")
+    shaped = base64.b64encode(bytes.fromhex("300a30030201013000030100")).decode()
+    not_a_cert.write_text(f"-----BEGIN CERTIFICATE-----\n{shaped}\n-----END CERTIFICATE-----\n")
     refused = SUBSETS.replace(
         "  subsets:",
         f"  trafficPolicy:\n    tls: {{mode: SIMPLE, caCertificates: {not_a_cert}}}\n  subsets:",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -75,3 +76,28 @@ def test_a_file_replaced_in_place_is_read_again(tmp_path: Path) -> None:
     st = os.stat(target)
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     assert loadable(ca=str(target))
+
+
+def _pem(der: bytes) -> str:
+    body = base64.encodebytes(der).decode()
+    return f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n"
+
+
+def test_a_ca_block_that_is_not_shaped_like_a_certificate_is_refused(tmp_path: Path) -> None:
+    real = Path(_pair(tmp_path, "ca")[0]).read_text()
+    der = base64.b64decode("".join(real.splitlines()[1:-1]))
+    for name, body in {
+        "empty-sequence": bytes.fromhex("3000"),
+        "truncated": der[:-10],
+        "trailing": der + b"\x00",
+        "two-parts": bytes.fromhex("30073003020101 3000".replace(" ", "")),
+    }.items():
+        path = tmp_path / f"{name}.pem"
+        path.write_text(_pem(body))
+        assert not loadable(ca=str(path)), name
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(real + _pem(bytes.fromhex("3000")))
+    assert not loadable(ca=str(bundle))  # one bad block and Envoy refuses the file
+    shaped = tmp_path / "shaped.pem"
+    shaped.write_text(_pem(bytes.fromhex("300a3003020101300003010 0".replace(" ", ""))))
+    assert loadable(ca=str(shaped))  # the shape only: its contents are the TLS library's
