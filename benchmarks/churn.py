@@ -38,7 +38,9 @@ from benchmarks.convergence import (
     _change,
     _register_all,
     proc_stats,
+    scale_parser,
     start_pilot,
+    stop_workers,
     wait_all_acked,
 )
 from meshctl.procs import ConsulPorts, Supervisor, bin_path
@@ -126,13 +128,7 @@ def _tenth(samples: list[tuple[float, float]], last: bool) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.churn",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--proxies", type=int, default=500)
-    parser.add_argument("--services", type=int, default=200)
+    parser = scale_parser("churn", __doc__, proxies=500, services=200)
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--tick", type=float, default=1.0, help="seconds between endpoint flaps")
     parser.add_argument(
@@ -244,14 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result), flush=True)
         return 0
     finally:
-        for proc, c in workers:
-            try:
-                c.send(("stop",))
-            except OSError:
-                pass
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
+        stop_workers(workers)
         sup.stop_all()
 
 

@@ -512,14 +512,22 @@ def _consul_put(consul_http: int, path: str, body: dict[str, Any] | None = None)
         resp.read()
 
 
-def _parser() -> argparse.ArgumentParser:
+def scale_parser(
+    module: str, doc: str | None, proxies: int, services: int
+) -> argparse.ArgumentParser:
+    """A benchmark's parser with the scale every simulation takes: proxies and services."""
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.convergence",
-        description=__doc__,
+        prog=f"python -m benchmarks.{module}",
+        description=doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--proxies", type=int, default=200)
-    parser.add_argument("--services", type=int, default=100)
+    parser.add_argument("--proxies", type=int, default=proxies)
+    parser.add_argument("--services", type=int, default=services)
+    return parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = scale_parser("convergence", __doc__, proxies=200, services=100)
     parser.add_argument(
         "--envoys", type=int, default=0, help="use K real Envoys instead of simulated proxies"
     )
@@ -706,7 +714,8 @@ def _pct(latencies: list[float], p: float) -> float:
     return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1)
 
 
-def _stop_workers(workers: list[tuple[mp.Process, Connection]]) -> None:
+def stop_workers(workers: list[tuple[mp.Process, Connection]]) -> None:
+    """Ask each simulated-proxy process to stop; kill one that does not in 5 s."""
     for proc, c in workers:
         try:
             c.send(("stop",))
@@ -778,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result), flush=True)
         return 0
     finally:
-        _stop_workers(workers)
+        stop_workers(workers)
         sup.stop_all()
 
 
