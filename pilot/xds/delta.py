@@ -2,7 +2,10 @@
 
 Per stream and type the server remembers what the proxy has (name ->
 version); a push sends resources whose version differs and names that are
-gone. A NACKed response is forgotten, so the next push sends it again. As
+gone. Proxies that hold the same resources share one such map (copied before
+one of them diverges) and their subscriptions share one name set: at 1,000
+services that is ~170 KB less per proxy than a map and a set of its own.
+A NACKed response is forgotten, so the next push sends it again. As
 with SotW, a cluster sent through CDS is always followed by its endpoints,
 changed or not (`stream.push_in_order`). The generators, the PushContext and
 the resource bytes are the same as SotW's; only the bookkeeping differs, and
@@ -14,6 +17,7 @@ from __future__ import annotations
 import enum
 import itertools
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +36,7 @@ from pilot.xds.stream import (
     node_of,
     push_in_order,
 )
-from pilot.xds.wire import MAX_NAMES
+from pilot.xds.wire import MAX_NAMES, NameSets
 
 __all__ = ["DeltaDecision", "DeltaProtocol", "DeltaRequest", "DeltaWatch", "Outcome", "decide"]
 
@@ -46,21 +50,27 @@ _STATES = itertools.count(1)
 @dataclass(slots=True)
 class DeltaWatch:
     wildcard: bool
-    names: set[str] = field(default_factory=set)
+    names: frozenset[str] = frozenset()
     known: dict[str, str] = field(default_factory=dict)  # what the proxy has: name -> version
-    pending: dict[str, list[str]] = field(default_factory=dict)  # nonce -> names it carried
+    shared: bool = False  # `known` is other watches' too: copy it before changing it
+    pending: dict[str, tuple[str, ...]] = field(default_factory=dict)  # nonce -> names carried
     nonce_sent: str = ""
     acked: bool = True
     nack: str | None = None
     # A label for `known`: watches with the same label hold the same name -> version map,
     # so one diff to the next config serves them all. None: known only by its content.
     basis: int | None = None
-    _frozen: frozenset[str] | None = None  # `names`, frozen once per change of them
 
-    def frozen_names(self) -> frozenset[str]:
-        if self._frozen is None:
-            self._frozen = frozenset(self.names)
-        return self._frozen
+    def forget(self, names: Iterable[str]) -> None:
+        """The proxy does not have these (any more): they are sent again if wanted."""
+        gone = [name for name in names if name in self.known]
+        if not gone:
+            return
+        if self.shared:
+            self.known, self.shared = dict(self.known), False
+        for name in gone:
+            del self.known[name]
+        self.basis = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,22 +109,19 @@ def decide(watch: DeltaWatch | None, request: DeltaRequest) -> tuple[DeltaWatch,
         carried = watch.pending.pop(request.response_nonce, None)
         if request.error_detail is not None:
             watch.nack, watch.acked = request.error_detail, False
-            for name in carried or []:  # not applied: send it again next time
-                watch.known.pop(name, None)
+            watch.forget(carried or ())  # not applied: send it again next time
             watch.basis = None
             return watch, DeltaDecision(Outcome.NACK)
         if request.response_nonce == watch.nonce_sent:
             watch.acked, watch.nack = True, None
     if "*" in subscribe:
         watch.wildcard = True
-    new_names = frozenset(subscribe - {"*"})
-    if new_names or request.unsubscribe:
-        watch.names |= new_names
-        watch.names -= request.unsubscribe
-        watch._frozen = None
-    for name in request.unsubscribe:
-        if watch.known.pop(name, None) is not None:
-            watch.basis = None
+    new_names = subscribe - {"*"} if "*" in subscribe else subscribe
+    if request.unsubscribe:
+        watch.names = (watch.names | new_names) - request.unsubscribe
+    elif new_names:  # the first subscription is kept as it came: shared when interned
+        watch.names = watch.names | new_names if watch.names else new_names
+    watch.forget(request.unsubscribe)
     if request.response_nonce and not new_names:
         return watch, DeltaDecision(Outcome.ACK)
     # A first request, a request without a nonce, or an ACK that subscribes to more.
@@ -127,6 +134,7 @@ class DeltaProtocol:
 
     def __init__(self, streams: Streams) -> None:
         self._streams = streams
+        self._names = NameSets()  # proxies subscribing to the same names share one set
 
     def parse(self, raw: bytes, first: bool) -> discovery_pb2.DeltaDiscoveryRequest | None:
         try:
@@ -158,7 +166,7 @@ class DeltaProtocol:
         type_url = message.type_url
         request = DeltaRequest(
             type_url=type_url,
-            subscribe=frozenset(message.resource_names_subscribe),
+            subscribe=self._names.intern(message.resource_names_subscribe),
             unsubscribe=frozenset(message.resource_names_unsubscribe),
             initial_versions=tuple(message.initial_resource_versions.items()),
             response_nonce=message.response_nonce,
@@ -205,7 +213,7 @@ class DeltaProtocol:
         assert ctx is not None
         watch = conn.watches[type_url]
         gen = self._streams.generators[type_url]
-        names = frozenset() if watch.wildcard else watch.frozen_names()
+        names = frozenset() if watch.wildcard else watch.names
         if only is not None:  # an endpoint-only push: just the clusters that changed
             names = names & only
 
@@ -256,23 +264,43 @@ class DeltaProtocol:
                 watch.basis = basis
             return None
 
-        def encode() -> tuple[str, bytes]:
+        def encode() -> tuple[str, bytes, tuple[str, ...]]:
             nonce = streams.nonce("d")
-            return nonce, encode_delta_response("", type_url, nonce, changed, removed)
+            body = encode_delta_response("", type_url, nonce, changed, removed)
+            return nonce, body, tuple(r.name for r in changed)
 
         # Proxies that need the same change share the encoded bytes (and the nonce).
-        nonce, body = ctx.memo(
+        nonce, body, sent = ctx.memo(
             ("delta", type_url, tuple(id(r) for r in changed), tuple(removed)), encode
         )
         await write(type_url, body)
-        for r in changed:
-            watch.known[r.name] = r.version
-        for name in removed:
-            watch.known.pop(name, None)
+        if basis is not None:  # every watch of this basis holds the same from now on
+            before = watch.known
+            watch.known = ctx.memo(
+                ("delta-known", type_url, basis), lambda: _updated(before, changed, removed)
+            )
+            watch.shared = True
+        else:
+            if watch.shared:
+                watch.known, watch.shared = dict(watch.known), False
+            _update(watch.known, changed, removed)
         watch.basis = basis
-        watch.pending[nonce] = [r.name for r in changed]
+        watch.pending[nonce] = sent
         if len(watch.pending) > 64:
             watch.pending.pop(next(iter(watch.pending)))
         watch.nonce_sent, watch.acked = nonce, False
         streams.track(conn, type_url, nonce, started)
-        return frozenset(r.name for r in changed)
+        return frozenset(sent)
+
+
+def _update(known: dict[str, str], changed: list[Resource], removed: list[str]) -> None:
+    for r in changed:
+        known[r.name] = r.version
+    for name in removed:
+        known.pop(name, None)
+
+
+def _updated(known: dict[str, str], changed: list[Resource], removed: list[str]) -> dict[str, str]:
+    after = dict(known)
+    _update(after, changed, removed)
+    return after

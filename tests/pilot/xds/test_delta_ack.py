@@ -26,20 +26,20 @@ def test_initial_versions_are_what_the_proxy_already_has() -> None:
 
 
 def test_ack_of_the_latest_response() -> None:
-    watch = DeltaWatch(wildcard=True, nonce_sent="d2", acked=False, pending={"d2": ["c1"]})
+    watch = DeltaWatch(wildcard=True, nonce_sent="d2", acked=False, pending={"d2": ("c1",)})
     watch, decision = decide(watch, DeltaRequest(CDS, response_nonce="d2"))
     assert decision.outcome is Outcome.ACK and watch.acked and watch.pending == {}
 
 
 def test_ack_of_an_older_response_leaves_the_latest_unacked() -> None:
-    watch = DeltaWatch(wildcard=True, nonce_sent="d3", acked=False, pending={"d2": [], "d3": []})
+    watch = DeltaWatch(wildcard=True, nonce_sent="d3", acked=False, pending={"d2": (), "d3": ()})
     watch, decision = decide(watch, DeltaRequest(CDS, response_nonce="d2"))
     assert decision.outcome is Outcome.ACK and not watch.acked and "d3" in watch.pending
 
 
 def test_nack_forgets_what_the_response_carried_so_it_is_sent_again() -> None:
     watch = DeltaWatch(
-        wildcard=True, known={"c1": "v2", "c2": "v1"}, nonce_sent="d4", pending={"d4": ["c1"]}
+        wildcard=True, known={"c1": "v2", "c2": "v1"}, nonce_sent="d4", pending={"d4": ("c1",)}
     )
     watch, decision = decide(watch, DeltaRequest(CDS, response_nonce="d4", error_detail="bad"))
     assert decision.outcome is Outcome.NACK
@@ -47,7 +47,9 @@ def test_nack_forgets_what_the_response_carried_so_it_is_sent_again() -> None:
 
 
 def test_ack_that_subscribes_to_more_names_sends_those() -> None:
-    watch = DeltaWatch(wildcard=False, names={"a"}, nonce_sent="d1", pending={"d1": ["a"]})
+    watch = DeltaWatch(
+        wildcard=False, names=frozenset({"a"}), nonce_sent="d1", pending={"d1": ("a",)}
+    )
     watch, decision = decide(
         watch, DeltaRequest(EDS, subscribe=frozenset({"b"}), response_nonce="d1")
     )
@@ -56,7 +58,7 @@ def test_ack_that_subscribes_to_more_names_sends_those() -> None:
 
 
 def test_unsubscribe_drops_the_name_and_what_the_proxy_had() -> None:
-    watch = DeltaWatch(wildcard=False, names={"a", "b"}, known={"a": "1", "b": "1"})
+    watch = DeltaWatch(wildcard=False, names=frozenset({"a", "b"}), known={"a": "1", "b": "1"})
     watch, decision = decide(
         watch, DeltaRequest(EDS, unsubscribe=frozenset({"b"}), response_nonce="d9")
     )
@@ -65,6 +67,19 @@ def test_unsubscribe_drops_the_name_and_what_the_proxy_had() -> None:
 
 
 def test_explicit_wildcard_subscription() -> None:
-    watch = DeltaWatch(wildcard=False, names={"a"})
+    watch = DeltaWatch(wildcard=False, names=frozenset({"a"}))
     watch, decision = decide(watch, DeltaRequest(CDS, subscribe=frozenset({"*"})))
     assert watch.wildcard and decision.outcome is Outcome.SUBSCRIBE
+
+
+def test_a_nack_copies_a_shared_map_before_forgetting() -> None:
+    held = {"c1": "v2", "c2": "v1"}
+    mine = DeltaWatch(
+        wildcard=True, known=held, shared=True, nonce_sent="d4", pending={"d4": ("c1",)}
+    )
+    other = DeltaWatch(wildcard=True, known=held, shared=True)
+    decide(mine, DeltaRequest(CDS, response_nonce="d4", error_detail="bad"))
+    assert mine.known == {"c2": "v1"} and not mine.shared
+    assert other.known is held and held == {"c1": "v2", "c2": "v1"}  # the others keep theirs
+    decide(other, DeltaRequest(EDS, unsubscribe=frozenset({"absent"})))
+    assert other.known is held  # nothing to forget: nothing copied

@@ -79,6 +79,10 @@ async def test_proxies_holding_the_same_config_share_a_diff(running: Running) ->
     await a.connect()
     await b.connect()
     assert _watch(running, "p-a", CDS).basis == _watch(running, "p-b", CDS).basis is not None
+    # Holding the same, they share one map of it, and one set of the names they watch.
+    for type_url in (CDS, EDS):
+        assert _watch(running, "p-a", type_url).known is _watch(running, "p-b", type_url).known
+    assert _watch(running, "p-a", EDS).names is _watch(running, "p-b", EDS).names
 
     # An endpoint-only push: both get the new endpoint, and stay labelled alike.
     running.registry.set("reviews", [instance("reviews", 1), instance("reviews", 2)])
@@ -102,6 +106,9 @@ async def test_proxies_holding_the_same_config_share_a_diff(running: Running) ->
         await asyncio.sleep(0.01)
     assert _watch(running, "p-b", CDS).basis is None
     assert _watch(running, "p-a", CDS).basis is not None
+    # b's map was copied before it forgot the refused cluster; a's still has it.
+    assert RATINGS in _watch(running, "p-a", CDS).known
+    assert RATINGS not in _watch(running, "p-b", CDS).known
 
     # The next cluster change: a gets just it; b gets it and, again, what it refused.
     running.registry.set("details", [instance("details", 4)])
@@ -116,3 +123,4 @@ async def test_proxies_holding_the_same_config_share_a_diff(running: Running) ->
             break
         await asyncio.sleep(0.01)
     assert _watch(running, "p-b", CDS).basis == _watch(running, "p-a", CDS).basis
+    assert _watch(running, "p-b", CDS).known == _watch(running, "p-a", CDS).known
