@@ -23,6 +23,15 @@ def test_first_request_with_names_is_not_wildcard_and_sends_them() -> None:
 def test_initial_versions_are_what_the_proxy_already_has() -> None:
     watch, _ = decide(None, DeltaRequest(CDS, initial_versions=(("c1", "v1"),)))
     assert watch.known == {"c1": "v1"}
+    assert watch.basis is None  # held only by this proxy: its diff is its own
+
+
+def test_new_watches_holding_nothing_share_one_basis() -> None:
+    """So the first diff of proxies alike is computed once, not once per proxy."""
+    a, _ = decide(None, DeltaRequest(EDS, subscribe=frozenset({"a"})))
+    b, _ = decide(None, DeltaRequest(EDS, subscribe=frozenset({"b"})))
+    assert a.known == b.known == {}
+    assert a.basis == b.basis is not None
 
 
 def test_ack_of_the_latest_response() -> None:
