@@ -476,6 +476,12 @@ class EnvoyFleet:
 # --- the run ------------------------------------------------------------------------
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The most RSS the process has held so far (VmHWM), in MB."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
 def proc_stats(pid: int) -> tuple[float, float]:
     """(RSS in MB, CPU seconds user+system) of a process, from /proc."""
     with open(f"/proc/{pid}/status") as f:
@@ -543,6 +549,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--delta", action="store_true", help="simulated proxies speak incremental (Delta) xDS"
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=5.0,
+        help="seconds without changes after the rounds before Pilot's RSS is read again",
     )
     parser.add_argument("--debounce-quiet", type=float, default=0.1)
     parser.add_argument("--debounce-max", type=float, default=1.0)
@@ -760,6 +772,9 @@ def main(argv: list[str] | None = None) -> int:
         cpu_before = proc_stats(pid)[1]
         latencies, missing = _run_rounds(args, ports.http, fleet, workers)
         rss, cpu_end = proc_stats(pid)
+        peak = peak_rss_mb(pid)
+        time.sleep(args.settle)  # what Pilot holds between changes, once it is quiet
+        rss_settled = proc_stats(pid)[0]
         result = {
             "proxies": n,
             "services": args.services,
@@ -777,6 +792,8 @@ def main(argv: list[str] | None = None) -> int:
             "pilot_rss_mb": round(rss, 1),
             "pilot_rss_idle_mb": round(rss_idle, 1),  # the catalog in, no proxy yet
             "pilot_rss_synced_mb": round(rss_sync, 1),
+            "pilot_rss_settled_mb": round(rss_settled, 1),
+            "pilot_rss_peak_mb": round(peak, 1),
             "rss_per_proxy_kb": round(1024 * (rss_sync - rss_idle) / n, 1),
             "pilot_cpu_s": round(cpu_end - cpu_before, 2),
             "pilot_cpu_per_push_s": round((cpu_end - cpu_before) / max(1, args.rounds), 3),

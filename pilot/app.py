@@ -19,6 +19,7 @@ from pilot.clock import Clock, MonotonicClock
 from pilot.config import ConfigSource
 from pilot.config.consul import ConsulConfigSource
 from pilot.debounce import Batch, Debouncer
+from pilot.heap import HeapTrimmer, libc_trim
 from pilot.http import DebugServer
 from pilot.jwks import JwksResolver
 from pilot.metrics import Metrics
@@ -283,6 +284,7 @@ class Pilot:
                 tg.create_task(self.config.run())
                 tg.create_task(self.jwks.run())
                 tg.create_task(self.debouncer.run(self.push_or_keep))
+                tg.create_task(HeapTrimmer(lambda: self.ads.streams.requests, libc_trim()).run())
         finally:
             await debug.stop()
             await server.stop(grace=1.0)

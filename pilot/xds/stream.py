@@ -133,6 +133,7 @@ class Streams:
         self.connections: dict[str, Connection[Any]] = {}
         self._ids = itertools.count(1)
         self._nonces = itertools.count(1)
+        self.requests = 0  # read on every stream so far: how busy they are
 
     def nonce(self, prefix: str = "") -> str:
         return f"{prefix}{next(self._nonces)}"
@@ -207,6 +208,7 @@ class Streams:
                 raw = await context.read()
                 if raw is grpc.aio.EOF:
                     return
+                self.requests += 1
                 request = protocol.parse(raw, first=conn is None)
                 # A SotW ACK repeats every watched name (tens of KB at 1,000 services):
                 # not kept alive through the wait for the next one, on every stream.
