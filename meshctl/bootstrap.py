@@ -199,7 +199,8 @@ class SidecarBootstrap:
     # Where the stats listener binds (None: instance_ip); 0.0.0.0 in a container, so that
     # Galley's dashboard reaches it at the container's address.
     stats_address: str | None = None
-    delta: bool = False  # incremental xDS instead of State of the World
+    # Incremental (Delta) xDS, as Istio has defaulted to since 1.22; False: State of the World.
+    delta: bool = True
     # The node's (region, zone, sub_zone): Pilot orders and weighs endpoints relative to it
     # when locality load balancing is in force.
     locality: tuple[str, str, str] = ("", "", "")

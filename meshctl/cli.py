@@ -533,7 +533,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     boot.add_argument("--token-file", default=None, help="workload token (from meshctl token)")
     boot.add_argument("--root-cert", default=None, help="Citadel's root bundle (meshctl root)")
-    boot.add_argument("--delta", action="store_true", help="use incremental (Delta) xDS")
+    protocol = boot.add_mutually_exclusive_group()
+    protocol.add_argument(
+        "--delta",
+        dest="delta",
+        action="store_true",
+        default=True,
+        help="incremental (Delta) xDS, the default",
+    )
+    protocol.add_argument(
+        "--sotw", dest="delta", action="store_false", help="State-of-the-World xDS instead"
+    )
     boot.add_argument(
         "--stats-port",
         type=_port,

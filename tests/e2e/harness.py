@@ -118,10 +118,10 @@ class Mesh:
         workdir: Path,
         envoy: str = "envoy",
         persistent_consul: bool = False,
-        delta: bool = False,
+        delta: bool = True,
         drain_args: Sequence[str] = DRAIN_ARGS,
     ) -> None:
-        self.delta = delta  # sidecars use incremental xDS
+        self.delta = delta  # sidecars use incremental xDS (the default) or, if not, SotW
         self.drain_args = drain_args  # how Envoy drains a replaced listener
         self.workdir = workdir
         self.envoy = bin_path(envoy)
@@ -404,8 +404,7 @@ class Mesh:
             f"--outbound-port={w.outbound_port}",
             f"--stats-port={w.stats_port}",
         ]
-        if self.delta:
-            args.append("--delta")
+        args.append("--delta" if self.delta else "--sotw")
         if locality is not None:
             flags = ("--region", "--zone", "--subzone")
             args += [f"{f}={p}" for f, p in zip(flags, locality.split("/"), strict=False)]

@@ -67,6 +67,23 @@ def test_bootstrap_is_accepted_by_stock_envoy(envoy: str, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(
+    ("flags", "api_type"), [((), "DELTA_GRPC"), (("--delta",), "DELTA_GRPC"), (("--sotw",), "GRPC")]
+)
+def test_bootstrap_speaks_delta_xds_unless_told_sotw(flags: tuple[str, ...], api_type: str) -> None:
+    """Delta by default, as Istio since 1.22; --sotw for State of the World."""
+    out = meshctl(*BOOT, *flags)
+    assert out.returncode == 0, out.stderr
+    ads = yaml.safe_load(out.stdout)["dynamic_resources"]["ads_config"]
+    assert ads["api_type"] == api_type
+
+
+def test_bootstrap_takes_one_xds_protocol() -> None:
+    out = meshctl(*BOOT, "--delta", "--sotw")
+    assert out.returncode == 2
+    assert "not allowed with argument" in out.stderr
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (
