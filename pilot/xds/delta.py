@@ -238,7 +238,7 @@ class DeltaProtocol:
         only: frozenset[str] | None = None,
         started: float = 0.0,
     ) -> frozenset[str] | None:
-        """Send what changed (plus `force`d names); the names sent, None if nothing."""
+        """Send what changed (plus `force`d names); the names sent, None if nothing was."""
         streams = self._streams
         ctx = streams.context
         assert ctx is not None
@@ -267,7 +267,9 @@ class DeltaProtocol:
             basis = ctx.memo(key, lambda: next(_STATES))
         else:
             basis = None
-        if not changed and not removed:
+        # The first answer on a type goes out even when empty (a gateway without servers has
+        # no listeners): Envoy's initial fetch waits for one, and 15 s without it.
+        if not changed and not removed and (watch.nonce_sent or only is not None):
             if only is None:
                 watch.basis = basis
             return None

@@ -124,3 +124,17 @@ async def test_proxies_holding_the_same_config_share_a_diff(running: Running) ->
         await asyncio.sleep(0.01)
     assert _watch(running, "p-b", CDS).basis == _watch(running, "p-a", CDS).basis
     assert _watch(running, "p-b", CDS).known == _watch(running, "p-a", CDS).known
+
+
+async def test_the_first_answer_on_a_type_is_sent_even_when_empty(running: Running) -> None:
+    """Envoy's initial fetch waits for one (a gateway without servers has no listeners)."""
+    p = Proxy(running.channel, "p-empty")
+    await p.connect()
+    await p.send(typeurls.ROUTE, subscribe=("no-such-route",))
+    first = await p.recv()
+    assert first.type_url == typeurls.ROUTE
+    assert not first.resources and not first.removed_resources and first.nonce
+    await p.send(typeurls.ROUTE, nonce=first.nonce)
+    await p.send(typeurls.LISTENER)  # answered after the ACK before it is handled
+    assert (await p.recv()).type_url == typeurls.LISTENER
+    assert _watch(running, "p-empty", typeurls.ROUTE).acked
