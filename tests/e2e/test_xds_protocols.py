@@ -1,4 +1,6 @@
-"""Incremental (Delta) xDS with real Envoy: the same mesh behaviour, only changes on the wire."""
+"""Both xDS protocols with real Envoy: incremental (Delta, the default) sends only changes,
+State of the World (`meshctl bootstrap --sotw`) the whole watched set; the mesh behaves
+the same on either."""
 
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ from tests.e2e.harness import Mesh, Workload, eventually
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def mesh(envoy_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    m = Mesh(Path(tmp_path_factory.mktemp("delta")), envoy=envoy_bin, delta=True)
+@pytest.fixture(scope="module", params=["delta", "sotw"])
+def mesh(
+    envoy_bin: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Mesh]:
+    workdir = Path(tmp_path_factory.mktemp(request.param))
+    m = Mesh(workdir, envoy=envoy_bin, delta=request.param == "delta")
     try:
         m.start_consul()
         m.start_galley()
@@ -26,10 +31,10 @@ def mesh(envoy_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[M
 
 @pytest.fixture(scope="module")
 def client(mesh: Mesh) -> Workload:
-    return mesh.client("delta-client")
+    return mesh.client("xds-client")
 
 
-def test_delta_routing_follows_the_catalog(mesh: Mesh, client: Workload) -> None:
+def test_routing_follows_the_catalog(mesh: Mesh, client: Workload) -> None:
     mesh.add("dsvc", "dsvc-1")
     eventually(lambda: mesh.request(client.outbound_port, "dsvc").instance == "dsvc-1")
     second = mesh.add("dsvc", "dsvc-2", version="v2")
@@ -38,13 +43,11 @@ def test_delta_routing_follows_the_catalog(mesh: Mesh, client: Workload) -> None
     eventually(lambda: mesh.instances_seen(client, "dsvc", 20).keys() == {"dsvc-1"})
     assert mesh.instances_seen(client, "dsvc", 30) == {"dsvc-1": 30}
     proxies = mesh.pilot_json("/debug/syncz")["proxies"]
-    mine = next(p for p in proxies if p["proxy"] == "delta-client")
-    assert mine["delta"] is True
+    mine = next(p for p in proxies if p["proxy"] == "xds-client")
+    assert mine.get("delta", False) is mesh.delta
 
 
-def test_delta_subsets_warm_and_config_deletion_restores_defaults(
-    mesh: Mesh, client: Workload
-) -> None:
+def test_subsets_warm_and_config_deletion_restores_defaults(mesh: Mesh, client: Workload) -> None:
     mesh.add("dwarm", "dwarm-1", version="v1")
     mesh.add("dwarm", "dwarm-2", version="v2")
     eventually(lambda: mesh.instances_seen(client, "dwarm", 20).keys() == {"dwarm-1", "dwarm-2"})
@@ -80,7 +83,7 @@ spec:
         what="default routing back",
     )
     status = mesh.meshctl("proxy-status", f"--pilot-http=127.0.0.1:{mesh.pilot_http}").stdout
-    line = next(r for r in status.splitlines() if r.startswith("delta-client "))
+    line = next(r for r in status.splitlines() if r.startswith("xds-client "))
     assert line.split()[2:6] == ["SYNCED"] * 4, status
     assert mesh.pilot_metric("pilot_xds_nacks_total") == 0
     rejected = client.admin("/stats?filter=update_rejected")
