@@ -19,14 +19,8 @@ def mesh(
     envoy_bin: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[Mesh]:
     workdir = Path(tmp_path_factory.mktemp(request.param))
-    m = Mesh(workdir, envoy=envoy_bin, delta=request.param == "delta")
-    try:
-        m.start_consul()
-        m.start_galley()
-        m.start_pilot()
+    with Mesh.running(workdir, envoy_bin, delta=request.param == "delta") as m:
         yield m
-    finally:
-        m.stop()
 
 
 @pytest.fixture(scope="module")
