@@ -42,22 +42,33 @@ def sync_state(watch: dict[str, Any] | None) -> str:
     return "SYNCED" if watch.get("version_acked") == watch.get("version_sent") else "STALE"
 
 
+STATUS_HEADER = ("NAME", "CLUSTER", *(t.upper() for t in TYPES), "VERSION")
+
+
+def status_rows(body: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per proxy of a /debug/syncz answer, by name (see STATUS_HEADER)."""
+    rows = []
+    for p in sorted(body.get("proxies", []), key=lambda p: p["proxy"]):
+        types = p.get("types", {})
+        states = (sync_state(types.get(t)) for t in TYPES)
+        cluster = f"{p['service']}.{p['namespace']}"
+        rows.append((p["proxy"], cluster, *states, str(body.get("snapshot"))))
+    return rows
+
+
+def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Columns as wide as their widest cell, two spaces apart."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    for line in (header, *rows):
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
 def cmd_proxy_status(args: argparse.Namespace) -> int:
     body = _get(args, "/debug/syncz")
-    proxies = sorted(body.get("proxies", []), key=lambda p: p["proxy"])
     if args.output == "json":
         print(json.dumps(body, indent=2))
         return 0
-    print(
-        f"{'NAME':<28} {'CLUSTER':<22} " + " ".join(f"{t.upper():<13}" for t in TYPES) + " VERSION"
-    )
-    for p in proxies:
-        types = p.get("types", {})
-        states = " ".join(f"{sync_state(types.get(t)):<13}" for t in TYPES)
-        print(
-            f"{p['proxy']:<28} {p['service'] + '.' + p['namespace']:<22} {states} "
-            f"{body.get('snapshot')}"
-        )
+    print_table(STATUS_HEADER, status_rows(body))
     return 0
 
 
@@ -184,11 +195,5 @@ def cmd_proxy_config(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    header = _HEADERS[args.kind]
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
-    ]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print_table(_HEADERS[args.kind], rows)
     return 0

@@ -187,3 +187,40 @@ def test_sync_state_names_istioctl_uses() -> None:
     assert sync_state({"version_sent": "a", "version_acked": "a", "nack": None}) == "SYNCED"
     assert sync_state({"version_sent": "b", "version_acked": "a", "nack": None}) == "STALE"
     assert sync_state({"version_sent": "b", "version_acked": "a", "nack": "bad"}) == "STALE (NACK)"
+
+
+def test_proxy_status_columns_fit_their_widest_cell(capsys: pytest.CaptureFixture[str]) -> None:
+    from meshctl.status_cmds import STATUS_HEADER, print_table, status_rows
+
+    synced = {"version_sent": "d3", "version_acked": "d3", "nack": None}
+    stale = {"version_sent": "d4", "version_acked": "d3", "nack": "bad"}
+    body = {
+        "snapshot": 8,
+        "proxies": [
+            {
+                "proxy": "ingressgateway-1",
+                "service": "ingressgateway",
+                "namespace": "istio-system",
+                "types": {"cds": stale, "lds": synced},
+            },
+            {"proxy": "a", "service": "a", "namespace": "default", "types": {"cds": synced}},
+        ],
+    }
+    print_table(STATUS_HEADER, status_rows(body))
+    header, first, second = capsys.readouterr().out.splitlines()
+    assert first.startswith("a ") and second.startswith("ingressgateway-1 ")
+    # Every column starts where its header does, however long the cluster name.
+    starts = [header.index(h) for h in STATUS_HEADER]
+    for line, cells in ((first, ["a", "a.default"]), (second, ["ingressgateway-1"])):
+        for start, cell in zip(starts, cells, strict=False):
+            assert line[start:].startswith(cell), (line, cell)
+    assert second[starts[2] :].startswith("STALE (NACK)")
+    assert STATUS_HEADER[3] == "LDS" and first[starts[3] :].startswith("NOT SENT")
+    assert second.rstrip().endswith("8")
+
+
+def test_an_empty_table_prints_its_header(capsys: pytest.CaptureFixture[str]) -> None:
+    from meshctl.status_cmds import STATUS_HEADER, print_table
+
+    print_table(STATUS_HEADER, [])
+    assert capsys.readouterr().out.split() == list(STATUS_HEADER)
