@@ -476,20 +476,24 @@ class EnvoyFleet:
 # --- the run ------------------------------------------------------------------------
 
 
-def peak_rss_mb(pid: int) -> float:
-    """The most RSS the process has held so far (VmHWM), in MB."""
+def _status_mb(pid: int, field: str) -> float:
+    """A memory figure of /proc/PID/status (VmRSS, VmHWM, ...), in MB."""
     with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+        return next(int(line.split()[1]) for line in f if line.startswith(f"{field}:")) / 1024
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The most RSS the process has held so far, in MB."""
+    return _status_mb(pid, "VmHWM")
 
 
 def proc_stats(pid: int) -> tuple[float, float]:
     """(RSS in MB, CPU seconds user+system) of a process, from /proc."""
-    with open(f"/proc/{pid}/status") as f:
-        rss_kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    rss = _status_mb(pid, "VmRSS")
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return rss_kb / 1024, (int(fields[11]) + int(fields[12])) / ticks
+    return rss, (int(fields[11]) + int(fields[12])) / ticks
 
 
 async def _register_all(consul_http: int, services: int) -> None:

@@ -57,7 +57,6 @@ class HeapTrimmer:
         self._seen = activity()
         self._dirty = False  # traffic since the last trim
         self._trimmed_at = clock()
-        self.trims = 0
 
     def due(self) -> bool:
         """Called once a tick: whether to trim now."""
@@ -76,5 +75,4 @@ class HeapTrimmer:
             await asyncio.sleep(self._tick)
             if self.due():
                 await loop.run_in_executor(None, self._trim)
-                self.trims += 1
                 self._dirty, self._trimmed_at = False, self._clock()

@@ -4,7 +4,7 @@ Per stream and type the server remembers what the proxy has (name ->
 version); a push sends resources whose version differs and names that are
 gone. Proxies that hold the same resources share one such map (copied before
 one of them diverges) and their subscriptions share one name set: at 1,000
-services that took Pilot from 283 KB to 67 KB per proxy (`benchmarks.convergence
+services that took Pilot from 283 KB to 64 KB per proxy (`benchmarks.convergence
 --delta`, 2,000 proxies).
 A NACKed response is forgotten, so the next push sends it again. As
 with SotW, a cluster sent through CDS is always followed by its endpoints,
