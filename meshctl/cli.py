@@ -812,6 +812,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        # The reader stopped reading (`| head`): nothing to report. Point stdout at
+        # /dev/null so the flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a command ended by SIGPIPE
     except CliError as err:
         print(f"meshctl {args.command}: {err}", file=sys.stderr)
         return 1

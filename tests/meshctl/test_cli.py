@@ -224,3 +224,16 @@ def test_an_empty_table_prints_its_header(capsys: pytest.CaptureFixture[str]) ->
 
     print_table(STATUS_HEADER, [])
     assert capsys.readouterr().out.split() == list(STATUS_HEADER)
+
+
+def test_a_reader_that_stops_reading_ends_meshctl_quietly() -> None:
+    """`meshctl ... | head`: no error line once head has what it wants."""
+    proc = subprocess.Popen(
+        [bin_path("meshctl"), *BOOT], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before meshctl has started, so its first write finds no reader
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert err == ""
